@@ -1,0 +1,44 @@
+# openberry: two commands on a fresh machine.
+#   make demo   set up .venv (if missing) and run the demo on the built-in tasks
+#   make test   set up .venv (if missing), then ruff check + ruff format --check + pytest
+#
+# torch is installed first, pinned to the CPU wheel (torch==2.13.0), and constraints.txt keeps any
+# later install from swapping it for a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.openberry-installed
+PYTEST_ARGS ?=
+
+.PHONY: all setup demo test lint format clean
+
+all: test
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet "pip>=23.2"
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/berry data show arithmetic --split test --limit 3
+	$(VENV)/bin/berry grade '\frac{1}{2}' '0.5'
+	$(VENV)/bin/berry grade --file docs/examples/predictions.jsonl --pred-field output --gold-field answer
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
