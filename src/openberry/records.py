@@ -77,7 +77,12 @@ class Problem:
         object.__setattr__(self, "meta", dict(self.meta))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "question": self.question, "source": self.source, "meta": dict(self.meta)}
+        return {
+            "id": self.id,
+            "question": self.question,
+            "source": self.source,
+            "meta": dict(self.meta),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Problem:
@@ -154,7 +159,11 @@ class Generation:
             raise RecordError(
                 f"Generation.num_tokens={self.num_tokens} but {len(self.token_ids)} token ids given"
             )
-        if self.logprobs is not None and self.token_ids and len(self.logprobs) != len(self.token_ids):
+        if (
+            self.logprobs is not None
+            and self.token_ids
+            and len(self.logprobs) != len(self.token_ids)
+        ):
             raise RecordError(
                 f"Generation has {len(self.token_ids)} token ids but {len(self.logprobs)} logprobs"
             )

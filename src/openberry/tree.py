@@ -242,7 +242,9 @@ class Tree:
         if self.chosen:
             for a, b in zip(self.chosen, self.chosen[1:], strict=False):
                 if not 0 <= b < len(self.nodes) or self.nodes[b].parent != a:
-                    raise TreeFormatError(f"chosen path {list(self.chosen)} is not a path: {a}->{b}")
+                    raise TreeFormatError(
+                        f"chosen path {list(self.chosen)} is not a path: {a}->{b}"
+                    )
             if self.chosen[0] != 0:
                 raise TreeFormatError("chosen path must start at the root (0)")
 
