@@ -258,7 +258,7 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="arithmetic",
-            description="built-in generated arithmetic word problems (train/validation/test)",
+            description="built-in multi-step integer arithmetic, generated (train/validation/test)",
             question_fields=("question",),
             answer_fields=("answer",),
             solution_fields=("solution",),
