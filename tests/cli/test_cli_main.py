@@ -1,0 +1,40 @@
+import subprocess
+import sys
+
+import pytest
+
+from openberry import __version__
+from openberry.cli.main import main
+
+HEAVY = ("torch", "transformers", "datasets", "pyarrow", "pandas", "math_verify", "sympy", "pebble")
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("data", "grade"):
+        assert command in out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "usage: berry" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert __version__ in capsys.readouterr().out
+
+
+def test_cli_start_imports_no_heavy_dependency():
+    """`berry --help`, `berry data` and `berry grade` must start fast: building the whole parser
+    imports none of torch, transformers, datasets, math-verify or sympy."""
+    code = (
+        "import sys; from openberry.cli.main import build_parser; build_parser(); "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
