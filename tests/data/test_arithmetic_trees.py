@@ -160,7 +160,8 @@ def test_trees_for_random_problems(seed, paren_prob, allow_negative):
 
 
 def test_tree_text_round_trips_through_openlongcot():
-    openlongcot = pytest.importorskip("openberry.formats.openlongcot")
+    from openberry.formats import openlongcot
+
     expression = "20 - (3 + 2 * 4)"
     problem = problem_for(expression)
     slipped = write_slipped_solution(expression, 0, 1)
@@ -187,7 +188,6 @@ SCHEMAS = {
 
 @pytest.mark.parametrize("kind", CORPUS_KINDS)
 def test_corpus_rows_schema_and_determinism(kind):
-    pytest.importorskip("openberry.formats.openlongcot")
     rows = list(corpus_rows(kind, limit=25, seed=3))
     assert len(rows) == 25
     assert all(set(row) == SCHEMAS[kind] for row in rows)
@@ -224,7 +224,6 @@ def test_corpus_critique_rows_fix_the_solution():
 
 
 def test_corpus_ratings_flip_once_and_match_the_rating_token():
-    pytest.importorskip("openberry.formats.openlongcot")
     rows = list(corpus_rows("ratings", limit=300, slip_rate=0.5))
     assert {row["label"] for row in rows} == {"positive", "negative"}
     for row in rows:
@@ -255,7 +254,8 @@ def test_corpus_pairs_are_balanced_and_correct():
 
 
 def test_corpus_openlongcot_shapes():
-    openlongcot = pytest.importorskip("openberry.formats.openlongcot")
+    from openberry.formats import openlongcot
+
     rows = list(corpus_rows("openlongcot", limit=60))
     assert {row["shape"] for row in rows} == {"critique", "branching"}
     for row in rows:

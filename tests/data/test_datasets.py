@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from importcheck import imported_roots
 from openberry.data import (
     DATASETS,
     DatasetError,
@@ -395,14 +395,7 @@ def test_limit_zero_reads_nothing(tmp_path):
 # arithmetic and import weight
 
 
-def _require_arithmetic() -> None:
-    module = pytest.importorskip("openberry.data.arithmetic")
-    if not hasattr(module, "load_split"):
-        pytest.skip("openberry.data.arithmetic has no load_split yet")
-
-
 def test_arithmetic_is_a_dataset():
-    _require_arithmetic()
     result = load_examples("arithmetic", limit=2)
     assert len(result.examples) == 2 and result.skipped == []
     assert all(ex.answer is not None for ex in result.examples)
@@ -412,13 +405,8 @@ def test_arithmetic_is_a_dataset():
 
 
 def test_importing_data_is_light():
-    code = (
-        "import sys, openberry.data, openberry.data.datasets; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('torch', 'transformers', 'datasets', 'pyarrow', 'pandas')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    heavy = ("torch", "transformers", "datasets", "pyarrow", "pandas")
+    assert imported_roots("import openberry.data, openberry.data.datasets", heavy) == []
 
 
 class _FakeDatasets:

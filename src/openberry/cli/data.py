@@ -8,7 +8,6 @@ arithmetic generator is imported inside the commands that use it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
@@ -17,14 +16,12 @@ from typing import Any
 from openberry.data.datasets import (
     DATA_DIR_ENV,
     DATASETS,
-    DatasetError,
     LoadResult,
     count_rows,
     data_dir,
     load_examples,
     local_file,
 )
-from openberry.errors import BerryError
 from openberry.records import Example
 
 __all__ = ["register"]
@@ -271,23 +268,11 @@ def _report(result: LoadResult) -> None:
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    try:
-        arithmetic = importlib.import_module("openberry.data.arithmetic")
-    except ModuleNotFoundError as exc:
-        if exc.name != "openberry.data.arithmetic":
-            raise
-        raise DatasetError(
-            "corpus generation needs openberry.data.arithmetic, which is not available"
-        ) from exc
+    from openberry.data import arithmetic
     from openberry.jsonl import write_jsonl
 
-    if args.kind not in arithmetic.CORPUS_KINDS:
-        raise BerryError(
-            f"unknown corpus kind {args.kind!r}; choose one of {', '.join(arithmetic.CORPUS_KINDS)}"
-        )
-    splits = DATASETS["arithmetic"].splits
-    if args.split not in splits:
-        raise BerryError(f"unknown split {args.split!r}; choose one of {', '.join(splits)}")
+    # corpus_rows validates kind, split and limit before the first row, so a bad argument fails
+    # before the output file is opened.
     kwargs: dict[str, Any] = {"limit": args.limit, "seed": args.seed}
     if args.slip_rate is not None:
         kwargs["slip_rate"] = args.slip_rate

@@ -20,7 +20,6 @@ This module imports only the standard library and light openberry modules at imp
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import math
@@ -851,14 +850,7 @@ def _load_builtin(spec: DatasetSpec, split: str | None, limit: int | None) -> Lo
         raise DatasetError(
             f"dataset {spec.name!r} has no split {split!r}; choose one of {', '.join(spec.splits)}"
         )
-    try:
-        arithmetic = importlib.import_module("openberry.data.arithmetic")
-    except ModuleNotFoundError as exc:
-        if exc.name != "openberry.data.arithmetic":
-            raise
-        raise DatasetError(
-            f"the built-in {spec.name!r} dataset needs openberry.data.arithmetic, "
-            "which is not available in this installation"
-        ) from exc
+    from openberry.data import arithmetic
+
     examples = list(arithmetic.load_split(split, limit=limit))
     return LoadResult(examples, [], f"built-in:{spec.name}[{split}]")
