@@ -47,6 +47,12 @@ def test_absurd_inputs_return_within_the_limit(grader, pred):
     assert verdict.reason
 
 
+def test_guard_refusals_are_logged(grader, caplog):
+    with caplog.at_level(logging.WARNING, logger="openberry.grading.grader"):
+        assert not grader.grade("\\boxed{9^{9^{9^{9}}}}", "7").correct
+    assert any("too large" in r.getMessage() for r in caplog.records)
+
+
 def test_guards_name_the_problem(grader):
     assert "too large" in grader.grade("9^{9^{9^{9}}}", "1").reason
     assert "nested" in grader.grade("(" * 100 + "1" + ")" * 100, "1").reason

@@ -523,6 +523,7 @@ class Grader:
         for answer, who in ((gold_ans, "gold"), *((p, "answer") for p in preds[:1])):
             reason = _guard(answer, who, cfg)
             if reason is not None:
+                logger.warning("graded false without evaluating: %s", reason)
                 return Verdict(False, reason, pred_ans, gold_ans)
         candidates: list[tuple[str, str, bool]] = []
         for p in preds:
