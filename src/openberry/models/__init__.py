@@ -1,0 +1,10 @@
+"""Language-model backends behind one `Policy` interface.
+
+Only the light pieces are re-exported here (the interface and the pure-Python fake); import the
+Hugging Face backend from `openberry.models.hf` (it loads torch and transformers when used).
+"""
+
+from openberry.models.base import ModelError, Policy, SamplingParams
+from openberry.models.fake import FakePolicy
+
+__all__ = ["FakePolicy", "ModelError", "Policy", "SamplingParams"]

@@ -1,0 +1,121 @@
+"""The policy interface: the only way search, rewards and training talk to a language model.
+
+Every backend (the deterministic fake for tests, Hugging Face transformers, OpenAI-compatible
+servers) implements `Policy`. All methods are batched: search sends the pending requests of many
+tree nodes and many problems in one call, and a backend is free to run them together.
+
+Three operations cover what the seed systems ask of a model:
+
+- `Policy.generate`: sample continuations (text, token ids, per-token logprobs, finish reason);
+- `Policy.score`: per-token log-probabilities of given completions (PPO ratios, priors);
+- `Policy.next_token_probs`: probabilities of candidate next tokens (rating tokens for the
+  LLaMA-O1 value head, "Yes"/"No" for LLaMA-Berry's pairwise preference reward model).
+
+This module imports only the standard library and openberry records: search may import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from openberry.errors import BerryError
+from openberry.records import Generation
+
+__all__ = ["ModelError", "Policy", "SamplingParams"]
+
+
+class ModelError(BerryError, RuntimeError):
+    """A model or server could not do what was asked (missing feature, bad settings, no weights)."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Settings of one batched generation call."""
+
+    n: int = 1
+    """Samples per prompt."""
+    max_new_tokens: int = 256
+    """Most tokens generated per sample; a sample cut here has finish reason ``length``."""
+    temperature: float = 1.0
+    """Softmax temperature; 0 means greedy (argmax) decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
+    stop: tuple[str, ...] = ()
+    """Stop strings: generation of a sample ends when its text contains one; the returned text
+    excludes the stop string and the finish reason is ``stop``."""
+    seed: int | None = None
+    """Seed for sampling; the same seed, prompts and settings give the same samples."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(self.stop))
+        if self.n < 1:
+            raise ValueError(f"SamplingParams.n must be >= 1, got {self.n}")
+        if self.max_new_tokens < 1:
+            raise ValueError(
+                f"SamplingParams.max_new_tokens must be >= 1, got {self.max_new_tokens}"
+            )
+        if self.temperature < 0:
+            raise ValueError(f"SamplingParams.temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {self.top_p}")
+        if any(not s for s in self.stop):
+            raise ValueError("SamplingParams.stop strings must be non-empty")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A language model that search and training can call. All methods are batched."""
+
+    name: str
+    """Model name (a path, hub id, server model name, or ``fake``)."""
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        """Sample `params.n` continuations of each prompt.
+
+        Args:
+            prompts: [P] prompt texts.
+            params: sampling settings shared by the whole batch.
+
+        Returns:
+            [P][n] generations, in prompt order; each has text, token ids, per-token logprobs
+            (under the sampling distribution at temperature 1, i.e. the model's own log p),
+            finish reason and token counts.
+        """
+        ...
+
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[float, ...]]:
+        """Per-token log p(completion | prompt) for aligned pairs.
+
+        Args:
+            prompts: [B] prompts.
+            completions: [B] completions, one per prompt.
+
+        Returns:
+            [B] tuples of per-token log-probabilities of each completion's tokens.
+        """
+        ...
+
+    def next_token_probs(
+        self, prompts: Sequence[str], candidates: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Probability of each candidate string as the next token after each prompt.
+
+        Args:
+            prompts: [B] prompts.
+            candidates: [C] strings that must each be a single token of the model's vocabulary
+                (e.g. ``<positive_rating>``, ``Yes``).
+
+        Returns:
+            [B] dicts candidate -> p(candidate | prompt) under the full softmax (they need not
+            sum to 1; renormalise over the candidates if you want a choice among them).
+
+        Raises:
+            ModelError: a candidate is not a single token.
+        """
+        ...

@@ -1,0 +1,415 @@
+"""Hugging Face transformers backend: `HFPolicy`, a `Policy` over any causal LM.
+
+Importing this module is light; torch, transformers and peft are imported when a policy is built.
+
+What is implemented:
+
+- `HFPolicy.generate`: our own batched decode loop (no ``model.generate``): all prompts x n rows
+  are left-padded into one batch, the prompt is run once, then one token per step with a KV cache
+  and explicit ``position_ids`` (so left padding does not shift positions). With ``n > 1`` each
+  prompt is run once and its KV cache copied to its n samples (prefix sharing). Rows that finish keep
+  being fed (their outputs are ignored) until every row is done. Stop strings are checked on the
+  decoded text after every step, per row.
+- `HFPolicy.score`: one left-padded forward pass per batch over prompt + completion, keeping only
+  the logits of the last positions (``logits_to_keep``).
+- `HFPolicy.next_token_probs`: one forward pass, softmax at the last position.
+
+Conventions (where this departs from ``model.generate``):
+
+- Reported logprobs are the model's log p at temperature 1 of the chosen token, from the raw
+  logits (before temperature and top-p), matching `Policy.generate`'s contract; sampling itself
+  uses the tempered, nucleus-filtered distribution.
+- An EOS token, when generated, is the last entry of ``token_ids``/``logprobs``; its text is not
+  in ``text``. With a stop string the text is cut before the stop, and tokens are cut to the
+  longest prefix whose decoded text is a prefix of the returned text (a token straddling the stop
+  is dropped).
+- Reproducibility: with ``seed`` set, sampling draws from a ``torch.Generator`` seeded with it, so
+  the same seed, prompts, settings, batch and device give the same samples; temperature 0 is
+  argmax and deterministic. A sample does depend on its batch (rows share the generator).
+- Prompt/completion boundary in `score`: the context is the prompt's own tokenisation (as in
+  `generate`); the completion tokens are the tokens of ``prompt + completion`` after the prompt's
+  tokens when those are a prefix of the joint tokenisation (the usual case), otherwise the
+  completion tokenised alone. For text that `generate` produced, this gives back the generated
+  tokens whenever the tokenizer round-trips them.
+- The chat template is applied (as one user message, with the generation prompt) only when
+  ``use_chat_template=True`` and the tokenizer has one; otherwise prompts are encoded as they are
+  with the tokenizer's default special tokens (e.g. BOS).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from openberry.models.base import ModelError, SamplingParams
+from openberry.records import FinishReason, Generation
+
+__all__ = ["HFPolicy"]
+
+logger = logging.getLogger(__name__)
+
+
+class HFPolicy:
+    """A transformers causal LM as a `Policy`.
+
+    Args:
+        model: an already-built causal LM (tests); when None, loaded from `name_or_path`.
+        tokenizer: its tokenizer (required with `model`).
+        name_or_path: local directory or hub id for ``from_pretrained``.
+        dtype: torch dtype or its name (``"float32"``, ``"bfloat16"``, ``"auto"``); None keeps
+            the model's.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None keeps the model's.
+        adapter: path of a peft (LoRA) adapter to load on top of the model.
+        merge_adapter: merge the adapter into the weights (faster inference).
+        use_chat_template: wrap prompts in the tokenizer's chat template.
+        batch_size: most rows per forward pass (None: all in one); `generate` keeps the n samples
+            of a prompt in one batch, so it may exceed this when ``n > batch_size``.
+        name: the policy name (default: `name_or_path` or the model's ``name_or_path``).
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        tokenizer: Any = None,
+        *,
+        name_or_path: str | None = None,
+        dtype: Any = None,
+        device: str | None = None,
+        adapter: str | None = None,
+        merge_adapter: bool = False,
+        use_chat_template: bool = False,
+        batch_size: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self._torch = torch
+        torch_dtype = _resolve_dtype(torch, dtype)
+        if model is None:
+            if name_or_path is None:
+                raise ModelError("HFPolicy needs a model or a name_or_path")
+            try:
+                kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
+                model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
+                if tokenizer is None:
+                    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"could not load model {name_or_path!r}: {exc}") from exc
+        elif tokenizer is None:
+            raise ModelError("HFPolicy(model=...) also needs a tokenizer")
+        if torch_dtype is not None and torch_dtype != "auto":
+            model = model.to(dtype=torch_dtype)
+        if device is not None:
+            model = model.to(device)
+        if adapter is not None:
+            try:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(adapter))
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"could not load adapter {adapter!r}: {exc}") from exc
+            if merge_adapter:
+                model = model.merge_and_unload()
+        model.eval()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.use_chat_template = use_chat_template
+        self.batch_size = batch_size
+        self.name = name or str(name_or_path or getattr(model, "name_or_path", "") or "hf")
+        self.device = next(model.parameters()).device
+        self.eos_token_ids = _eos_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = min(self.eos_token_ids) if self.eos_token_ids else 0
+        self.pad_token_id = int(pad)
+        self._cache_kwarg = _cache_kwarg(model)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: Any, **kwargs: Any) -> HFPolicy:
+        """Load model and tokenizer from a local directory or hub id (see the class arguments)."""
+        return cls(name_or_path=str(name_or_path), **kwargs)
+
+    # ----------------------------------------------------------------------------- encoding
+
+    def _format(self, prompt: str) -> str:
+        if self.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        return prompt
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Token ids the model sees for `prompt` (chat template applied when asked)."""
+        if self.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+            return list(self.tokenizer.encode(self._format(prompt), add_special_tokens=False))
+        return list(self.tokenizer.encode(prompt))
+
+    def _encode_completion(self, prompt: str, prompt_ids: list[int], completion: str) -> list[int]:
+        if not completion:
+            return []
+        if self.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+            joint = list(
+                self.tokenizer.encode(self._format(prompt) + completion, add_special_tokens=False)
+            )
+        else:
+            joint = list(self.tokenizer.encode(prompt + completion))
+        n = len(prompt_ids)
+        if joint[:n] == prompt_ids and len(joint) > n:
+            return joint[n:]
+        logger.debug(
+            "prompt tokens are not a prefix of prompt+completion; encoding completion alone"
+        )
+        return list(self.tokenizer.encode(completion, add_special_tokens=False))
+
+    def _left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[Any, Any, Any]:
+        """input_ids, attention_mask and position_ids of left-padded rows."""
+        torch = self._torch
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+                mask[i, width - len(r) :] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    def _forward(self, ids: Any, mask: Any, pos: Any, cache: Any = None, keep: int = 0) -> Any:
+        kwargs: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": pos,
+            "logits_to_keep": keep,
+        }
+        if cache is not None:
+            kwargs[self._cache_kwarg] = cache
+            kwargs["use_cache"] = True
+        else:
+            kwargs["use_cache"] = False
+        return self.model(**kwargs).logits
+
+    def _chunks(self, n: int) -> list[range]:
+        size = self.batch_size or max(n, 1)
+        return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+    # ----------------------------------------------------------------------------- Policy API
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        """Sample `params.n` continuations of each prompt in one batched decode loop.
+
+        See the module docstring for the logprob, EOS, stop-string and seed conventions.
+        """
+        torch = self._torch
+        prompt_ids = [self.encode_prompt(p) for p in prompts]
+        gen = None
+        if params.seed is not None and not params.greedy:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(params.seed)
+        per_chunk = max(1, (self.batch_size or params.n * len(prompts)) // params.n)
+        results: list[Generation] = []
+        with torch.inference_mode():
+            for start in range(0, len(prompt_ids), per_chunk):
+                chunk = prompt_ids[start : start + per_chunk]
+                results += self._generate_rows(chunk, params, gen)
+        return [results[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
+
+    def _generate_rows(
+        self, prompt_rows: list[list[int]], params: SamplingParams, gen: Any
+    ) -> list[Generation]:
+        """Decode n samples of each prompt; rows are prompt-major (p0 x n, p1 x n, ...)."""
+        torch = self._torch
+        n = params.n
+        rows = [r for r in prompt_rows for _ in range(n)]
+        cache = _new_cache(self.model)
+        if n > 1 and hasattr(cache, "batch_repeat_interleave"):
+            # Prefix sharing: run each prompt once, then copy its KV cache to its n samples.
+            ids, mask, pos = self._left_pad(prompt_rows)
+            logits = self._forward(ids, mask, pos, cache=cache, keep=1)[:, -1, :]
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, dim=0)
+            mask = mask.repeat_interleave(n, dim=0)
+            pos = pos.repeat_interleave(n, dim=0)
+        else:
+            ids, mask, pos = self._left_pad(rows)
+            logits = self._forward(ids, mask, pos, cache=cache, keep=1)[:, -1, :]
+        b = len(rows)
+        out_ids: list[list[int]] = [[] for _ in range(b)]
+        out_lps: list[list[float]] = [[] for _ in range(b)]
+        done: list[Generation | None] = [None] * b
+        eos = torch.tensor(sorted(self.eos_token_ids) or [-1], device=self.device)
+        for _step in range(params.max_new_tokens):
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            nxt = self._choose(logits.float(), params, gen)
+            chosen_lp = logp.gather(-1, nxt[:, None])[:, 0]
+            is_eos = torch.isin(nxt, eos)
+            nxt_l, lp_l, eos_l = nxt.tolist(), chosen_lp.tolist(), is_eos.tolist()
+            for i in range(b):
+                if done[i] is not None:
+                    continue
+                out_ids[i].append(nxt_l[i])
+                out_lps[i].append(lp_l[i])
+                if eos_l[i]:
+                    done[i] = self._make(
+                        rows[i], out_ids[i], out_lps[i], "eos", len(out_ids[i]) - 1
+                    )
+                elif params.stop:
+                    done[i] = self._check_stop(rows[i], out_ids[i], out_lps[i], params.stop)
+            if all(d is not None for d in done):
+                break
+            if _step == params.max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones((b, 1))], dim=-1)
+            pos = pos[:, -1:] + 1
+            logits = self._forward(nxt[:, None], mask, pos, cache=cache, keep=1)[:, -1, :]
+        return [
+            d
+            if d is not None
+            else self._make(rows[i], out_ids[i], out_lps[i], "length", len(out_ids[i]))
+            for i, d in enumerate(done)
+        ]
+
+    def _choose(self, logits: Any, params: SamplingParams, gen: Any) -> Any:
+        """Next token per row: argmax, or tempered nucleus sampling."""
+        torch = self._torch
+        if params.greedy:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            before = sorted_p.cumsum(-1) - sorted_p  # mass of strictly more likely tokens
+            sorted_p = sorted_p.masked_fill(before >= params.top_p, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        return torch.multinomial(probs, 1, generator=gen)[:, 0]
+
+    def _check_stop(
+        self, prompt: list[int], ids: list[int], lps: list[float], stops: Sequence[str]
+    ) -> Generation | None:
+        text = self._decode(ids)
+        hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+        if not hits:
+            return None
+        cut_text = text[: min(hits)]
+        keep = len(ids)
+        while keep > 0 and not cut_text.startswith(self._decode(ids[:keep])):
+            keep -= 1
+        return Generation(
+            text=cut_text,
+            token_ids=tuple(ids[:keep]),
+            logprobs=tuple(lps[:keep]),
+            finish_reason="stop",
+            prompt_tokens=len(prompt),
+        )
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(
+            list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+
+    def _make(
+        self,
+        prompt: list[int],
+        ids: list[int],
+        lps: list[float],
+        reason: FinishReason,
+        text_tokens: int,
+    ) -> Generation:
+        return Generation(
+            text=self._decode(ids[:text_tokens]),
+            token_ids=tuple(ids),
+            logprobs=tuple(lps),
+            finish_reason=reason,
+            prompt_tokens=len(prompt),
+        )
+
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[float, ...]]:
+        """Per-token log p of each completion given its prompt (boundary rule: module docstring)."""
+        torch = self._torch
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        pairs = []
+        for p, c in zip(prompts, completions, strict=True):
+            p_ids = self.encode_prompt(p)
+            pairs.append((p_ids, self._encode_completion(p, p_ids, c)))
+        result: list[tuple[float, ...]] = []
+        with torch.inference_mode():
+            for chunk in self._chunks(len(pairs)):
+                part = [pairs[i] for i in chunk]
+                width = max(len(c) for _, c in part)
+                if width == 0:
+                    result += [() for _ in part]
+                    continue
+                ids, mask, pos = self._left_pad([p + c for p, c in part])
+                # Logits at position t predict token t+1: keep the last width+1 positions.
+                logits = self._forward(ids, mask, pos, keep=width + 1)[:, :-1, :]
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                targets = ids[:, -width:]
+                tok_lp = logp.gather(-1, targets[..., None])[..., 0].tolist()
+                for (_, c), row in zip(part, tok_lp, strict=True):
+                    result.append(tuple(row[width - len(c) :]) if c else ())
+        return result
+
+    def next_token_probs(
+        self, prompts: Sequence[str], candidates: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """p(candidate | prompt) from the softmax at the last prompt position.
+
+        A candidate must encode (without special tokens) to exactly one token id.
+        """
+        torch = self._torch
+        cand_ids: dict[str, int] = {}
+        for cand in candidates:
+            toks = self.tokenizer.encode(cand, add_special_tokens=False)
+            if len(toks) != 1:
+                raise ModelError(f"candidate {cand!r} is {len(toks)} tokens, not one")
+            cand_ids[cand] = int(toks[0])
+        rows = [self.encode_prompt(p) for p in prompts]
+        index = torch.tensor(list(cand_ids.values()), dtype=torch.long, device=self.device)
+        result: list[dict[str, float]] = []
+        with torch.inference_mode():
+            for chunk in self._chunks(len(rows)):
+                ids, mask, pos = self._left_pad([rows[i] for i in chunk])
+                logits = self._forward(ids, mask, pos, keep=1)[:, -1, :]
+                probs = torch.softmax(logits.float(), dim=-1)[:, index].tolist()
+                result += [dict(zip(cand_ids, row, strict=True)) for row in probs]
+        return result
+
+
+def _resolve_dtype(torch: Any, dtype: Any) -> Any:
+    if dtype is None or dtype == "auto" or not isinstance(dtype, str):
+        return dtype
+    resolved = getattr(torch, dtype, None)
+    if not isinstance(resolved, torch.dtype):
+        raise ModelError(f"unknown dtype {dtype!r}")
+    return resolved
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    cfg = getattr(model, "generation_config", None)
+    value = getattr(cfg, "eos_token_id", None) if cfg is not None else None
+    if isinstance(value, int):
+        ids.add(value)
+    elif value is not None:
+        ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return ids
+
+
+def _cache_kwarg(model: Any) -> str:
+    """Name of the KV-cache argument: ``cache`` (transformers >= 5.x) or ``past_key_values``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _new_cache(model: Any) -> Any:
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:
+        return DynamicCache()
