@@ -1,0 +1,122 @@
+"""`berry serve`: serve a model over an OpenAI-compatible HTTP API (`openberry.serve.app`).
+
+Only the standard library is imported at module level; torch, transformers, FastAPI and uvicorn are
+imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any
+
+from openberry.errors import BerryError
+
+__all__ = ["LOOPBACK_HOSTS", "check_bind", "register"]
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Hosts that may be bound without an API key."""
+
+_EPILOG = """\
+examples:
+  berry serve --model ./checkpoints/sft --port 8000
+  BERRY_API_KEY=secret berry serve --model ./ckpt --host 0.0.0.0 --port 8000
+
+There is no built-in model yet, so --model is required. Binding to a host other than
+127.0.0.1, localhost or ::1 needs an API key (--api-key or BERRY_API_KEY).
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand.
+
+    Args:
+        subparsers: the ``add_subparsers`` object of the ``berry`` parser.
+    """
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a model over an OpenAI-compatible HTTP API",
+        description="Serve a Hugging Face causal LM (optionally with a LoRA adapter) over "
+        "/v1/models, /v1/completions and /v1/chat/completions.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH_OR_ID",
+        help="model directory or hub id (required: there is no built-in default model yet)",
+    )
+    p.add_argument("--adapter", metavar="DIR", help="peft (LoRA) adapter directory to load")
+    p.add_argument(
+        "--name", metavar="NAME", help="model name clients pass as 'model' (default: --model)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    p.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="require 'Authorization: Bearer KEY' (default: $BERRY_API_KEY, else no key)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--dtype", default="float32", help="torch dtype (default: float32)")
+    p.set_defaults(func=run)
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Refuse to bind a non-loopback host without an API key.
+
+    Args:
+        host: the address to bind.
+        api_key: the API key, or None.
+
+    Raises:
+        BerryError: `host` is not loopback and there is no key.
+    """
+    if host not in LOOPBACK_HOSTS and not api_key:
+        raise BerryError(
+            f"refusing to serve on {host!r} without an API key: anyone who can reach it could "
+            "use the model. Set --api-key or BERRY_API_KEY, or bind to 127.0.0.1"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``berry serve`` with parsed arguments (blocks until the server stops).
+
+    Args:
+        args: parsed command-line arguments.
+
+    Returns:
+        The exit code.
+    """
+    api_key = args.api_key or os.environ.get("BERRY_API_KEY") or None
+    check_bind(args.host, api_key)
+    if not 0 <= args.port <= 65535:
+        raise BerryError(f"--port must be in 0..65535, got {args.port}")
+    try:
+        import uvicorn
+
+        from openberry.serve.app import create_app
+    except ImportError as exc:
+        raise BerryError(
+            f"berry serve needs the 'serve' extra (pip install 'openberry[serve]'): {exc}"
+        ) from exc
+    from openberry.models.hf import HFPolicy
+
+    policy = HFPolicy.from_pretrained(
+        args.model, adapter=args.adapter, device=args.device, dtype=args.dtype
+    )
+    name = args.name or args.model
+    app = create_app(policy, model_name=name, api_key=api_key)
+    logger.info(
+        "serving %s on http://%s:%d/v1 (%s)",
+        name,
+        args.host,
+        args.port,
+        "API key required" if api_key else "no API key",
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0

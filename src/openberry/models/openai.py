@@ -1,0 +1,362 @@
+"""`OpenAIPolicy`: a `Policy` over an OpenAI-compatible HTTP server (ours, vLLM, OpenAI...).
+
+Uses httpx directly (no ``openai`` package). Importing this module is light; httpx is imported when
+a policy is built.
+
+- `OpenAIPolicy.generate` sends one request per prompt (``n`` inside the request) from a thread
+  pool of `max_concurrency` workers sharing one ``httpx.Client``. It always asks for logprobs
+  (``logprobs=1`` on ``/v1/completions``, ``logprobs: true`` on chat) and raises `ModelError` when
+  the server does not return them. Servers do not return token ids, so ``token_ids=()`` and
+  ``num_tokens`` is the number of returned logprobs.
+- Finish reasons: ``length`` stays ``length``; ``stop`` becomes ``stop`` when the server's
+  vLLM-style ``stop_reason`` is a string (a stop string matched), ``eos`` when ``stop_reason`` is
+  null or when no stop strings were asked for, and ``stop`` otherwise (unknown).
+- Retries: 429, 5xx, timeouts and connection errors are retried up to `max_retries` times with
+  exponential backoff and full jitter (``Retry-After`` is honoured, capped at `max_backoff`). Other
+  4xx answers raise `ModelError` at once with the server's message. The API key is sent only in the
+  ``Authorization`` header and never logged.
+- `OpenAIPolicy.score` uses ``/v1/completions`` with ``echo=true, max_tokens=1, logprobs=0`` and
+  keeps the tokens whose ``text_offset`` falls inside the completion. Servers that reject ``echo``
+  (openberry's own server does) make it raise ``ModelError("... does not support scoring ...")``.
+  Not available in chat mode.
+- `OpenAIPolicy.next_token_probs` asks for one token at temperature 0 with the top
+  ``max(5, len(candidates))`` (at most 20) logprobs, and reads the candidates there; a candidate
+  outside the returned top list gets probability 0.0. Servers without top logprobs (openberry's
+  own server) make it raise `ModelError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from openberry.models.base import ModelError, SamplingParams
+from openberry.records import FinishReason, Generation
+
+__all__ = ["OpenAIPolicy", "RetryConfig"]
+
+logger = logging.getLogger(__name__)
+
+_RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Retry policy for transient failures."""
+
+    max_retries: int = 4
+    """Retries after the first attempt (so at most ``max_retries + 1`` attempts)."""
+    backoff: float = 0.5
+    """Base delay in seconds; attempt k waits uniform(0, backoff * 2**k) (full jitter)."""
+    max_backoff: float = 20.0
+    """Longest single wait in seconds (also caps ``Retry-After``)."""
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.max_backoff)
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+
+
+class OpenAIPolicy:
+    """A `Policy` backed by an OpenAI-compatible server.
+
+    Args:
+        base_url: server URL, with or without the ``/v1`` suffix (e.g. ``http://127.0.0.1:8000``).
+        model: model name to request.
+        api_key: bearer token (default: ``$OPENAI_API_KEY``, else ``$BERRY_API_KEY``, else none).
+        max_concurrency: most requests in flight at once.
+        timeout: seconds per request.
+        max_retries: retries of a failed request (429, 5xx, timeouts, connection errors).
+        chat: use ``/v1/chat/completions`` with each prompt as one user message.
+        backoff: base backoff in seconds (see `RetryConfig`).
+        transport: an ``httpx`` transport (tests: ``httpx.MockTransport``).
+        name: policy name (default: `model`).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        max_concurrency: int = 8,
+        timeout: float = 60,
+        max_retries: int = 4,
+        chat: bool = False,
+        backoff: float = 0.5,
+        transport: Any = None,
+        name: str | None = None,
+    ) -> None:
+        import httpx
+
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self._httpx = httpx
+        base = base_url.rstrip("/")
+        self.base_url = base if base.endswith("/v1") else base + "/v1"
+        self.model = model
+        self.name = name or model
+        self.chat = chat
+        self.max_concurrency = max_concurrency
+        self.retry = RetryConfig(max_retries=max_retries, backoff=backoff)
+        key = api_key or os.environ.get("OPENAI_API_KEY") or os.environ.get("BERRY_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_concurrency),
+        )
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIPolicy(base_url={self.base_url!r}, model={self.model!r}, chat={self.chat})"
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+    def __enter__(self) -> OpenAIPolicy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------- HTTP
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST with retries; returns the JSON answer or raises `ModelError`."""
+        httpx = self._httpx
+        attempt = 0
+        while True:
+            problem: str
+            retry_after: float | None = None
+            try:
+                resp = self._client.post(path, json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code < 400:
+                    try:
+                        data = resp.json()
+                    except ValueError as exc:
+                        raise ModelError(f"{path}: server answered non-JSON: {exc}") from exc
+                    if not isinstance(data, dict):
+                        raise ModelError(f"{path}: server answered {type(data).__name__}")
+                    return data
+                message = _error_message(resp)
+                if resp.status_code not in _RETRY_STATUS:
+                    hint = ""
+                    if "support" in message.lower():
+                        hint = " (the server does not support this feature)"
+                    raise ModelError(f"{path}: HTTP {resp.status_code}: {message}{hint}")
+                problem = f"HTTP {resp.status_code}: {message}"
+                retry_after = _retry_after(resp)
+            if attempt >= self.retry.max_retries:
+                raise ModelError(
+                    f"{self.base_url}{path} failed after {attempt + 1} attempts: {problem}"
+                )
+            wait = self.retry.delay(attempt, retry_after)
+            logger.warning(
+                "%s%s: %s; retry %d/%d in %.2fs",
+                self.base_url,
+                path,
+                problem,
+                attempt + 1,
+                self.retry.max_retries,
+                wait,
+            )
+            time.sleep(wait)
+            attempt += 1
+
+    def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
+        if len(items) <= 1 or self.max_concurrency == 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    # ----------------------------------------------------------------------------- Policy API
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        """Sample `params.n` continuations per prompt, one request per prompt (module docstring)."""
+        return self._map(lambda p: self._generate_one(p, params), list(prompts))
+
+    def _request_body(self, prompt: str, params: SamplingParams) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "n": params.n,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if self.chat:
+            body["messages"] = [{"role": "user", "content": prompt}]
+            body["logprobs"] = True
+        else:
+            body["prompt"] = prompt
+            body["logprobs"] = 1
+        return body
+
+    def _generate_one(self, prompt: str, params: SamplingParams) -> list[Generation]:
+        path = "/chat/completions" if self.chat else "/completions"
+        data = self._post(path, self._request_body(prompt, params))
+        choices = sorted(_choices(data, path), key=lambda c: c.get("index", 0))
+        if len(choices) != params.n:
+            raise ModelError(f"{path}: asked for n={params.n} choices, got {len(choices)}")
+        usage = data.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        out = []
+        for c in choices:
+            if self.chat:
+                text = str((c.get("message") or {}).get("content") or "")
+                content = (c.get("logprobs") or {}).get("content")
+                lps = None if content is None else [e.get("logprob") for e in content]
+            else:
+                text = str(c.get("text") or "")
+                lps = (c.get("logprobs") or {}).get("token_logprobs")
+            if lps is None or any(not isinstance(v, (int, float)) for v in lps):
+                raise ModelError(
+                    f"{path}: the server returned no per-token logprobs (asked for them); "
+                    "it does not support logprobs"
+                )
+            out.append(
+                Generation(
+                    text=text,
+                    logprobs=tuple(float(v) for v in lps),
+                    finish_reason=_finish(c, params),
+                    num_tokens=len(lps),
+                    prompt_tokens=prompt_tokens,
+                )
+            )
+        return out
+
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[float, ...]]:
+        """Per-token log p of each completion via ``echo`` + ``logprobs`` (module docstring).
+
+        Raises:
+            ModelError: chat mode, or the server does not support echo with logprobs.
+        """
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        if self.chat:
+            raise ModelError("OpenAIPolicy(chat=True) does not support scoring (no echo in chat)")
+        return self._map(self._score_one, list(zip(prompts, completions, strict=True)))
+
+    def _score_one(self, pair: tuple[str, str]) -> tuple[float, ...]:
+        prompt, completion = pair
+        if not completion:
+            return ()
+        body = {
+            "model": self.model,
+            "prompt": prompt + completion,
+            "max_tokens": 1,
+            "temperature": 0,
+            "echo": True,
+            "logprobs": 0,
+        }
+        try:
+            data = self._post("/completions", body)
+        except ModelError as exc:
+            raise ModelError(
+                f"server at {self.base_url} does not support scoring (echo with logprobs): {exc}"
+            ) from exc
+        (choice,) = _choices(data, "/completions")[:1]
+        lp = choice.get("logprobs") or {}
+        values, offsets = lp.get("token_logprobs"), lp.get("text_offset")
+        if values is None or offsets is None:
+            raise ModelError(
+                f"server at {self.base_url} does not support scoring: no echoed logprobs"
+            )
+        start, end = len(prompt), len(prompt) + len(completion)
+        picked = [
+            float(v)
+            for v, o in zip(values, offsets, strict=False)
+            if start <= o < end and isinstance(v, (int, float))
+        ]
+        return tuple(picked)
+
+    def next_token_probs(
+        self, prompts: Sequence[str], candidates: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """p(candidate | prompt) from the server's top logprobs of one generated token.
+
+        Raises:
+            ModelError: the server returns no top logprobs.
+        """
+        k = min(20, max(5, len(candidates)))
+        return self._map(lambda p: self._next_one(p, list(candidates), k), list(prompts))
+
+    def _next_one(self, prompt: str, candidates: list[str], k: int) -> dict[str, float]:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0}
+        top: dict[str, float] | None = None
+        if self.chat:
+            body |= {"messages": [{"role": "user", "content": prompt}], "logprobs": True}
+            body["top_logprobs"] = k
+            data = self._post("/chat/completions", body)
+            content = (_choices(data, "/chat/completions")[0].get("logprobs") or {}).get("content")
+            if content and content[0].get("top_logprobs"):
+                top = {e["token"]: float(e["logprob"]) for e in content[0]["top_logprobs"]}
+        else:
+            body |= {"prompt": prompt, "logprobs": k}
+            data = self._post("/completions", body)
+            tops = (_choices(data, "/completions")[0].get("logprobs") or {}).get("top_logprobs")
+            if tops and isinstance(tops[0], dict):
+                top = {str(t): float(v) for t, v in tops[0].items()}
+        if top is None:
+            raise ModelError(
+                f"server at {self.base_url} returned no top logprobs; it does not support "
+                "next_token_probs"
+            )
+        return {c: math.exp(top[c]) if c in top else 0.0 for c in candidates}
+
+
+def _choices(data: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise ModelError(f"{path}: the server's answer has no choices")
+    return choices
+
+
+def _finish(choice: dict[str, Any], params: SamplingParams) -> FinishReason:
+    reason = choice.get("finish_reason")
+    if reason == "length":
+        return "length"
+    if not params.stop:
+        return "eos"
+    if "stop_reason" in choice:
+        return "stop" if isinstance(choice["stop_reason"], str) else "eos"
+    return "stop"
+
+
+def _error_message(resp: Any) -> str:
+    try:
+        err = resp.json().get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    except (ValueError, AttributeError):
+        pass
+    return (resp.text or "")[:300]
+
+
+def _retry_after(resp: Any) -> float | None:
+    value = resp.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,253 @@
+"""`OpenAIPolicy` against the real openberry server (tiny Llama) and against mock transports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+from models.tiny import live_server, tiny_hf_policy  # noqa: E402
+from openberry.models import ModelError, Policy, SamplingParams  # noqa: E402
+from openberry.models.openai import OpenAIPolicy  # noqa: E402
+
+PROMPTS = ["Q: 12+7=?\nA:", "x", "Solve 3*x = 9 for x.\n"]
+KEY = "sk-very-secret-key-42"
+
+
+@pytest.fixture(scope="module")
+def hf():
+    return tiny_hf_policy()
+
+
+@pytest.fixture(scope="module")
+def remote(hf):
+    from openberry.serve.app import create_app
+
+    with live_server(create_app(hf, model_name="tiny")) as url:
+        policy = OpenAIPolicy(url, "tiny", max_concurrency=4, timeout=30, max_retries=0)
+        yield policy
+        policy.close()
+
+
+def test_is_policy(remote) -> None:
+    assert isinstance(remote, Policy)
+    assert remote.name == "tiny"
+
+
+def test_greedy_matches_hf_and_is_deterministic(remote, hf) -> None:
+    params = SamplingParams(n=2, temperature=0, max_new_tokens=12)
+    a = remote.generate(PROMPTS, params)
+    b = remote.generate(PROMPTS, params)
+    direct = hf.generate(PROMPTS, params)
+    assert [[g.text for g in row] for row in a] == [[g.text for g in row] for row in b]
+    for row, drow in zip(a, direct, strict=True):
+        assert len(row) == 2
+        for g, d in zip(row, drow, strict=True):
+            assert g.text == d.text
+            assert g.token_ids == ()
+            assert g.num_tokens == d.num_tokens
+            assert g.logprobs == pytest.approx(d.logprobs, abs=1e-5)
+            assert g.finish_reason == d.finish_reason
+            assert g.prompt_tokens == d.prompt_tokens
+
+
+def test_n_seed_and_stop(remote, hf) -> None:
+    out = remote.generate(PROMPTS, SamplingParams(n=5, max_new_tokens=7, seed=1))
+    assert [len(row) for row in out] == [5, 5, 5]
+    again = remote.generate(PROMPTS, SamplingParams(n=5, max_new_tokens=7, seed=1))
+    assert [[g.text for g in r] for r in out] == [[g.text for g in r] for r in again]
+    (full,) = hf.generate(["abc"], SamplingParams(temperature=0, max_new_tokens=24))[0]
+    stop = full.text[2:4]
+    (g,) = remote.generate(["abc"], SamplingParams(temperature=0, max_new_tokens=24, stop=(stop,)))[
+        0
+    ]
+    assert g.finish_reason == "stop"
+    assert g.text == full.text[: full.text.index(stop)]
+
+
+def test_chat_mode(remote, hf) -> None:
+    chat = OpenAIPolicy(remote.base_url, "tiny", chat=True, max_retries=0)
+    (g,) = chat.generate(["hi"], SamplingParams(temperature=0, max_new_tokens=5))[0]
+    (d,) = hf.generate(["user: hi\nassistant:"], SamplingParams(temperature=0, max_new_tokens=5))[0]
+    assert g.text == d.text
+    assert g.logprobs == pytest.approx(d.logprobs, abs=1e-5)
+    with pytest.raises(ModelError, match="scoring"):
+        chat.score(["a"], ["b"])
+    chat.close()
+
+
+def test_score_and_next_token_probs_unsupported_by_our_server(remote) -> None:
+    with pytest.raises(ModelError, match="does not support scoring"):
+        remote.score(["a"], ["bc"])
+    assert remote.score(["a"], [""]) == [()]
+    with pytest.raises(ModelError, match="top logprobs"):
+        remote.next_token_probs(["a"], ["Yes"])
+
+
+# ------------------------------------------------------------------------------ mock servers
+
+
+def _completion(text: str = "ok", logprobs: bool = True, **extra) -> dict:
+    lp = {
+        "tokens": list(text),
+        "token_logprobs": [-0.5] * len(text),
+        "top_logprobs": None,
+        "text_offset": list(range(len(text))),
+    }
+    choice = {
+        "index": 0,
+        "text": text,
+        "logprobs": lp if logprobs else None,
+        "finish_reason": "stop",
+        **extra,
+    }
+    return {"choices": [choice], "usage": {"prompt_tokens": 3, "completion_tokens": len(text)}}
+
+
+def test_retries_then_success(caplog) -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) <= 2:
+            return httpx.Response(503, json={"error": {"message": "busy"}})
+        return httpx.Response(200, json=_completion("ok"))
+
+    policy = OpenAIPolicy(
+        "http://srv", "m", api_key=KEY, backoff=0.001, transport=httpx.MockTransport(handler)
+    )
+    with caplog.at_level(logging.DEBUG):
+        (g,) = policy.generate(["p"], SamplingParams(max_new_tokens=2))[0]
+    assert g.text == "ok"
+    assert g.finish_reason == "eos"
+    assert g.logprobs == (-0.5, -0.5)
+    assert g.num_tokens == 2
+    assert g.prompt_tokens == 3
+    assert len(calls) == 3
+    assert calls[0].headers["authorization"] == f"Bearer {KEY}"
+    assert "retry 1/4" in caplog.text
+    assert KEY not in caplog.text
+    assert KEY not in repr(policy)
+
+
+def test_retries_exhausted_raise(caplog) -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) % 2:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(429, json={"error": {"message": "slow down"}})
+
+    policy = OpenAIPolicy(
+        "http://srv/v1",
+        "m",
+        api_key=KEY,
+        max_retries=3,
+        backoff=0.001,
+        transport=httpx.MockTransport(handler),
+    )
+    with caplog.at_level(logging.DEBUG), pytest.raises(ModelError, match="4 attempts"):
+        policy.generate(["p"], SamplingParams())
+    assert len(calls) == 4
+    assert KEY not in caplog.text
+
+
+def test_client_error_is_not_retried() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(400, json={"error": {"message": "logprobs are not supported"}})
+
+    policy = OpenAIPolicy("http://srv", "m", backoff=0.001, transport=httpx.MockTransport(handler))
+    with pytest.raises(ModelError, match="does not support this feature"):
+        policy.generate(["p"], SamplingParams())
+    assert len(calls) == 1
+
+
+def test_missing_logprobs_is_a_clear_error() -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json=_completion(logprobs=False)))
+    policy = OpenAIPolicy("http://srv", "m", transport=transport)
+    with pytest.raises(ModelError, match="does not support logprobs"):
+        policy.generate(["p"], SamplingParams())
+
+
+def test_stop_reason_maps_finish() -> None:
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(200, json=_completion("ab", stop_reason="\n"))
+    )
+    policy = OpenAIPolicy("http://srv", "m", transport=transport)
+    (g,) = policy.generate(["p"], SamplingParams(stop=("\n",)))[0]
+    assert g.finish_reason == "stop"
+
+
+def test_bounded_concurrency() -> None:
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        prompt = json.loads(request.content)["prompt"]
+        return httpx.Response(200, json=_completion(prompt))
+
+    policy = OpenAIPolicy(
+        "http://srv", "m", max_concurrency=3, transport=httpx.MockTransport(handler)
+    )
+    prompts = [f"p{i}" for i in range(12)]
+    out = policy.generate(prompts, SamplingParams())
+    assert [row[0].text for row in out] == prompts
+    assert state["max"] == 3
+
+
+def test_score_and_next_token_probs_with_capable_server() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body.get("echo"):
+            text = body["prompt"]
+            lp = {
+                "tokens": [*text, "z"],
+                "token_logprobs": [None, *[-1.0 - i for i in range(len(text))]],
+                "text_offset": list(range(len(text) + 1)),
+                "top_logprobs": None,
+            }
+            return httpx.Response(
+                200,
+                json={
+                    "choices": [
+                        {"index": 0, "text": text + "z", "logprobs": lp, "finish_reason": "length"}
+                    ]
+                },
+            )
+        lp = {
+            "tokens": ["Yes"],
+            "token_logprobs": [-0.1],
+            "top_logprobs": [{"Yes": -0.1, "No": -2.5}],
+            "text_offset": [0],
+        }
+        return httpx.Response(
+            200,
+            json={
+                "choices": [{"index": 0, "text": "Yes", "logprobs": lp, "finish_reason": "length"}]
+            },
+        )
+
+    policy = OpenAIPolicy("http://srv", "m", transport=httpx.MockTransport(handler))
+    # prompt "ab" + completion "cd": offsets 2, 3 -> logprobs -2.0, -3.0
+    assert policy.score(["ab"], ["cd"]) == [(-2.0, -3.0)]
+    (probs,) = policy.next_token_probs(["q"], ["Yes", "No", "Maybe"])
+    assert probs["Yes"] == pytest.approx(0.904837, rel=1e-5)
+    assert probs["No"] == pytest.approx(0.082085, rel=1e-4)
+    assert probs["Maybe"] == 0.0
