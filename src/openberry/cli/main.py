@@ -20,7 +20,12 @@ from openberry.errors import BerryError
 __all__ = ["main"]
 
 # Order is the order shown in --help.
-_COMMAND_MODULES = ("openberry.cli.data", "openberry.cli.grade", "openberry.cli.serve")
+_COMMAND_MODULES = (
+    "openberry.cli.data",
+    "openberry.cli.grade",
+    "openberry.cli.generate",
+    "openberry.cli.serve",
+)
 
 _EPILOG = """\
 examples:

@@ -1,0 +1,79 @@
+"""`HFPolicy` prefix sharing: results with shared prefixes equal those without (tiny Llama)."""
+
+from __future__ import annotations
+
+import pytest
+from test_contract import _tiny_llama, _tiny_tokenizer
+
+from openberry.models import SamplingParams
+
+PREFIX = "Problem: find x such that 3*x + 5 = 20. Step 1: subtract 5 from both sides. "
+SIBLINGS = [
+    PREFIX + "<step>",
+    PREFIX + "Step 2:",
+    PREFIX + "So x",
+    "unrelated short prompt",
+    PREFIX + "Step 2: divide by 3",
+    PREFIX[:40] + "different tail entirely here",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def policies():
+    pytest.importorskip("torch")
+    from openberry.models.hf import HFPolicy
+
+    tokenizer = _tiny_tokenizer()
+    model = _tiny_llama(len(tokenizer))
+    shared = HFPolicy(model, tokenizer, name="tiny", min_shared_prefix=16)
+    plain = HFPolicy(model, tokenizer, name="tiny", share_prefixes=False)
+    return shared, plain
+
+
+def _assert_same(a, b) -> None:
+    for row_a, row_b in zip(a, b, strict=True):
+        for ga, gb in zip(row_a, row_b, strict=True):
+            assert ga.token_ids == gb.token_ids
+            assert ga.text == gb.text
+            assert ga.finish_reason == gb.finish_reason
+            assert ga.prompt_tokens == gb.prompt_tokens
+            assert ga.logprobs == pytest.approx(gb.logprobs, abs=1e-4)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_greedy_equal_with_and_without_sharing(policies, n) -> None:
+    shared, plain = policies
+    assert shared._prefix_groups([shared.encode_prompt(p) for p in SIBLINGS]) is not None
+    params = SamplingParams(n=n, temperature=0, max_new_tokens=20)
+    _assert_same(shared.generate(SIBLINGS, params), plain.generate(SIBLINGS, params))
+
+
+def test_identical_prompts_and_chunks(policies) -> None:
+    shared, plain = policies
+    prompts = [PREFIX] * 4 + [PREFIX + "A", PREFIX + "B"]
+    params = SamplingParams(temperature=0, max_new_tokens=10)
+    _assert_same(shared.generate(prompts, params), plain.generate(prompts, params))
+    shared.batch_size = 2
+    try:
+        _assert_same(shared.generate(prompts, params), plain.generate(prompts, params))
+    finally:
+        shared.batch_size = None
+
+
+def test_sampled_with_seed_is_reproducible(policies) -> None:
+    shared, _ = policies
+    params = SamplingParams(n=2, max_new_tokens=12, seed=5)
+    a = shared.generate(SIBLINGS, params)
+    b = shared.generate(SIBLINGS, params)
+    assert [[g.token_ids for g in r] for r in a] == [[g.token_ids for g in r] for r in b]
+
+
+def test_groups(policies) -> None:
+    shared, _ = policies
+    rows = [[1] * 40 + [2], [5, 6], [1] * 40 + [3, 4], [7] * 20, [1] * 50]
+    groups = shared._prefix_groups(rows)
+    assert groups is not None
+    by_members = {tuple(sorted(m)): length for length, m in groups}
+    assert by_members[(0, 2, 4)] == 40
+    assert shared._prefix_groups([[1, 2, 3], [4, 5]]) is None
