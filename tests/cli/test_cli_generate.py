@@ -6,7 +6,7 @@ import pytest
 
 import openberry.cli.main as cli_main
 from importcheck import imported_roots
-from models.test_contract import _tiny_llama, _tiny_tokenizer
+from models.tiny import tiny_llama, tiny_tokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +19,8 @@ def _generate_command_only(monkeypatch):
 def model_dir(tmp_path_factory):
     pytest.importorskip("torch")
     path = tmp_path_factory.mktemp("tiny")
-    tokenizer = _tiny_tokenizer()
-    _tiny_llama(len(tokenizer)).save_pretrained(path)
+    tokenizer = tiny_tokenizer()
+    tiny_llama(len(tokenizer)).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

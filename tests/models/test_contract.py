@@ -6,60 +6,22 @@ The tiny Llama and its character-level tokenizer are built in-process (no downlo
 from __future__ import annotations
 
 import math
-import string
 
 import pytest
 
 from importcheck import imported_roots
+from models.tiny import tiny_llama, tiny_tokenizer
 from openberry.models import FakePolicy, ModelError, Policy, SamplingParams
 from openberry.records import Generation
 
 PROMPTS = ["Q: 12+7=?\nA:", "x", "Solve 3*x = 9 for x.\n"]
-SPECIALS = ["<positive_rating>", "<negative_rating>", "Yes", "No"]
-
-
-def _tiny_tokenizer():
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = [*string.printable]
-    vocab = {tok: i for i, tok in enumerate(["<pad>", "</s>", "<unk>", *chars])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
-    fast.add_tokens(SPECIALS)
-    return fast
-
-
-def _tiny_llama(vocab_size: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        initializer_range=0.2,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=None,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 @pytest.fixture(scope="module")
 def tiny_hf():
     pytest.importorskip("torch")
-    tokenizer = _tiny_tokenizer()
-    return _tiny_llama(len(tokenizer)), tokenizer
+    tokenizer = tiny_tokenizer()
+    return tiny_llama(len(tokenizer)), tokenizer
 
 
 @pytest.fixture(scope="module", params=["fake", "hf"])
@@ -241,7 +203,7 @@ def test_hf_lora_adapter(tiny_hf, tmp_path) -> None:
     base_dir = tmp_path / "base"
     model.save_pretrained(base_dir)
     tokenizer.save_pretrained(base_dir)
-    fresh = _tiny_llama(len(tokenizer))
+    fresh = tiny_llama(len(tokenizer))
     config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     lora = peft.get_peft_model(fresh, config)
     torch.manual_seed(1)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from test_contract import _tiny_llama, _tiny_tokenizer
 
+from models.tiny import tiny_llama, tiny_tokenizer
 from openberry.models import SamplingParams
 
 PREFIX = "Problem: find x such that 3*x + 5 = 20. Step 1: subtract 5 from both sides. "
@@ -24,8 +24,8 @@ def policies():
     pytest.importorskip("torch")
     from openberry.models.hf import HFPolicy
 
-    tokenizer = _tiny_tokenizer()
-    model = _tiny_llama(len(tokenizer))
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer))
     shared = HFPolicy(model, tokenizer, name="tiny", min_shared_prefix=16)
     plain = HFPolicy(model, tokenizer, name="tiny", share_prefixes=False)
     return shared, plain
