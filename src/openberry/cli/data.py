@@ -13,6 +13,7 @@ import logging
 import sys
 from typing import Any
 
+from openberry.cli._args import int_at_least
 from openberry.data.datasets import (
     DATA_DIR_ENV,
     DATASETS,
@@ -105,7 +106,7 @@ def register(subparsers: Any) -> None:
     p_show.add_argument("name", metavar="NAME|PATH", help="dataset name or file path")
     p_show.add_argument("--path", metavar="FILE", help="read the dataset from this file")
     p_show.add_argument("--split", metavar="S", help="split (default: the dataset's default)")
-    p_show.add_argument("--limit", metavar="N", type=_non_negative_int, help="show at most N")
+    p_show.add_argument("--limit", metavar="N", type=int_at_least(0), help="show at most N")
     p_show.add_argument("--question-field", metavar="F", help="field holding the question")
     p_show.add_argument("--answer-field", metavar="F", help="field holding the gold answer")
     p_show.add_argument("--id-field", metavar="F", help="field holding the problem id")
@@ -129,7 +130,7 @@ def register(subparsers: Any) -> None:
     p_corpus.add_argument("source", choices=_CORPUS_SOURCES, help="generator (arithmetic)")
     p_corpus.add_argument("--kind", required=True, metavar="KIND", help=f"one of {_KINDS_HELP}")
     p_corpus.add_argument("--split", default="train", help="train, validation or test (train)")
-    p_corpus.add_argument("--limit", metavar="N", type=_non_negative_int, help="at most N rows")
+    p_corpus.add_argument("--limit", metavar="N", type=int_at_least(0), help="at most N rows")
     p_corpus.add_argument("--seed", metavar="S", type=int, default=0, help="random seed (0)")
     p_corpus.add_argument(
         "--slip-rate",
@@ -139,16 +140,6 @@ def register(subparsers: Any) -> None:
     )
     p_corpus.add_argument("--out", required=True, metavar="FILE.jsonl", help="output file")
     p_corpus.set_defaults(func=_cmd_corpus)
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _probability(text: str) -> float:

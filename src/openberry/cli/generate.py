@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any
 
+from openberry.cli._args import int_at_least
+
 __all__ = ["register"]
 
 _EPILOG = """\
@@ -41,9 +43,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
     parser.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")
-    parser.add_argument("--n", type=_positive_int, default=1, metavar="N", help="samples/prompt")
+    parser.add_argument("--n", type=int_at_least(1), default=1, metavar="N", help="samples/prompt")
     parser.add_argument(
-        "--max-new-tokens", type=_positive_int, default=128, metavar="N", help="default: 128"
+        "--max-new-tokens", type=int_at_least(1), default=128, metavar="N", help="default: 128"
     )
     parser.add_argument(
         "--temperature", type=float, default=1.0, metavar="T", help="0 = greedy (default 1)"
@@ -58,13 +60,6 @@ def register(subparsers: Any) -> None:
         "--chat-template", action="store_true", help="hf: wrap prompts in the chat template"
     )
     parser.set_defaults(func=_cmd_generate)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _unescape(text: str) -> str:

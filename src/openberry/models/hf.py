@@ -147,8 +147,13 @@ class HFPolicy:
 
     # ----------------------------------------------------------------------------- encoding
 
+    @property
+    def _chat(self) -> bool:
+        """True when prompts are wrapped in the tokenizer's chat template."""
+        return bool(self.use_chat_template and getattr(self.tokenizer, "chat_template", None))
+
     def _format(self, prompt: str) -> str:
-        if self.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+        if self._chat:
             return self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
             )
@@ -156,14 +161,14 @@ class HFPolicy:
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids the model sees for `prompt` (chat template applied when asked)."""
-        if self.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+        if self._chat:
             return list(self.tokenizer.encode(self._format(prompt), add_special_tokens=False))
         return list(self.tokenizer.encode(prompt))
 
     def _encode_completion(self, prompt: str, prompt_ids: list[int], completion: str) -> list[int]:
         if not completion:
             return []
-        if self.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+        if self._chat:
             joint = list(
                 self.tokenizer.encode(self._format(prompt) + completion, add_special_tokens=False)
             )
@@ -256,8 +261,9 @@ class HFPolicy:
         done: list[Generation | None] = [None] * b
         eos = torch.tensor(sorted(self.eos_token_ids) or [-1], device=self.device)
         for _step in range(params.max_new_tokens):
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            nxt = self._choose(logits.float(), params, gen)
+            logits = logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            nxt = self._choose(logits, params, gen)
             chosen_lp = logp.gather(-1, nxt[:, None])[:, 0]
             is_eos = torch.isin(nxt, eos)
             nxt_l, lp_l, eos_l = nxt.tolist(), chosen_lp.tolist(), is_eos.tolist()
