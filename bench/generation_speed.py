@@ -2,7 +2,8 @@
 
 Two measurements on a tiny random-init Llama built in-process (no downloads; the ~1M-parameter
 shape of ``/work/shared/research/feasibility.md``: hidden 128, 4 layers, 4 heads, MLP 512, tied
-embeddings, character-level tokenizer), on CPU with ``torch.set_num_threads(2)`` by default:
+embeddings, character-level tokenizer; ``--shape 7m`` builds a berry-tiny-sized model instead:
+hidden 256, 8 layers, 8 heads, MLP 1024), on CPU with ``torch.set_num_threads(2)`` by default:
 
 1. **Batched decode.** New tokens per second at batch 1, 16 and 64, greedy and sampled
    (temperature 1, top-p 1, no top-k), the same prompts for both paths and a forced length: the
@@ -56,16 +57,24 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
 
 
-def build_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
-    """The ~1M-parameter Llama of the feasibility study, random init, no EOS."""
+SHAPES = {
+    # name: (hidden, MLP, layers, heads)
+    "1m": (128, 512, 4, 4),  # the feasibility study's ~1M-parameter model
+    "7m": (256, 1024, 8, 8),  # a berry-tiny-sized model (at most ~10M parameters)
+}
+
+
+def build_model(vocab_size: int, seed: int = 0, shape: str = "1m") -> LlamaForCausalLM:
+    """A random-init Llama of one of `SHAPES`, without EOS."""
+    hidden, mlp, layers, heads = SHAPES[shape]
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=128,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
         max_position_embeddings=2048,
         tie_word_embeddings=True,
         pad_token_id=0,
@@ -117,7 +126,7 @@ def ours_generate(policy: HFPolicy, prompts: list[str], new: int, sample: bool) 
 def bench_decode(
     model: Any, tokenizer: Any, batches: list[int], new: int, repeats: int
 ) -> list[str]:
-    policy = HFPolicy(model, tokenizer, name="tiny-1m")
+    policy = HFPolicy(model, tokenizer, name="bench")
     rng = random.Random(0)
     lines = [
         "| batch | mode | plain `generate` tok/s | ours tok/s | ours / plain |",
@@ -145,8 +154,8 @@ def bench_decode(
 
 
 def bench_prefix(model: Any, tokenizer: Any, prefix_len: int, new: int, repeats: int) -> list[str]:
-    shared = HFPolicy(model, tokenizer, name="tiny-1m", share_prefixes=True)
-    plain = HFPolicy(model, tokenizer, name="tiny-1m", share_prefixes=False)
+    shared = HFPolicy(model, tokenizer, name="bench", share_prefixes=True)
+    plain = HFPolicy(model, tokenizer, name="bench", share_prefixes=False)
     rng = random.Random(1)
     prefix = random_text(rng, prefix_len)
     suffixes = ["<step>", " Step 2:", " So x =", " Next,", "<meta>", " Check:", " Thus", " Wait,"]
@@ -205,13 +214,16 @@ def main() -> None:
     parser.add_argument("--prefix-len", type=int, default=256, help="shared prefix tokens")
     parser.add_argument("--skip-decode", action="store_true", help="only the prefix bench")
     parser.add_argument("--skip-prefix", action="store_true", help="only the decode bench")
+    parser.add_argument(
+        "--shape", choices=sorted(SHAPES), default="1m", help="model shape (default 1m)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (1 if args.quick else 5)
     new = args.new_tokens or (16 if args.quick else 128)
     batches = [1, 4] if args.quick else [1, 16, 64]
     tokenizer = build_tokenizer()
-    model = build_model(len(tokenizer))
+    model = build_model(len(tokenizer), shape=args.shape)
     params = sum(p.numel() for p in model.parameters())
     print(
         f"torch {torch.__version__}, {args.threads} threads, model {params / 1e6:.2f}M params, "

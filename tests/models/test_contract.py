@@ -1,4 +1,7 @@
-"""Contract tests that every `Policy` backend must pass (fake and Hugging Face on a tiny Llama).
+"""Contract tests that every `Policy` backend must pass.
+
+Backends: fake, Hugging Face on a tiny Llama, and the OpenAI-compatible client talking to
+`berry serve`'s app over that same Llama (a real server on a loopback port).
 
 The tiny Llama and its character-level tokenizer are built in-process (no downloads).
 """
@@ -6,11 +9,12 @@ The tiny Llama and its character-level tokenizer are built in-process (no downlo
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 
 from importcheck import imported_roots
-from models.tiny import tiny_llama, tiny_tokenizer
+from models.tiny import live_server, tiny_llama, tiny_tokenizer
 from openberry.models import FakePolicy, ModelError, Policy, SamplingParams
 from openberry.records import Generation
 
@@ -24,14 +28,27 @@ def tiny_hf():
     return tiny_llama(len(tokenizer)), tokenizer
 
 
-@pytest.fixture(scope="module", params=["fake", "hf"])
-def policy(request) -> Policy:
+@pytest.fixture(scope="module", params=["fake", "hf", "openai"])
+def policy(request) -> Iterator[Policy]:
     if request.param == "fake":
-        return FakePolicy(seed=3)
+        yield FakePolicy(seed=3)
+        return
     from openberry.models.hf import HFPolicy
 
     model, tokenizer = request.getfixturevalue("tiny_hf")
-    return HFPolicy(model, tokenizer, name="tiny")
+    hf = HFPolicy(model, tokenizer, name="tiny")
+    if request.param == "hf":
+        yield hf
+        return
+    # The OpenAI-compatible backend against our own server over the same tiny model.
+    pytest.importorskip("fastapi")
+    from openberry.models.openai import OpenAIPolicy
+    from openberry.serve.app import create_app
+
+    with live_server(create_app(hf, model_name="tiny")) as url:
+        remote = OpenAIPolicy(url, "tiny", max_concurrency=4, timeout=30, max_retries=0)
+        yield remote
+        remote.close()
 
 
 def _flat(rows: list[tuple[float, ...]]) -> list[float]:
@@ -97,7 +114,10 @@ def test_stop_strings(policy) -> None:
     assert stop not in g.text
     assert g.text == full.text[:cut]
     assert g.token_ids == full.token_ids[: len(g.token_ids)]
-    assert len(g.logprobs) == len(g.token_ids)
+    assert len(g.logprobs) == g.num_tokens
+    assert g.logprobs == pytest.approx(full.logprobs[: g.num_tokens], abs=1e-5)
+    if full.token_ids:  # OpenAI-compatible servers do not return token ids
+        assert len(g.token_ids) == g.num_tokens
 
 
 def test_generate_logprobs_match_score(policy) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 
@@ -83,12 +84,31 @@ def test_chat_mode(remote, hf) -> None:
     chat.close()
 
 
-def test_score_and_next_token_probs_unsupported_by_our_server(remote) -> None:
-    with pytest.raises(ModelError, match="does not support scoring"):
-        remote.score(["a"], ["bc"])
-    assert remote.score(["a"], [""]) == [()]
-    with pytest.raises(ModelError, match="top logprobs"):
-        remote.next_token_probs(["a"], ["Yes"])
+def test_score_and_next_token_probs_match_hf(remote, hf) -> None:
+    prompts, completions = ["a", "Q: 1+1=", "x"], ["bc", "2\nYes", ""]
+    assert remote.score(prompts, completions) == [
+        pytest.approx(row, abs=1e-5) for row in hf.score(prompts, completions)
+    ]
+    # Candidates in and far outside the top 5: the tail ones are echo-scored, not zero.
+    cands = ["Yes", "No", "<positive_rating>", "a", "~"]
+    for got, want in zip(
+        remote.next_token_probs(PROMPTS, cands), hf.next_token_probs(PROMPTS, cands), strict=True
+    ):
+        assert got == {c: pytest.approx(want[c], rel=1e-4, abs=1e-8) for c in cands}
+
+
+def test_score_and_next_token_probs_unsupported_by_server() -> None:
+    from openberry.models import FakePolicy
+    from openberry.serve.app import create_app
+
+    with live_server(create_app(FakePolicy(seed=0), model_name="fake")) as url:
+        remote = OpenAIPolicy(url, "fake", max_retries=0)
+        with pytest.raises(ModelError, match="does not support scoring"):
+            remote.score(["a"], ["bc"])
+        assert remote.score(["a"], [""]) == [()]
+        with pytest.raises(ModelError):
+            remote.next_token_probs(["a"], ["Yes"])
+        remote.close()
 
 
 # ------------------------------------------------------------------------------ mock servers
@@ -247,7 +267,28 @@ def test_score_and_next_token_probs_with_capable_server() -> None:
     policy = OpenAIPolicy("http://srv", "m", transport=httpx.MockTransport(handler))
     # prompt "ab" + completion "cd": offsets 2, 3 -> logprobs -2.0, -3.0
     assert policy.score(["ab"], ["cd"]) == [(-2.0, -3.0)]
-    (probs,) = policy.next_token_probs(["q"], ["Yes", "No", "Maybe"])
+    (probs,) = policy.next_token_probs(["q"], ["Yes", "No", "M"])
     assert probs["Yes"] == pytest.approx(0.904837, rel=1e-5)
     assert probs["No"] == pytest.approx(0.082085, rel=1e-4)
-    assert probs["Maybe"] == 0.0
+    # "M" is outside the top list: scored with echo ("qM": offset 1 -> log p -1.0).
+    assert probs["M"] == pytest.approx(math.exp(-1.0))
+    with pytest.raises(ModelError, match="3 tokens"):
+        policy.next_token_probs(["q"], ["Yes", "abc"])
+
+
+def test_tail_candidates_zero_when_server_cannot_echo(caplog) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body.get("echo"):
+            return httpx.Response(400, json={"error": {"message": "echo is not supported"}})
+        lp = {"tokens": ["Yes"], "token_logprobs": [-0.1], "top_logprobs": [{"Yes": -0.1}]}
+        lp["text_offset"] = [0]
+        choice = {"index": 0, "text": "Yes", "logprobs": lp, "finish_reason": "length"}
+        return httpx.Response(200, json={"choices": [choice]})
+
+    policy = OpenAIPolicy("http://srv", "m", transport=httpx.MockTransport(handler))
+    with caplog.at_level(logging.WARNING):
+        rows = policy.next_token_probs(["q", "r"], ["Yes", "No"])
+    assert [row["No"] for row in rows] == [0.0, 0.0]
+    assert rows[0]["Yes"] == pytest.approx(math.exp(-0.1))
+    assert sum("probability 0" in r.message for r in caplog.records) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -56,7 +57,8 @@ def test_completions_n_logprobs_usage(client, policy) -> None:
         lp = c["logprobs"]
         assert lp["token_logprobs"] == pytest.approx(list(g.logprobs), abs=1e-5)
         assert len(lp["tokens"]) == len(lp["text_offset"]) == g.num_tokens
-        assert lp["top_logprobs"] is None
+        # logprobs=1: the single most likely token per position, the greedy choice itself.
+        assert [list(top) for top in lp["top_logprobs"]] == [[t] for t in lp["tokens"]]
         assert (
             c["finish_reason"]
             == {"eos": "stop", "length": "length", "stop": "stop"}[g.finish_reason]
@@ -66,6 +68,50 @@ def test_completions_n_logprobs_usage(client, policy) -> None:
     assert usage["completion_tokens"] == sum(g.num_tokens for g in gens)
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert _complete(client, prompt="ab", max_tokens=3)["choices"][0]["logprobs"] is None
+
+
+def test_echo_and_top_logprobs(client, policy) -> None:
+    prompt, completion = "Q: 12+7=?", "\nA: 19"
+    out = _complete(client, prompt=prompt + completion, max_tokens=1, echo=True, logprobs=0)
+    (c,) = out["choices"]
+    assert c["text"].startswith(prompt + completion)
+    lp = c["logprobs"]
+    n = len(prompt + completion)  # one token per character with this tokenizer
+    assert lp["tokens"][:n] == list(prompt + completion)
+    assert lp["text_offset"][:n] == list(range(n))
+    assert lp["token_logprobs"][0] is None
+    (scored,) = policy.score([prompt], [completion])
+    tail = lp["token_logprobs"][len(prompt) : n]
+    assert tail == pytest.approx(list(scored), abs=1e-5)
+    # logprobs=k: top k per generated token, the greedy token first.
+    out = _complete(client, prompt="ab", max_tokens=4, logprobs=4, temperature=0)
+    lp = out["choices"][0]["logprobs"]
+    assert len(lp["top_logprobs"]) == len(lp["tokens"])
+    rows = zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"], strict=True)
+    for token, value, top in rows:
+        assert len(top) == 4
+        assert max(top, key=top.get) == token
+        assert top[token] == pytest.approx(value, abs=1e-5)
+    (probs,) = policy.next_token_probs(["ab"], list(out["choices"][0]["logprobs"]["tokens"][:1]))
+    first_top = lp["top_logprobs"][0]
+    for tok, p in probs.items():
+        assert first_top[tok] == pytest.approx(math.log(p), abs=1e-5)
+
+
+def test_echo_needs_policy_support() -> None:
+    from openberry.models import FakePolicy
+    from openberry.serve.app import create_app
+
+    with (
+        live_server(create_app(FakePolicy(seed=0), model_name="fake")) as url,
+        httpx.Client(base_url=url, timeout=30) as c,
+    ):
+        body = {"model": "fake", "prompt": "a", "max_tokens": 2}
+        assert c.post("/v1/completions", json={**body, "echo": True}).status_code == 200
+        for extra in ({"echo": True, "logprobs": 0}, {"logprobs": 3}):
+            r = c.post("/v1/completions", json={**body, **extra})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["code"] == "unsupported_parameter"
 
 
 def test_stop_and_seed(client) -> None:
@@ -111,10 +157,24 @@ def test_chat_completions(client, policy) -> None:
     assert [e["logprob"] for e in content] == pytest.approx(list(g.logprobs), abs=1e-5)
     r = client.post(
         "/v1/chat/completions",
-        json={"model": "tiny", "messages": messages, "logprobs": True, "top_logprobs": 3},
+        json={
+            "model": "tiny",
+            "messages": messages,
+            "logprobs": True,
+            "top_logprobs": 3,
+            "temperature": 0,
+            "max_tokens": 5,
+        },
     )
-    assert r.status_code == 400
-    assert r.json()["error"]["code"] == "unsupported_parameter"
+    assert r.status_code == 200, r.text
+    content = r.json()["choices"][0]["logprobs"]["content"]
+    for entry in content:
+        tops = entry["top_logprobs"]
+        assert len(tops) == 3
+        # Greedy: the chosen token is the most likely one, with the same log p.
+        assert tops[0]["token"] == entry["token"]
+        assert tops[0]["logprob"] == pytest.approx(entry["logprob"], abs=1e-5)
+        assert [t["logprob"] for t in tops] == sorted((t["logprob"] for t in tops), reverse=True)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +193,6 @@ def test_chat_completions(client, policy) -> None:
         ("/v1/completions", {"model": "tiny", "prompt": "a", "n": "many"}, 400, "n"),
         ("/v1/completions", {"model": "tiny", "prompt": "a", "max_tokens": 0}, 400, "max_tokens"),
         ("/v1/completions", {"model": "tiny", "prompt": "a", "stop": [""]}, 400, "stop"),
-        ("/v1/completions", {"model": "tiny", "prompt": "a", "echo": True}, 400, "echo"),
         ("/v1/completions", {"model": "tiny", "prompt": []}, 400, "prompt"),
         ("/v1/completions", {"model": "nope", "prompt": "a"}, 404, "model"),
         ("/v1/completions", [1, 2], 400, None),

@@ -7,9 +7,10 @@ What is implemented:
 - `HFPolicy.generate`: our own batched decode loop (no ``model.generate``): all prompts x n rows
   are left-padded into one batch, the prompt is run once, then one token per step with a KV cache
   and explicit ``position_ids`` (so left padding does not shift positions). With ``n > 1`` each
-  prompt is run once and its KV cache copied to its n samples. Rows that finish keep
-  being fed (their outputs are ignored) until every row is done. Stop strings are checked on the
-  decoded text after every step, per row.
+  prompt is run once and its KV cache copied to its n samples. Rows that finish (EOS or a
+  stop string) are dropped from the batch and the cache once a quarter of the batch is done, so
+  short answers do not pay for long ones. Stop strings are checked after every step on the
+  decoded tail of each row (the whole row is decoded only when the tail contains a stop).
 - Prefix sharing across prompts (``share_prefixes=True``, the default): the distinct prompts of a
   batch are sorted and grouped by their longest common token prefix (at least
   ``min_shared_prefix`` tokens; sibling nodes in tree search share their whole path). Each group's
@@ -259,30 +260,36 @@ class HFPolicy:
         out_ids: list[list[int]] = [[] for _ in range(b)]
         out_lps: list[list[float]] = [[] for _ in range(b)]
         done: list[Generation | None] = [None] * b
+        # live[j] is the original row of batch row j; finished rows are dropped from the batch
+        # (and from the KV cache) once at least a quarter of the batch has finished.
+        live = list(range(b))
         eos = torch.tensor(sorted(self.eos_token_ids) or [-1], device=self.device)
-        for _step in range(params.max_new_tokens):
+        window = 4 * max((len(s) for s in params.stop), default=0) + 8
+        for step in range(params.max_new_tokens):
             logits = logits.float()
             logp = torch.log_softmax(logits, dim=-1)
             nxt = self._choose(logits, params, gen)
             chosen_lp = logp.gather(-1, nxt[:, None])[:, 0]
             is_eos = torch.isin(nxt, eos)
             nxt_l, lp_l, eos_l = nxt.tolist(), chosen_lp.tolist(), is_eos.tolist()
-            for i in range(b):
-                if done[i] is not None:
-                    continue
-                out_ids[i].append(nxt_l[i])
-                out_lps[i].append(lp_l[i])
-                if eos_l[i]:
+            for j, i in enumerate(live):
+                out_ids[i].append(nxt_l[j])
+                out_lps[i].append(lp_l[j])
+                if eos_l[j]:
                     done[i] = self._make(
                         rows[i], out_ids[i], out_lps[i], "eos", len(out_ids[i]) - 1
                     )
                 elif params.stop:
-                    done[i] = self._check_stop(rows[i], out_ids[i], out_lps[i], params.stop)
-            if all(d is not None for d in done):
+                    done[i] = self._check_stop(rows[i], out_ids[i], out_lps[i], params.stop, window)
+            keep = [j for j, i in enumerate(live) if done[i] is None]
+            if not keep or step == params.max_new_tokens - 1:
                 break
-            if _step == params.max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, mask.new_ones((b, 1))], dim=-1)
+            if can_copy and len(keep) <= 3 * len(live) // 4:
+                index = torch.tensor(keep, dtype=torch.long, device=self.device)
+                cache.reorder_cache(index)
+                mask, pos, nxt = mask[index], pos[index], nxt[index]
+                live = [live[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=-1)
             pos = pos[:, -1:] + 1
             logits = self._forward(nxt[:, None], mask, pos, cache=cache, keep=1)[:, -1, :]
         return [
@@ -369,8 +376,24 @@ class HFPolicy:
         return torch.multinomial(probs, 1, generator=gen)[:, 0]
 
     def _check_stop(
-        self, prompt: list[int], ids: list[int], lps: list[float], stops: Sequence[str]
+        self,
+        prompt: list[int],
+        ids: list[int],
+        lps: list[float],
+        stops: Sequence[str],
+        window: int,
     ) -> Generation | None:
+        """A "stop" `Generation` if the decoded text contains a stop string, else None.
+
+        Called after every new token, so a stop string can only newly appear at the end: the
+        last `window` tokens (at least 4 per character of the longest stop, for byte-level
+        tokens that decode to partial characters) are decoded first, and the whole row only when
+        a stop shows up there. This keeps the check linear in the generated length.
+        """
+        if len(ids) > window:
+            tail = self._decode(ids[-window:])
+            if not any(s in tail for s in stops):
+                return None
         text = self._decode(ids)
         hits = [i for i in (text.find(s) for s in stops) if i >= 0]
         if not hits:
@@ -458,6 +481,104 @@ class HFPolicy:
                 logits = self._forward(ids, mask, pos, keep=1)[:, -1, :]
                 probs = torch.softmax(logits.float(), dim=-1)[:, index].tolist()
                 result += [dict(zip(cand_ids, row, strict=True)) for row in probs]
+        return result
+
+    # -------------------------------------------------- extras used by `berry serve` (not Policy)
+
+    def prompt_logprobs(
+        self, texts: Sequence[str], top_k: int = 0
+    ) -> list[list[tuple[str, int, float | None, dict[str, float] | None]]]:
+        """Every token of each text: (token text, character offset, log p, top-k log p).
+
+        The text is encoded as `generate` encodes a prompt. The log p of a token is given the
+        tokens before it, and the top-k dict (token text -> log p, only when ``top_k > 0``) is the
+        distribution it was drawn from; both are None for the first token (nothing precedes
+        it). Offsets come from the fast tokenizer's offset mapping (special tokens such as BOS
+        get offset 0), else from the lengths of decoded prefixes. `berry serve` uses this for
+        ``echo`` (and `OpenAIPolicy.score` reads it back).
+        """
+        torch = self._torch
+        rows = [self.encode_prompt(t) for t in texts]
+        result: list[list[tuple[str, int, float | None, dict[str, float] | None]]] = []
+        with torch.inference_mode():
+            for chunk in self._chunks(len(rows)):
+                part = [rows[i] for i in chunk]
+                width = max(len(r) for r in part)
+                lps: list[list[float]] = [[] for _ in part]
+                tops: list[list[dict[str, float]]] = [[] for _ in part]
+                if width >= 2:
+                    ids, mask, pos = self._left_pad(part)
+                    logp = torch.log_softmax(self._forward(ids, mask, pos)[:, :-1].float(), -1)
+                    lps = logp.gather(-1, ids[:, 1:, None])[..., 0].tolist()
+                    if top_k > 0:
+                        tops = [
+                            [self._top_dict(v, t) for v, t in zip(vs, ts, strict=True)]
+                            for vs, ts in zip(
+                                *(x.tolist() for x in logp.topk(min(top_k, logp.shape[-1]), -1)),
+                                strict=True,
+                            )
+                        ]
+                for i, row, row_lps, row_tops in zip(chunk, part, lps, tops, strict=True):
+                    skip = width - len(row)
+                    values: list[float | None] = [None, *row_lps[skip:]][: len(row)]
+                    top: list[dict[str, float] | None] = [None, *row_tops[skip:]][: len(row)]
+                    if top_k <= 0:
+                        top = [None] * len(row)
+                    offsets = self._offsets(texts[i], row)
+                    tokens = [self._decode([t]) for t in row]
+                    result.append(list(zip(tokens, offsets, values, top, strict=True)))
+        return result
+
+    def _top_dict(self, values: Sequence[float], ids: Sequence[int]) -> dict[str, float]:
+        """Token text -> log p, most likely first; tokens with the same text keep the larger."""
+        top: dict[str, float] = {}
+        for v, t in zip(values, ids, strict=True):
+            top.setdefault(self._decode([t]), v)
+        return top
+
+    def _offsets(self, text: str, ids: list[int]) -> list[int]:
+        if self.tokenizer.is_fast and not self._chat:
+            enc = self.tokenizer(text, return_offsets_mapping=True)
+            if list(enc["input_ids"]) == ids:
+                return [int(a) for a, _ in enc["offset_mapping"]]
+        return [
+            len(self.tokenizer.decode(ids[:k], skip_special_tokens=True)) for k in range(len(ids))
+        ]
+
+    def top_logprobs(
+        self, prompts: Sequence[str], continuations: Sequence[Sequence[int]], k: int
+    ) -> list[list[dict[str, float]]]:
+        """The `k` most likely tokens at each position of each continuation (token text -> log p).
+
+        Each prompt is encoded as `generate` encodes it and followed by its continuation's token
+        ids (e.g. those `generate` returned); entry i is the distribution (temperature 1) that
+        token i was drawn from. One forward pass per batch. Tokens that decode to the same text
+        keep the larger log p. `berry serve` uses this for ``logprobs=k`` and ``top_logprobs``.
+        """
+        torch = self._torch
+        rows = [
+            (self.encode_prompt(p), list(c)) for p, c in zip(prompts, continuations, strict=True)
+        ]
+        if any(not p for p, _ in rows):
+            raise ModelError("top_logprobs needs non-empty prompts")
+        result: list[list[dict[str, float]]] = []
+        with torch.inference_mode():
+            for chunk in self._chunks(len(rows)):
+                part = [rows[i] for i in chunk]
+                width = max(len(c) for _, c in part)
+                if width == 0:
+                    result += [[] for _ in part]
+                    continue
+                # Position t predicts token t+1: the prompt's last position and all but the
+                # continuation's last token give the width distributions.
+                ids, mask, pos = self._left_pad([p + c[:-1] if c else p for p, c in part])
+                logp = torch.log_softmax(self._forward(ids, mask, pos, keep=width).float(), -1)
+                values, index = logp.topk(min(k, logp.shape[-1]), dim=-1)
+                for (_, c), vs, ix in zip(part, values.tolist(), index.tolist(), strict=True):
+                    skip = width - len(c)
+                    result.append(
+                        [self._top_dict(v, t) for v, t in zip(vs[skip:], ix[skip:], strict=True)]
+                    )
         return result
 
 

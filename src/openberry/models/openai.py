@@ -20,9 +20,10 @@ a policy is built.
   (openberry's own server does) make it raise ``ModelError("... does not support scoring ...")``.
   Not available in chat mode.
 - `OpenAIPolicy.next_token_probs` asks for one token at temperature 0 with the top
-  ``max(5, len(candidates))`` (at most 20) logprobs, and reads the candidates there; a candidate
-  outside the returned top list gets probability 0.0. Servers without top logprobs (openberry's
-  own server) make it raise `ModelError`.
+  ``max(5, len(candidates))`` (at most 20) logprobs, and reads the candidates there. A candidate
+  outside the returned top list is scored exactly with `score` (``echo``); when the server cannot
+  echo (or in chat mode) it gets probability 0.0, with a warning logged once. Servers without top
+  logprobs make it raise `ModelError`. openberry's own server (`berry serve`) supports both.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class OpenAIPolicy:
         self.chat = chat
         self.max_concurrency = max_concurrency
         self.retry = RetryConfig(max_retries=max_retries, backoff=backoff)
+        self._echo_failed = False  # set once the server refused echo scoring
         key = api_key or os.environ.get("OPENAI_API_KEY") or os.environ.get("BERRY_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(
@@ -321,7 +323,27 @@ class OpenAIPolicy:
                 f"server at {self.base_url} returned no top logprobs; it does not support "
                 "next_token_probs"
             )
-        return {c: math.exp(top[c]) if c in top else 0.0 for c in candidates}
+        probs = {c: math.exp(top[c]) for c in candidates if c in top}
+        for c in candidates:
+            if c not in probs:
+                probs[c] = self._tail_prob(prompt, c)
+        return {c: probs[c] for c in candidates}
+
+    def _tail_prob(self, prompt: str, candidate: str) -> float:
+        """p(candidate | prompt) for a candidate outside the top list: echo-score it, else 0."""
+        if not self.chat and not self._echo_failed:
+            try:
+                values = self._score_one((prompt, candidate))
+            except ModelError as exc:
+                self._echo_failed = True
+                logger.warning(
+                    "candidates outside the server's top logprobs get probability 0: %s", exc
+                )
+            else:
+                if len(values) != 1:
+                    raise ModelError(f"candidate {candidate!r} is {len(values)} tokens, not one")
+                return math.exp(values[0])
+        return 0.0
 
 
 def _choices(data: dict[str, Any], path: str) -> list[dict[str, Any]]:

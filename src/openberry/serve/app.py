@@ -9,14 +9,23 @@ Behaviour and departures from the OpenAI API:
   OpenAI-style body ``{"error": {"message", "type", "param", "code"}}``: 400 for bad fields or
   JSON, 401 for a missing or wrong API key, 404 for an unknown model or path. Unknown fields are
   ignored. Unexpected server faults are 500 with the same body shape (and logged).
-- ``echo`` must be false, ``best_of`` is ignored, prompts must be text (not token ids).
+- ``best_of`` is ignored, prompts must be text (not token ids).
 - ``/v1/completions`` ``logprobs`` (an int): each choice gets ``{tokens, token_logprobs,
-  top_logprobs: null, text_offset}``, one entry per generated token *including* a final EOS token
+  top_logprobs, text_offset}``, one entry per generated token *including* a final EOS token
   (whose text is not in ``text``). ``token_logprobs`` are the model's own log p at temperature 1
-  (the `Policy.generate` convention). ``top_logprobs`` are not available from a `Policy`, so they
-  are always null; ``text_offset`` counts characters from the start of the prompt, as OpenAI does.
+  (the `Policy.generate` convention); ``text_offset`` counts characters from the start of the
+  prompt, as OpenAI does. ``top_logprobs`` is null for ``logprobs=0``; for ``logprobs=k > 0`` it
+  lists, per token, the k most likely tokens at that position (token text -> log p), computed
+  after generation by one forward pass over the prompt and the generated token ids.
+- ``echo: true`` (completions) puts the prompt in front of each choice's text and, with
+  ``logprobs``, the prompt's tokens in front of the generated ones: each with its log p given the
+  tokens before it (null for the first), its offset in the prompt, and top logprobs when
+  ``logprobs > 0``. This is how `OpenAIPolicy.score` scores text, as on vLLM.
+- ``echo`` and ``logprobs > 0`` / ``top_logprobs > 0`` need a policy with the extra methods
+  ``prompt_logprobs`` / ``top_logprobs`` (`HFPolicy` has both); otherwise they get a 400 with code
+  ``unsupported_parameter``.
 - ``/v1/chat/completions`` ``logprobs: true`` gives ``{"content": [{token, logprob, bytes,
-  top_logprobs: []}]}``; ``top_logprobs > 0`` is rejected (400, code ``unsupported_parameter``).
+  top_logprobs}]}``; ``top_logprobs: k`` fills each entry's list with the k most likely tokens.
   Messages are rendered with the policy tokenizer's chat template (``policy.tokenizer``) when it
   has one, with the generation prompt added and a leading BOS text removed when the tokenizer adds
   BOS itself; otherwise with the documented fallback `render_chat`: one ``"{role}: {content}\\n"``
@@ -177,13 +186,6 @@ class CompletionRequest(_Request):
             raise ValueError("prompt list must not be empty")
         return value
 
-    @field_validator("echo")
-    @classmethod
-    def _check_echo(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("echo is not supported by this server")
-        return value
-
 
 class TextPart(BaseModel):
     """One text part of a chat message's content."""
@@ -276,6 +278,27 @@ def _require_logprobs(gen: Generation) -> tuple[float, ...]:
             400, "this model does not return logprobs", param="logprobs", code="unsupported"
         )
     return gen.logprobs
+
+
+def _extra(policy: Any, method: str, param: str) -> Callable[..., Any]:
+    """A policy's optional method (``prompt_logprobs``, ``top_logprobs``), or a 400."""
+    fn = getattr(policy, method, None)
+    if not callable(fn):
+        raise APIError(
+            400,
+            f"{param} is not supported for this model (its policy has no {method})",
+            param=param,
+            code="unsupported_parameter",
+        )
+    return fn
+
+
+def _offsets(start: int, tokens: Sequence[str]) -> list[int]:
+    offsets, at = [], start
+    for t in tokens:
+        offsets.append(at)
+        at += len(t)
+    return offsets
 
 
 def _pieces(text: str) -> list[str]:
@@ -387,6 +410,23 @@ def create_app(policy: Policy, *, model_name: str, api_key: str | None = None) -
         except (ModelError, ValueError) as exc:
             raise APIError(400, f"generation failed: {exc}") from exc
 
+    async def _top(
+        pairs: list[tuple[str, Generation]], k: int, param: str = "logprobs"
+    ) -> list[list[dict[str, float]]]:
+        """The k most likely tokens at each generated token's position, per generation."""
+        if not k or not pairs:
+            return [[] for _ in pairs]
+        fn = _extra(policy, "top_logprobs", param)
+        if any(g.num_tokens and not g.token_ids for _, g in pairs):
+            raise APIError(
+                400,
+                f"{param} > 0 needs token ids, which this model does not return",
+                param=param,
+                code="unsupported_parameter",
+            )
+        prompts = [p for p, _ in pairs]
+        return await run_in_threadpool(_locked, fn, prompts, [g.token_ids for _, g in pairs], k)
+
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
         card = {"id": model_name, "object": "model", "created": created, "owned_by": "openberry"}
@@ -404,6 +444,13 @@ def create_app(policy: Policy, *, model_name: str, api_key: str | None = None) -
         params = req.sampling(COMPLETION_DEFAULT_MAX_TOKENS)
         gens = await _generate(prompts, params)
         rid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        k = req.logprobs or 0
+        echoed: list[list[tuple[str, int, float | None, dict[str, float] | None]]]
+        echoed = [[] for _ in prompts]
+        if req.echo and req.logprobs is not None:
+            fn = _extra(policy, "prompt_logprobs", "echo")
+            echoed = await run_in_threadpool(_locked, fn, prompts, k)
+        tops = await _top([(p, g) for p, row in zip(prompts, gens, strict=True) for g in row], k)
         choices = []
         for p, (prompt, row) in enumerate(zip(prompts, gens, strict=True)):
             for j, g in enumerate(row):
@@ -411,20 +458,18 @@ def create_app(policy: Policy, *, model_name: str, api_key: str | None = None) -
                 if req.logprobs is not None:
                     values = _require_logprobs(g)
                     tokens = _token_strings(policy, g)
-                    offsets, at = [], len(prompt)
-                    for t in tokens:
-                        offsets.append(at)
-                        at += len(t)
                     lp = {
-                        "tokens": tokens,
-                        "token_logprobs": list(values),
+                        "tokens": [e[0] for e in echoed[p]] + tokens,
+                        "token_logprobs": [e[2] for e in echoed[p]] + list(values),
                         "top_logprobs": None,
-                        "text_offset": offsets,
+                        "text_offset": [e[1] for e in echoed[p]] + _offsets(len(prompt), tokens),
                     }
+                    if k:
+                        lp["top_logprobs"] = [e[3] for e in echoed[p]] + tops[p * params.n + j]
                 choices.append(
                     {
                         "index": p * params.n + j,
-                        "text": g.text,
+                        "text": (prompt if req.echo else "") + g.text,
                         "logprobs": lp,
                         "finish_reason": _FINISH[g.finish_reason],
                         "stop_reason": _stop_reason(g, params),
@@ -456,13 +501,6 @@ def create_app(policy: Policy, *, model_name: str, api_key: str | None = None) -
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest) -> Any:
         _check_model(req.model)
-        if req.top_logprobs:
-            raise APIError(
-                400,
-                "top_logprobs is not supported by this server",
-                param="top_logprobs",
-                code="unsupported_parameter",
-            )
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         prompt = render_chat(policy, messages)
         params = req.sampling(CHAT_DEFAULT_MAX_TOKENS, req.max_completion_tokens)
@@ -474,15 +512,21 @@ def create_app(policy: Policy, *, model_name: str, api_key: str | None = None) -
             if req.logprobs:
                 values = _require_logprobs(g)
                 tokens = _token_strings(policy, g)
+                tops = [{} for _ in tokens]
+                if req.top_logprobs:
+                    (tops,) = await _top([(prompt, g)], req.top_logprobs, "top_logprobs")
                 lp = {
                     "content": [
                         {
                             "token": t,
                             "logprob": v,
                             "bytes": list(t.encode("utf-8")),
-                            "top_logprobs": [],
+                            "top_logprobs": [
+                                {"token": a, "logprob": b, "bytes": list(a.encode("utf-8"))}
+                                for a, b in top.items()
+                            ],
                         }
-                        for t, v in zip(tokens, values, strict=True)
+                        for t, v, top in zip(tokens, values, tops, strict=True)
                     ]
                 }
             choices.append(

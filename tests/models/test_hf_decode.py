@@ -1,0 +1,69 @@
+"""HFPolicy decode-loop details: finished rows leave the batch; stop checks on the tail."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tiny import tiny_hf_policy
+
+from openberry.models import SamplingParams
+from openberry.models import hf as hf_module
+
+PROMPTS = [f"Problem {i}: {'x' * i} + {i * 7} =" for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return tiny_hf_policy()
+
+
+def _first_char_stops(policy) -> list[str]:
+    """Stop strings that end rows at different steps: characters the model writes early on."""
+    outs = policy.generate(PROMPTS, SamplingParams(max_new_tokens=24, temperature=0))
+    chars = [g.text[k] for (g,) in outs for k in (3, 9, 15) if len(g.text) > k]
+    return sorted(set(chars))[:3]
+
+
+def test_finished_rows_dropped_give_same_outputs(policy, monkeypatch) -> None:
+    stops = _first_char_stops(policy)
+    params = SamplingParams(max_new_tokens=24, temperature=0, stop=tuple(stops))
+    shrinks: list[int] = []
+    real_new_cache = hf_module._new_cache
+
+    def spying_cache(model):
+        cache = real_new_cache(model)
+        real = cache.reorder_cache
+
+        def reorder(index):
+            shrinks.append(len(index))
+            return real(index)
+
+        cache.reorder_cache = reorder
+        return cache
+
+    monkeypatch.setattr(hf_module, "_new_cache", spying_cache)
+    batched = policy.generate(PROMPTS, params)
+    assert any(k < len(PROMPTS) for k in shrinks), "no finished row was ever dropped"
+    finish = {g.finish_reason for (g,) in batched}
+    assert "stop" in finish
+    for prompt, (g,) in zip(PROMPTS, batched, strict=True):
+        (alone,) = policy.generate([prompt], params)[0]
+        assert g.token_ids == alone.token_ids
+        assert g.text == alone.text
+        assert g.finish_reason == alone.finish_reason
+        assert g.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
+
+
+def test_stop_found_after_long_generation(policy) -> None:
+    """The tail-window stop check finds a stop string far past the window length."""
+    free = policy.generate([PROMPTS[0]], SamplingParams(max_new_tokens=80, temperature=0))[0][0]
+    text = free.text
+    stop = text[60:62]
+    first = text.find(stop)
+    params = SamplingParams(max_new_tokens=80, temperature=0, stop=(stop,))
+    g = policy.generate([PROMPTS[0]], params)[0][0]
+    assert g.finish_reason == "stop"
+    assert g.text == text[:first]
