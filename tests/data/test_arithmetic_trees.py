@@ -183,6 +183,7 @@ SCHEMAS = {
     "critique": {"id", "prompt", "completion", "correct"},
     "ratings": {"id", "question", "lines", "label", "text"},
     "pairs": {"id", "question", "solution_a", "solution_b", "better"},
+    "pretrain": {"id", "role", "text", "correct"},
 }
 
 

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 _SHOWN_SKIPS = 5
 _CORPUS_SOURCES = ("arithmetic",)
 # Kept in step with openberry.data.arithmetic.CORPUS_KINDS for --help; checked at run time.
-_KINDS_HELP = "solutions, openlongcot, critique, ratings, pairs"
+_KINDS_HELP = "solutions, openlongcot, critique, ratings, pairs, pretrain"
 
 _DATA_EPILOG = f"""\
 Datasets are read from --path FILE, else from ${DATA_DIR_ENV}/<default file>, else from the

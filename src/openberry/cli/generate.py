@@ -11,11 +11,13 @@ import sys
 from typing import Any
 
 from openberry.cli._args import int_at_least
+from openberry.models.builtin import DEFAULT_MODEL
 
 __all__ = ["register"]
 
 _EPILOG = """\
 examples:
+  berry generate "Question: Compute 2 + 3 * 4.\nSolution:\n" --temperature 0   # berry-tiny
   berry generate --model ./runs/sft/final "Q: 12+7=?\\nA:" --max-new-tokens 32 --temperature 0
   berry generate --model Qwen/Qwen2.5-0.5B-Instruct --chat-template "What is 2+2?" --n 4 --seed 1
   berry generate --backend openai --base-url http://localhost:8000/v1 --model tiny \\
@@ -39,7 +41,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("prompts", nargs="+", metavar="PROMPT", help="prompt text ('-': stdin)")
     parser.add_argument(
-        "--model", required=True, metavar="PATH_OR_ID", help="model directory, hub id or name"
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="PATH_OR_ID",
+        help=f"model directory, hub id, or built-in name (default: {DEFAULT_MODEL}, offline)",
     )
     parser.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
     parser.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")

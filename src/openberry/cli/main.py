@@ -23,6 +23,7 @@ __all__ = ["main"]
 _COMMAND_MODULES = (
     "openberry.cli.data",
     "openberry.cli.grade",
+    "openberry.cli.train",
     "openberry.cli.generate",
     "openberry.cli.serve",
 )

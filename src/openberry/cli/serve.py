@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from openberry.errors import BerryError
+from openberry.models.builtin import DEFAULT_MODEL
 
 __all__ = ["LOOPBACK_HOSTS", "check_bind", "register"]
 
@@ -22,11 +23,12 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _EPILOG = """\
 examples:
+  berry serve                                   # berry-tiny on http://127.0.0.1:8000/v1
   berry serve --model ./checkpoints/sft --port 8000
   BERRY_API_KEY=secret berry serve --model ./ckpt --host 0.0.0.0 --port 8000
 
-There is no built-in model yet, so --model is required. Binding to a host other than
-127.0.0.1, localhost or ::1 needs an API key (--api-key or BERRY_API_KEY).
+Binding to a host other than 127.0.0.1, localhost or ::1 needs an API key (--api-key or
+BERRY_API_KEY).
 """
 
 
@@ -46,9 +48,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--model",
-        required=True,
+        default=DEFAULT_MODEL,
         metavar="PATH_OR_ID",
-        help="model directory or hub id (required: there is no built-in default model yet)",
+        help=f"model directory, hub id, or built-in name (default: {DEFAULT_MODEL})",
     )
     p.add_argument("--adapter", metavar="DIR", help="peft (LoRA) adapter directory to load")
     p.add_argument(

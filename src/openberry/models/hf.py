@@ -143,8 +143,16 @@ class HFPolicy:
 
     @classmethod
     def from_pretrained(cls, name_or_path: Any, **kwargs: Any) -> HFPolicy:
-        """Load model and tokenizer from a local directory or hub id (see the class arguments)."""
-        return cls(name_or_path=str(name_or_path), **kwargs)
+        """Load model and tokenizer from a local directory, a hub id or a built-in name.
+
+        ``berry-tiny`` (see `openberry.models.builtin`) loads from inside the package, offline.
+        Other arguments: see the class.
+        """
+        from openberry.models.builtin import resolve_model
+
+        name = str(name_or_path)
+        kwargs.setdefault("name", name)
+        return cls(name_or_path=resolve_model(name), **kwargs)
 
     # ----------------------------------------------------------------------------- encoding
 

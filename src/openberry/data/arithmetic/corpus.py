@@ -21,6 +21,11 @@ Every row has an ``id``: ``arithmetic/<split>/<index>`` (ratings add ``/<node id
 ``pairs``
     ``{"id", "question", "solution_a", "solution_b", "better"}``: one correct and one flawed
     solution in random order; `slip_rate` does not apply.
+``pretrain``
+    ``{"id", "role", "text", "correct"}``: `berry-tiny`'s pretraining mixture, one document per
+    problem in one of its roles (solve, OpenLongCoT tree, review, self-evaluation, judge; see
+    `openberry.data.arithmetic.pretrain`). `slip_rate` is the share of flawed solutions in
+    solve documents and of slipped trees.
 """
 
 from __future__ import annotations
@@ -44,13 +49,21 @@ from openberry.records import Example
 
 __all__ = ["CORPUS_KINDS", "DEFAULT_SLIP_RATES", "corpus_rows"]
 
-CORPUS_KINDS: tuple[str, ...] = ("solutions", "openlongcot", "critique", "ratings", "pairs")
+CORPUS_KINDS: tuple[str, ...] = (
+    "solutions",
+    "openlongcot",
+    "critique",
+    "ratings",
+    "pairs",
+    "pretrain",
+)
 DEFAULT_SLIP_RATES: dict[str, float] = {
     "solutions": 0.1,
     "openlongcot": 0.5,
     "critique": 0.8,
     "ratings": 0.5,
     "pairs": 1.0,
+    "pretrain": 0.2,
 }
 """Share of flawed solutions per kind when `corpus_rows` gets no slip_rate."""
 
@@ -151,7 +164,7 @@ def corpus_rows(
     Raises:
         ArithmeticTaskError: Unknown kind or split, bad limit or slip_rate.
     """
-    if kind not in _ROW_WRITERS:
+    if kind not in CORPUS_KINDS:
         raise ArithmeticTaskError(
             f"unknown arithmetic corpus kind {kind!r}; choose one of {', '.join(CORPUS_KINDS)}"
         )
@@ -164,6 +177,11 @@ def corpus_rows(
     rate = DEFAULT_SLIP_RATES[kind] if slip_rate is None else slip_rate
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
         raise ArithmeticTaskError(f"slip_rate must be a number in [0, 1], got {slip_rate!r}")
+    if kind == "pretrain":
+        from openberry.data.arithmetic.pretrain import MixtureConfig, pretraining_docs
+
+        mixture = MixtureConfig(slip_rate=float(rate))
+        return pretraining_docs(split, limit=limit, seed=seed, config=config, mixture=mixture)
     return _rows(kind, split, limit, seed, config or ArithmeticConfig(), float(rate))
 
 

@@ -1,0 +1,228 @@
+"""`berry train`: training stages. ``berry train sft``: supervised fine-tuning / continued
+pretraining (`openberry.training.sft`).
+
+Only the standard library and the light `openberry.training.sft` module (whose heavy imports are
+inside its functions) are imported at module level. The options of ``sft`` mirror the fields of
+`SFTConfig`, and their help text is each field's docstring, read from the source. Options left out
+take their value from ``--recipe NAME`` when given, else from the `SFTConfig` defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import itertools
+import sys
+from pathlib import Path
+from typing import Any
+
+from openberry.cli._args import int_at_least
+from openberry.training.sft import DTYPES, RECIPES, SFTConfig, SFTError
+
+__all__ = ["register"]
+
+_SFT_EPILOG = """\
+Data rows: {"text": ...} is a document (loss on all tokens, packed into --max-length blocks);
+{"prompt": ..., "completion": ...} is a pair (loss on the completion and its EOS only). Files may
+mix both. The run directory gets checkpoint-N/ dirs, metrics.jsonl (one JSON line per log),
+final/ (model or LoRA adapter + tokenizer), sft_config.json and result.json.
+
+examples:
+  # continued pretraining on OpenLongCoT trees (text rows)
+  berry data corpus arithmetic --kind openlongcot --limit 20000 --out longcot.jsonl
+  berry train sft --model ./runs/base/final --data longcot.jsonl --out runs/cpt \\
+      --max-steps 2000 --max-length 512 --batch-size 16 --threads 2
+
+  # LoRA on prompt/completion rows
+  berry data corpus arithmetic --kind solutions --limit 5000 --out solutions.jsonl
+  berry train sft --model Qwen/Qwen2.5-0.5B --data solutions.jsonl --lora --lora-r 8 \\
+      --lr 1e-4 --out runs/lora --eval-steps 100 --save-steps 100
+
+  # from scratch: a JSON model config and a tokenizer trained on the data, e.g. llama-2m.json =
+  #   {"model_type": "llama", "hidden_size": 128, "intermediate_size": 384,
+  #    "num_hidden_layers": 4, "num_attention_heads": 4, "max_position_embeddings": 512}
+  berry train sft --from-scratch llama-2m.json --data longcot.jsonl --vocab-size 512 \\
+      --out runs/scratch --max-steps 3000 --scheduler cosine_with_min_lr
+
+  # continue a stopped run exactly where its last checkpoint left off
+  berry train sft --model ./runs/base/final --data longcot.jsonl --out runs/cpt --resume
+"""
+
+# (flag, field, argparse options). The help text is the field's docstring unless given here.
+_SFT_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("--model", "model", {"metavar": "PATH_OR_ID"}),
+    ("--data", "data", {"nargs": "+", "metavar": "FILE_OR_ID"}),
+    ("--eval-data", "eval_data", {"nargs": "+", "metavar": "FILE_OR_ID"}),
+    ("--out", "output_dir", {"metavar": "DIR"}),
+    ("--text-field", "text_field", {"metavar": "F"}),
+    ("--prompt-field", "prompt_field", {"metavar": "F"}),
+    ("--completion-field", "completion_field", {"metavar": "F"}),
+    ("--eval-fraction", "eval_fraction", {"type": float, "metavar": "P"}),
+    ("--max-length", "max_length", {"type": int_at_least(2), "metavar": "N"}),
+    (
+        "--no-packing",
+        "packing",
+        {
+            "action": "store_false",
+            "help": "do not pack documents: each is truncated to --max-length and padded per "
+            "batch like a pair",
+        },
+    ),
+    ("--lora", "lora", {"action": "store_true"}),
+    ("--lora-r", "lora_r", {"type": int_at_least(1), "metavar": "R"}),
+    ("--lora-alpha", "lora_alpha", {"type": int_at_least(1), "metavar": "A"}),
+    ("--lora-dropout", "lora_dropout", {"type": float, "metavar": "P"}),
+    ("--lora-target-modules", "lora_target_modules", {"nargs": "+", "metavar": "NAME"}),
+    ("--from-scratch", "from_scratch", {"metavar": "CONFIG.json"}),
+    ("--tokenizer", "tokenizer", {"metavar": "DIR"}),
+    ("--vocab-size", "vocab_size", {"type": int_at_least(16), "metavar": "N"}),
+    ("--max-steps", "max_steps", {"type": int_at_least(1), "metavar": "N"}),
+    ("--lr", "learning_rate", {"type": float, "metavar": "LR"}),
+    ("--warmup-steps", "warmup_steps", {"type": int_at_least(0), "metavar": "N"}),
+    ("--scheduler", "lr_scheduler", {"metavar": "NAME"}),
+    ("--min-lr-rate", "min_lr_rate", {"type": float, "metavar": "R"}),
+    ("--weight-decay", "weight_decay", {"type": float, "metavar": "W"}),
+    ("--adam-beta2", "adam_beta2", {"type": float, "metavar": "B"}),
+    ("--max-grad-norm", "max_grad_norm", {"type": float, "metavar": "N"}),
+    ("--batch-size", "batch_size", {"type": int_at_least(1), "metavar": "N"}),
+    ("--grad-accum", "grad_accum", {"type": int_at_least(1), "metavar": "N"}),
+    ("--eval-steps", "eval_steps", {"type": int_at_least(1), "metavar": "N"}),
+    ("--save-steps", "save_steps", {"type": int_at_least(1), "metavar": "N"}),
+    ("--save-total-limit", "save_total_limit", {"type": int_at_least(1), "metavar": "N"}),
+    ("--logging-steps", "logging_steps", {"type": int_at_least(1), "metavar": "N"}),
+    ("--seed", "seed", {"type": int, "metavar": "S"}),
+    ("--threads", "threads", {"type": int_at_least(1), "metavar": "N"}),
+    ("--tensorboard", "tensorboard", {"action": "store_true"}),
+    ("--resume", "resume", {"action": "store_true"}),
+    ("--dtype", "dtype", {"choices": DTYPES}),
+    ("--save-dtype", "save_dtype", {"choices": DTYPES}),
+    (
+        "--no-eval-on-start",
+        "eval_on_start",
+        {"action": "store_false", "help": "skip the evaluation before the first step"},
+    ),
+)
+
+_REQUIRED = frozenset(
+    f.name
+    for f in dataclasses.fields(SFTConfig)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` command and its ``sft`` subcommand to the ``berry`` parser.
+
+    Args:
+        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
+    """
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = subparsers.add_parser(
+        "train",
+        help="train models (sft: supervised fine-tuning / continued pretraining)",
+        description="Train models. Stages: sft (supervised fine-tuning, continued pretraining, "
+        "training from scratch).",
+        epilog="Run 'berry train STAGE --help' for a stage's options.",
+        formatter_class=raw,
+    )
+    parser.set_defaults(func=lambda args: _no_subcommand(parser))
+    sub = parser.add_subparsers(dest="train_command", metavar="STAGE")
+
+    p_sft = sub.add_parser(
+        "sft",
+        help="supervised fine-tuning / continued pretraining of a causal LM",
+        description="Fine-tune a causal LM (all weights or a LoRA adapter), continue its "
+        "pretraining, or train one from scratch, on text and prompt/completion rows, with the "
+        "transformers Trainer: checkpoints, exact --resume, eval loss and metrics.jsonl.",
+        epilog=_SFT_EPILOG,
+        formatter_class=raw,
+    )
+    p_sft.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="named recipe that supplies defaults for every option; explicit options override "
+        f"it (registered: {', '.join(sorted(RECIPES)) or 'none yet'})",
+    )
+    docs = _field_docs()
+    defaults = {f.name: f.default for f in dataclasses.fields(SFTConfig)}
+    for flag, name, options in _SFT_OPTIONS:
+        options = dict(options)
+        text = options.pop("help", None) or docs.get(name, "")
+        default = defaults.get(name, dataclasses.MISSING)
+        if options.get("action") not in ("store_true", "store_false"):
+            if default is dataclasses.MISSING:
+                text += " (required)" if name != "model" else " (required unless --from-scratch)"
+            elif default is not None and default != ():
+                shown = " ".join(default) if isinstance(default, tuple) else default
+                text += f" (default: {shown})"
+        p_sft.add_argument(
+            flag, dest=name, default=argparse.SUPPRESS, help=text.replace("%", "%%"), **options
+        )
+    p_sft.set_defaults(func=_cmd_sft)
+
+
+def _no_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+@functools.cache
+def _field_docs() -> dict[str, str]:
+    """Field name -> docstring (one line) of `SFTConfig`, read from its source; {} if unreadable."""
+    import openberry.training.sft as module
+
+    try:
+        tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    docs: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == SFTConfig.__name__:
+            body = node.body
+            for stmt, nxt in itertools.pairwise(body):
+                if (
+                    isinstance(stmt, ast.AnnAssign)
+                    and isinstance(stmt.target, ast.Name)
+                    and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)
+                ):
+                    docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _cmd_sft(args: argparse.Namespace) -> int:
+    from openberry.training.sft import train_sft
+
+    names = {name for _, name, _ in _SFT_OPTIONS}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if "model" not in values and values.get("from_scratch"):
+        values["model"] = Path(values["from_scratch"]).stem  # a label only
+    for name in ("data", "eval_data", "lora_target_modules"):
+        if name in values:
+            values[name] = tuple(values[name])
+    recipe = getattr(args, "recipe", None)
+    given = {**RECIPES.get(recipe or "", {}), **values}
+    missing = [flag for flag, name, _ in _SFT_OPTIONS if name in _REQUIRED and name not in given]
+    if missing:
+        raise SFTError(f"missing {' and '.join(missing)}")
+    config = SFTConfig.from_recipe(recipe, **values)
+    result = train_sft(config)
+    losses = [f"train loss {_fmt(result.train_loss)}", f"eval loss {_fmt(result.eval_loss)}"]
+    if result.initial_eval_loss is not None:
+        losses[-1] += f" (before: {_fmt(result.initial_eval_loss)})"
+    print(
+        f"trained to step {result.step} in {result.wall_seconds:.1f} s: {', '.join(losses)}, "
+        f"{result.tokens_seen:,} tokens seen"
+    )
+    print(f"final {'adapter' if config.lora else 'model'}: {result.final_dir}")
+    sys.stdout.flush()
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

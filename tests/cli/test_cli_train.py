@@ -1,0 +1,84 @@
+"""`berry train sft` on a tiny Llama saved to a temporary directory (no downloads)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import openberry.cli.main as cli_main
+from importcheck import imported_roots
+from models.tiny import tiny_llama, tiny_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def _train_command_only(monkeypatch):
+    monkeypatch.setattr(cli_main, "_COMMAND_MODULES", ("openberry.cli.train",))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    pytest.importorskip("torch")
+    path = tmp_path_factory.mktemp("tiny")
+    tokenizer = tiny_tokenizer()
+    tiny_llama(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_help_has_examples(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main.main(["train", "sft", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out
+    for flag in ("--from-scratch", "--lora", "--resume", "--no-packing", "--recipe"):
+        assert flag in out
+    assert "Peak learning rate" in out  # help text from the SFTConfig field docstring
+    assert cli_main.main(["train"]) == 2  # no stage: help, failure
+
+
+def test_short_run_writes_final_and_metrics(model_dir, tmp_path, capsys) -> None:
+    rows = [{"text": f"Compute {a} + 3.\n{a} + 3 = {a + 3}"} for a in range(12)]
+    rows += [{"prompt": f"Q: {a}+1=?\nA: ", "completion": str(a + 1)} for a in range(12)]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    argv = ["train", "sft", "--model", str(model_dir), "--data", str(data), "--out", str(out)]
+    argv += ["--max-steps", "4", "--batch-size", "4", "--max-length", "24", "--eval-steps", "2"]
+    argv += ["--save-steps", "2", "--logging-steps", "1", "--warmup-steps", "0", "--threads", "1"]
+    argv += ["--eval-fraction", "0.1", "--save-dtype", "bfloat16"]
+    assert cli_main.main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "trained to step 4" in stdout and f"final model: {out / 'final'}" in stdout
+    assert (out / "final" / "model.safetensors").is_file()
+    assert (out / "final" / "tokenizer.json").is_file()
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3, 4]
+    assert json.loads((out / "sft_config.json").read_text())["save_dtype"] == "bfloat16"
+    # Same dir again without --resume: refused with one line.
+    assert cli_main.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("berry train: error: output dir") and "--resume" in err[-1]
+
+
+def test_errors_are_one_line_exit_2(tmp_path, capsys) -> None:
+    argv = ["train", "sft", "--model", "m", "--data", str(tmp_path / "missing.jsonl")]
+    assert cli_main.main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.jsonl: no such file" in err[0]
+    assert not (tmp_path / "o").exists()
+    assert cli_main.main(argv) == 2
+    assert capsys.readouterr().err.strip() == "berry train: error: missing --out"
+    with pytest.raises(SystemExit) as exc:
+        cli_main.main([*argv, "--out", "o", "--recipe", "nope"])
+    assert exc.value.code == 2
+
+
+def test_module_imports_are_light() -> None:
+    code = (
+        "import argparse; from openberry.cli import train; "
+        "train.register(argparse.ArgumentParser().add_subparsers()); import openberry.training"
+    )
+    assert imported_roots(code, ("torch", "transformers", "tokenizers", "peft", "numpy")) == []
