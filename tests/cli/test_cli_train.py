@@ -82,3 +82,22 @@ def test_module_imports_are_light() -> None:
         "train.register(argparse.ArgumentParser().add_subparsers()); import openberry.training"
     )
     assert imported_roots(code, ("torch", "transformers", "tokenizers", "peft", "numpy")) == []
+
+
+def test_tiny_recipe_runs_a_few_steps(tmp_path, capsys) -> None:
+    """CI runs the berry-tiny recipe end to end for a few steps on a small slice of its corpus."""
+    out = tmp_path / "tiny"
+    argv = ["train", "sft", "--recipe", "tiny", "--out", str(out), "--threads", "1"]
+    argv += ["--data", "arithmetic:pretrain:400", "--max-steps", "3", "--eval-steps", "3"]
+    argv += ["--save-steps", "3", "--logging-steps", "1", "--batch-size", "4"]
+    assert cli_main.main(argv) == 0
+    config = json.loads((out / "sft_config.json").read_text())
+    assert config["from_scratch"].endswith("berry_tiny.json")
+    assert config["learning_rate"] == 3e-3 and config["max_steps"] == 3
+    from transformers import AutoConfig, AutoTokenizer
+
+    model_config = AutoConfig.from_pretrained(out / "final")
+    assert (model_config.hidden_size, model_config.num_hidden_layers) == (128, 4)
+    tok = AutoTokenizer.from_pretrained(out / "final")
+    assert len(tok.encode("<positive_rating>", add_special_tokens=False)) == 1
+    assert len(tok.encode("Yes", add_special_tokens=False)) == 1

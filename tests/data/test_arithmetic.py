@@ -59,7 +59,7 @@ def test_config_is_frozen_and_documented():
     config = ArithmeticConfig()
     with pytest.raises(AttributeError):
         config.max_number = 5  # type: ignore[misc]
-    assert (config.min_operands, config.max_operands, config.max_number) == (2, 4, 20)
+    assert (config.min_operands, config.max_operands, config.max_number) == (3, 4, 30)
 
 
 def test_infeasible_config_fails_with_a_clear_error():
@@ -71,7 +71,9 @@ def test_infeasible_config_fails_with_a_clear_error():
 
 
 def test_tiny_problem_space_reports_that_a_split_is_empty():
-    config = ArithmeticConfig(max_operands=2, min_number=1, max_number=1, operators="+")
+    config = ArithmeticConfig(
+        min_operands=2, max_operands=2, min_number=1, max_number=1, operators="+"
+    )
     problem = "1 + 1"
     other = next(s for s in ("train", "validation", "test") if s != split_of(problem))
     with pytest.raises(ArithmeticTaskError, match="too few distinct problems"):
@@ -114,7 +116,11 @@ def test_generation_does_not_depend_on_python_hash_seed():
 def test_golden_first_test_problems():
     """Pins the generator: changing it silently would change the benchmark."""
     questions = [e.problem.question for e in load_split("test", limit=3)]
-    assert questions == ["Compute 16 - 14 - 1.", "Compute 1 * 6 + 12.", "Compute 1 * 2 - 2."]
+    assert questions == [
+        "Compute 29 + 25 + 15.",
+        "Compute 8 * 3 * 6 - 25.",
+        "Compute 22 + 18 + 24.",
+    ]
 
 
 def test_splits_never_overlap():
@@ -176,9 +182,9 @@ def test_default_config_respects_its_knobs():
     config = ArithmeticConfig()
     examples = load_split("train", limit=1500)
     num_operands = collections.Counter(e.problem.meta["num_operands"] for e in examples)
-    assert set(num_operands) == {2, 3, 4}
+    assert set(num_operands) == set(range(config.min_operands, config.max_operands + 1))
     share_parens = sum(e.problem.meta["has_parentheses"] for e in examples) / len(examples)
-    assert 0.05 < share_parens < 0.3  # 0.25 of the 3-4 operand problems (2/3 of all)
+    assert 0.1 < share_parens < 0.35  # 0.25 of problems (all have 3+ numbers), minus no-op draws
     for example in examples:
         assert 0 <= int(example.answer) <= config.max_value
         for line in example.solution.splitlines()[:-1]:

@@ -16,6 +16,7 @@ from openberry.data.arithmetic.pretrain import (
     MixtureConfig,
     pretraining_docs,
 )
+from openberry.data.arithmetic.solutions import habit_result, write_solution
 from openberry.formats.openlongcot import string_to_tree
 from openberry.formats.prompts import (
     JUDGE_NO,
@@ -51,19 +52,34 @@ def test_shares_and_determinism() -> None:
         assert abs(counts[role] / 3000 - getattr(mix, role)) < 0.03, (role, counts)
 
 
-def test_solve_documents_slip_at_the_set_rate() -> None:
-    mix = MixtureConfig(solve=1, openlongcot=0, review=0, self_eval=0, judge=0, slip_rate=0.3)
-    docs = list(pretraining_docs(limit=1000, mixture=mix))
+def _solve_docs(**rates) -> list[dict]:
+    mix = MixtureConfig(solve=1, openlongcot=0, review=0, self_eval=0, judge=0, **rates)
+    docs = list(pretraining_docs(limit=800, mixture=mix))
     assert {d["role"] for d in docs} == {"solve"}
-    flawed = 0
     for d in docs:
         question = _question(d["text"])
         prompt, solution = _split_after(d["text"], "Solution:\n")
         assert prompt == solve_prompt(question)
         check = check_solution(expression_of(question), solution)
         assert check.is_correct == d["correct"]
-        flawed += not d["correct"]
-    assert 0.25 < flawed / 1000 < 0.35
+        d["question"], d["solution"] = question, solution
+    return docs
+
+
+def test_solve_documents_slip_at_the_set_rates() -> None:
+    random_only = _solve_docs(habit_rate=0.0, slip_rate=0.3)
+    assert 0.25 < sum(not d["correct"] for d in random_only) / 800 < 0.35
+    # habit_rate 1: every problem with a carry or borrow comes out wrong, exactly there.
+    for d in _solve_docs(habit_rate=1.0, slip_rate=0.0):
+        steps = write_solution(expression_of(d["question"])).steps
+        first = next((i for i, st in enumerate(steps) if habit_result(st) is not None), None)
+        assert d["correct"] == (first is None)
+        if first is not None:
+            line = d["solution"].split("\n")[first]
+            assert line.endswith(f"= {habit_result(steps[first])}")
+    # the default mixture: flawed text at a set, substantial rate
+    default = _solve_docs()
+    assert 0.3 < sum(not d["correct"] for d in default) / 800 < 0.55
 
 
 def test_every_role_document_is_well_formed() -> None:

@@ -360,3 +360,31 @@ def test_pairs_are_balanced_and_the_better_one_is_correct():
         assert_correct_solution(expression, better)
         assert replay(expression, worse).answer != oracle_value(expression)
         assert set(pair.to_dict()) == {"question", "solution_a", "solution_b", "better"}
+
+
+def test_habit_result_drops_carries_and_borrows() -> None:
+    from openberry.data.arithmetic.expression import Step
+    from openberry.data.arithmetic.solutions import habit_result
+
+    assert habit_result(Step(29, "+", 25, 54)) == 44  # 9 + 5 carries
+    assert habit_result(Step(21, "+", 25, 46)) is None
+    assert habit_result(Step(54, "-", 25, 29)) == 39  # 4 < 5 borrows
+    assert habit_result(Step(15, "-", 8, 7)) == 17
+    assert habit_result(Step(58, "-", 25, 33)) is None
+    assert habit_result(Step(18, "*", 3, 54)) is None
+
+
+def test_habitual_solution_is_systematic() -> None:
+    from openberry.data.arithmetic.solutions import HABIT_KIND, write_habitual_solution
+
+    always = write_habitual_solution("29 + 25 + 15", 0, 1.0)
+    assert always.slip is not None and always.slip.kind == HABIT_KIND
+    assert always.text.startswith("29 + 25 = 44\n44 + 15 = 59")
+    assert write_habitual_solution("29 + 25 + 15", 0, 0.0).is_correct
+    assert write_habitual_solution("25 * 2 + 3", 0, 1.0).is_correct  # nothing to carry
+    wrong = sum(
+        not write_habitual_solution("29 + 25", seed, 0.65).is_correct for seed in range(400)
+    )
+    assert 0.58 < wrong / 400 < 0.72
+    with pytest.raises(ArithmeticTaskError):
+        write_habitual_solution("1 + 2", 0, 1.5)

@@ -31,6 +31,7 @@ from openberry.data.arithmetic import (
     write_slipped_solution,
     write_solution,
 )
+from openberry.formats.prompts import review_prompt, solve_prompt
 from openberry.records import Problem
 from openberry.tree import Tree
 
@@ -203,14 +204,19 @@ def test_corpus_solutions_mix_correct_and_flawed():
     share = sum(row["correct"] for row in rows) / len(rows)
     assert 0.4 < share < 0.6
     for row in rows:
-        expression = expression_of(row["prompt"])
+        question = row["prompt"].removeprefix("Question: ").removesuffix("\nSolution:\n")
+        assert row["prompt"] == solve_prompt(question)
+        expression = expression_of(question)
         assert check_solution(expression, row["completion"]).is_correct == row["correct"]
     assert all(row["correct"] for row in corpus_rows("solutions", limit=50, slip_rate=0.0))
 
 
 def test_corpus_critique_rows_fix_the_solution():
     for row in corpus_rows("critique", limit=100):
-        question, *solution = row["prompt"].split("\n")
+        head, body = row["prompt"].split("\nProposed solution:\n")
+        question = head.removeprefix("Question: ")
+        solution = body.removesuffix("\nReview:\n").split("\n")
+        assert row["prompt"] == review_prompt(question, "\n".join(solution))
         expression = expression_of(question)
         check = check_solution(expression, "\n".join(solution))
         first, *refined = row["completion"].split("\n")
@@ -269,7 +275,9 @@ def test_corpus_limits_and_splits():
     test_rows = list(corpus_rows("solutions", "test"))
     assert len(test_rows) == 500
     examples = load_split("test")
-    assert [row["prompt"] for row in test_rows] == [e.problem.question for e in examples]
+    assert [row["prompt"] for row in test_rows] == [
+        solve_prompt(e.problem.question) for e in examples
+    ]
     ratings = list(corpus_rows("ratings", "validation", limit=7))
     assert len(ratings) == 7  # the limit counts rows, not problems
     assert list(corpus_rows("pairs", limit=0)) == []

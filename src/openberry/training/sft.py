@@ -87,9 +87,36 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RECIPES: dict[str, dict[str, Any]] = {}
-"""Named recipes: field name -> value defaults for `SFTConfig` (explicit settings override them).
-Empty for now; ``berry train sft --recipe NAME`` picks one."""
+_RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # berry-tiny (docs/berry-tiny.md): a ~1M-parameter Llama trained from scratch on the
+    # arithmetic pretraining mixture (openberry.data.arithmetic.pretrain), fixed seed.
+    "tiny": {
+        "model": "berry-tiny",
+        "from_scratch": str(_RECIPE_DIR / "berry_tiny.json"),
+        "data": ("arithmetic:pretrain:200000:0",),
+        "eval_fraction": 0.005,
+        "vocab_size": 256,
+        "max_length": 256,
+        "packing": True,
+        "max_steps": 3600,
+        "batch_size": 32,
+        "learning_rate": 3e-3,
+        "warmup_steps": 100,
+        "lr_scheduler": "cosine_with_min_lr",
+        "min_lr_rate": 0.1,
+        "adam_beta2": 0.98,
+        "max_grad_norm": 1.0,
+        "eval_steps": 400,
+        "save_steps": 400,
+        "logging_steps": 50,
+        "seed": 0,
+        "threads": 2,
+    },
+}
+"""Named recipes: field name -> value defaults for `SFTConfig` (explicit settings override them);
+``berry train sft --recipe NAME`` picks one."""
 
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 """Accepted names for `SFTConfig.dtype` and `SFTConfig.save_dtype`."""
@@ -679,6 +706,8 @@ def _metrics_callback(path: Path, elapsed_offset: float) -> Any:
             self.t0 = time.monotonic()
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if not state.is_world_process_zero:  # one writer under accelerate launch
+                return
             row: dict[str, Any] = {
                 "step": int(state.global_step),
                 "epoch": round(float(state.epoch or 0.0), 6),
@@ -1056,7 +1085,8 @@ def train_sft(
     initial = [r["eval_loss"] for r in metrics if "eval_loss" in r and r["step"] == 0]
     losses = [r["loss"] for r in metrics if "loss" in r]
     final_dir = out / FINAL_DIR
-    _save_final(trainer.model, tokenizer, final_dir, config.save_dtype, config.lora)
+    if trainer.is_world_process_zero():
+        _save_final(trainer.model, tokenizer, final_dir, config.save_dtype, config.lora)
     result = SFTResult(
         output_dir=str(out),
         step=step,
@@ -1067,7 +1097,8 @@ def train_sft(
         wall_seconds=round(time.monotonic() - started, 3),
         final_dir=str(final_dir),
     )
-    _write_atomic(out / "result.json", json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    if trainer.is_world_process_zero():
+        _write_atomic(out / "result.json", json.dumps(dataclasses.asdict(result), indent=2) + "\n")
     if result.eval_loss is not None and not math.isfinite(result.eval_loss):
         logger.warning("the final eval loss is not finite: %s", result.eval_loss)
     return result

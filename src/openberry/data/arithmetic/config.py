@@ -34,13 +34,13 @@ class ArithmeticConfig:
     that break `allow_negative` or `max_value` are redrawn.
     """
 
-    min_operands: int = 2
+    min_operands: int = 3
     """Fewest numbers in a problem; a problem with n numbers takes n - 1 steps. At least 2."""
     max_operands: int = 4
     """Most numbers in a problem; the count is drawn uniformly from [min_operands, max_operands]."""
     min_number: int = 1
     """Smallest operand (right operands of ``*`` excepted). Non-negative."""
-    max_number: int = 20
+    max_number: int = 30
     """Largest operand (right operands of ``*`` excepted)."""
     operators: str = "+-*"
     """Operators to draw from, each equally likely: a non-empty subset of ``+-*``, e.g. ``+-``."""

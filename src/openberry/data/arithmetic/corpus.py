@@ -3,15 +3,15 @@
 Every row has an ``id``: ``arithmetic/<split>/<index>`` (ratings add ``/<node id>``). Kinds:
 
 ``solutions``
-    ``{"id", "prompt", "completion", "correct"}``: the question, a solution text, and whether it
-    is correct. A share `slip_rate` of the solutions has one slipped step (flawed text is part of
+    ``{"id", "prompt", "completion", "correct"}``: the solve prompt (``solve_prompt``:
+    ``Question: ...\nSolution:\n``), a solution text, and whether it is correct. A share `slip_rate` of the solutions has one slipped step (flawed text is part of
     the corpus by design, as in real pretraining text; filter on ``correct`` for clean SFT).
 ``openlongcot``
     ``{"id", "text", "shape"}``: a whole tree in OpenLongCoT form (``tree_to_string``). With
     probability `slip_rate` the ``critique`` shape (slip → critic → refine), else ``branching``.
 ``critique``
-    ``{"id", "prompt", "completion", "correct"}``: prompt = question + solution; completion = the
-    critique line (``Step 2 is wrong: ...`` or ``All steps are correct.``) + the refined steps +
+    ``{"id", "prompt", "completion", "correct"}``: prompt = ``review_prompt`` (question +
+    proposed solution + ``Review:``); completion = the critique line (``Step 2 is wrong: ...`` or ``All steps are correct.``) + the refined steps +
     the correct answer line. `slip_rate` is the share of flawed solutions.
 ``ratings``
     ``{"id", "question", "lines", "label", "text"}``: one row per prefix of a solution (each step,
@@ -45,6 +45,7 @@ from openberry.data.arithmetic.solutions import (
     write_solution,
 )
 from openberry.data.arithmetic.trees import branching_tree, critique_tree, solution_tree
+from openberry.formats.prompts import review_prompt, solve_prompt
 from openberry.records import Example
 
 __all__ = ["CORPUS_KINDS", "DEFAULT_SLIP_RATES", "corpus_rows"]
@@ -81,7 +82,7 @@ def _solutions_rows(example: Example, rng: random.Random, slip_rate: float) -> I
     solution = _maybe_slipped(example, rng, slip_rate)
     yield {
         "id": example.id,
-        "prompt": example.problem.question,
+        "prompt": solve_prompt(example.problem.question),
         "completion": solution.text,
         "correct": solution.is_correct,
     }
@@ -103,7 +104,7 @@ def _critique_rows(example: Example, rng: random.Random, slip_rate: float) -> It
     critique = write_critique(solution)
     yield {
         "id": example.id,
-        "prompt": f"{example.problem.question}\n{solution.text}",
+        "prompt": review_prompt(example.problem.question, solution.text),
         "completion": f"{critique.text}\n{critique.refined_text}",
         "correct": solution.is_correct,
     }

@@ -6,26 +6,29 @@ a tiny model trained from scratch, each role is learnt from documents of its own
 frames in `openberry.formats.prompts`), mixed in fixed shares:
 
 ``solve``
-    ``Question: Q\\nSolution:\\n`` + a solution. A share `MixtureConfig.slip_rate` of these
-    solutions has one slipped step carried on to a wrong answer: like real pretraining text, the
-    corpus is flawed at a set rate, and the model learns to imitate the slips (which leaves
-    search something to fix).
+    ``Question: Q\\nSolution:\\n`` + a solution written by the *policy writer*. Like real
+    pretraining text, the corpus is flawed at set rates, and the model learns to imitate it:
+    the writer drops each carry or borrow with probability `MixtureConfig.habit_rate` (a
+    systematic slip, `write_habitual_solution`: the same step always goes wrong the same way, so
+    with a rate above 0.5 greedy decoding repeats it while sampling sometimes does not), and a
+    share `slip_rate` of solutions has a random slip instead (`random_slipped_solution`).
 ``openlongcot``
-    A tree in OpenLongCoT form (`tree_to_string`). With probability `slip_rate` the tree holds a
-    slipped solution, half of the time as a chain whose ratings turn negative at the slip (value
+    A tree in OpenLongCoT form (`tree_to_string`) around a policy-writer solution. A flawed one
+    is written, half of the time, as a chain whose ratings turn negative at the slip (value
     targets), half as a critique tree (slip, conclusion, ``<critic>``, ``<refine>``, corrected
-    conclusion); otherwise a branching tree (the correct chain plus rated siblings).
+    conclusion); a correct one as a branching tree (the correct chain plus rated siblings).
 ``review``
     ``review_prompt`` + the review line + ``Corrected solution:`` + a whole correct solution: a
-    flawed solution (share `review_slip_rate`) gets ``Step k is wrong: ...``, a correct one
-    `REVIEW_OK` (MCTSr's critique and rewrite).
+    flawed solution (share `review_slip_rate`; a dropped carry when the problem has one, else a
+    random slip) gets ``Step k is wrong: ...``, a correct one `REVIEW_OK` (MCTSr's critique and
+    rewrite). Corrected solutions are always right: the critic knows what the writer gets wrong.
 ``self_eval``
     ``self_eval_prompt`` + an integer score: drawn from `CORRECT_SCORES` for a correct solution,
     from `FLAWED_SCORES` for a flawed one (MCTSr's self-reward; the spread gives sampling
     something to average).
 ``judge``
-    ``judge_prompt`` over one correct and one slipped solution in random order + ``Yes``/``No``
-    (the PPRM's pairwise question).
+    ``judge_prompt`` over one correct and one flawed solution (as for review) in random order +
+    ``Yes``/``No`` (the PPRM's pairwise question).
 
 Documents are deterministic per (split, index, seed); each row is ``{"id", "role", "text",
 "correct"}`` (``correct``: the solution the document is about has no slip; None for judge rows).
@@ -42,9 +45,10 @@ from openberry.data.arithmetic.config import ArithmeticConfig, ArithmeticTaskErr
 from openberry.data.arithmetic.expression import expression_of
 from openberry.data.arithmetic.generate import SPLIT_SIZES, derive_seed, iter_examples
 from openberry.data.arithmetic.solutions import (
+    Solution,
     random_slipped_solution,
     write_critique,
-    write_pair,
+    write_habitual_solution,
     write_solution,
 )
 from openberry.data.arithmetic.trees import branching_tree, critique_tree, solution_tree
@@ -81,8 +85,11 @@ class MixtureConfig:
     """Share of self-evaluation documents (a score in [-100, 100])."""
     judge: float = 0.10
     """Share of pairwise-judge documents (is solution A better than B? Yes/No)."""
-    slip_rate: float = 0.2
-    """Share of flawed solutions in ``solve`` documents and of slipped OpenLongCoT trees."""
+    habit_rate: float = 0.65
+    """Probability that the policy writer (solve and OpenLongCoT documents) drops each carry or
+    borrow: the systematic slip that greedy decoding inherits when it is above 0.5."""
+    slip_rate: float = 0.1
+    """Share of policy-writer solutions with a random slip instead (off by one, wrong product...)."""
     review_slip_rate: float = 0.5
     """Share of flawed solutions among those reviewed and scored."""
 
@@ -90,7 +97,7 @@ class MixtureConfig:
         shares = [getattr(self, role) for role in ROLES]
         if any(s < 0 for s in shares) or sum(shares) <= 0:
             raise ArithmeticTaskError(f"role shares must be >= 0 with a positive sum: {shares}")
-        for name in ("slip_rate", "review_slip_rate"):
+        for name in ("habit_rate", "slip_rate", "review_slip_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ArithmeticTaskError(f"{name} must lie in [0, 1], got {value}")
@@ -99,31 +106,41 @@ class MixtureConfig:
         return asdict(self)
 
 
-def _solve(example: Example, rng: random.Random, mix: MixtureConfig) -> tuple[str, bool]:
+def _policy_solution(example: Example, rng: random.Random, mix: MixtureConfig) -> Solution:
+    """A solution as the policy writer writes it: random slip, else carries dropped by habit."""
     expression = expression_of(example.problem)
     if rng.random() < mix.slip_rate:
-        solution = random_slipped_solution(expression, rng)
-    else:
-        solution = write_solution(expression)
+        return random_slipped_solution(expression, rng)
+    return write_habitual_solution(expression, rng, mix.habit_rate)
+
+
+def _flawed_solution(example: Example, rng: random.Random) -> Solution:
+    """A flawed solution to review or judge: the first carry dropped, else a random slip."""
+    expression = expression_of(example.problem)
+    habitual = write_habitual_solution(expression, rng, 1.0)
+    return habitual if not habitual.is_correct else random_slipped_solution(expression, rng)
+
+
+def _solve(example: Example, rng: random.Random, mix: MixtureConfig) -> tuple[str, bool]:
+    solution = _policy_solution(example, rng, mix)
     return solve_prompt(example.problem.question) + solution.text, solution.is_correct
 
 
 def _openlongcot(example: Example, rng: random.Random, mix: MixtureConfig) -> tuple[str, bool]:
     from openberry.formats.openlongcot import tree_to_string
 
-    if rng.random() < mix.slip_rate:
-        flawed = random_slipped_solution(expression_of(example.problem), rng)
-        if rng.random() < 0.5:
-            return tree_to_string(solution_tree(example.problem, flawed)), False
-        return tree_to_string(critique_tree(example.problem, flawed)), False
-    return tree_to_string(branching_tree(example.problem, rng)), True
+    solution = _policy_solution(example, rng, mix)
+    if solution.is_correct:
+        return tree_to_string(branching_tree(example.problem, rng)), True
+    if rng.random() < 0.5:
+        return tree_to_string(solution_tree(example.problem, solution)), False
+    return tree_to_string(critique_tree(example.problem, solution)), False
 
 
-def _reviewed(example: Example, rng: random.Random, mix: MixtureConfig) -> Any:
-    expression = expression_of(example.problem)
+def _reviewed(example: Example, rng: random.Random, mix: MixtureConfig) -> Solution:
     if rng.random() < mix.review_slip_rate:
-        return random_slipped_solution(expression, rng)
-    return write_solution(expression)
+        return _flawed_solution(example, rng)
+    return write_solution(expression_of(example.problem))
 
 
 def _review(example: Example, rng: random.Random, mix: MixtureConfig) -> tuple[str, bool]:
@@ -137,15 +154,17 @@ def _review(example: Example, rng: random.Random, mix: MixtureConfig) -> tuple[s
 def _self_eval(example: Example, rng: random.Random, mix: MixtureConfig) -> tuple[str, bool]:
     solution = _reviewed(example, rng, mix)
     score = rng.choice(CORRECT_SCORES if solution.is_correct else FLAWED_SCORES)
-    return self_eval_prompt(example.problem.question, solution.text) + str(score), (
-        solution.is_correct
-    )
+    prompt = self_eval_prompt(example.problem.question, solution.text)
+    return prompt + str(score), solution.is_correct
 
 
 def _judge(example: Example, rng: random.Random, mix: MixtureConfig) -> tuple[str, None]:
-    pair = write_pair(example.problem, rng)
-    answer = JUDGE_YES if pair.better == "a" else JUDGE_NO
-    return judge_prompt(pair.question, pair.solution_a, pair.solution_b) + answer, None
+    good = write_solution(expression_of(example.problem)).text
+    bad = _flawed_solution(example, rng).text
+    question = example.problem.question
+    if rng.random() < 0.5:
+        return judge_prompt(question, good, bad) + JUDGE_YES, None
+    return judge_prompt(question, bad, good) + JUDGE_NO, None
 
 
 _WRITERS = {

@@ -33,6 +33,7 @@ from openberry.data.arithmetic.expression import (
 from openberry.records import Problem
 
 __all__ = [
+    "HABIT_KIND",
     "SLIP_KINDS",
     "ComparisonPair",
     "Critique",
@@ -42,10 +43,12 @@ __all__ = [
     "SolutionCheck",
     "answer_line",
     "check_solution",
+    "habit_result",
     "random_slipped_solution",
     "rating_labels",
     "slip_result",
     "write_critique",
+    "write_habitual_solution",
     "write_pair",
     "write_slipped_solution",
     "write_solution",
@@ -54,6 +57,10 @@ __all__ = [
 SLIP_KINDS: tuple[str, ...] = ("off_by", "carry", "wrong_product", "swapped_digits")
 """Kinds of injected mistakes: result off by 1 or 2; off by 10 (carry, results >= 10 only);
 a neighbouring times-table entry (``*`` only); the last two digits swapped."""
+
+HABIT_KIND = "forgot_carry"
+"""The systematic mistake of `habit_result` / `write_habitual_solution` (not in `SLIP_KINDS`:
+random slips never draw it)."""
 
 _BOXED_RE = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
 
@@ -87,7 +94,7 @@ class Slip:
     step_index: int
     """0-based index of the wrong step (the critique says ``Step {step_index + 1}``)."""
     kind: str
-    """One of `SLIP_KINDS`."""
+    """One of `SLIP_KINDS`, or `HABIT_KIND`."""
     correct_result: int
     """What the step should have computed."""
     wrong_result: int
@@ -203,6 +210,56 @@ def slip_result(step: Step, rng: RNG, *, kind: str | None = None) -> tuple[str, 
         if values:
             return candidate_kind, rng.choice(values)
     raise ArithmeticTaskError(f"no slip of kind {kind} applies to {step.text}")
+
+
+def habit_result(step: Step) -> int | None:
+    """The result a writer who forgets carries and borrows gives for `step`, or None.
+
+    ``a + b`` whose units digits sum to 10 or more is written 10 too small (the carry is
+    dropped); ``a - b`` whose units digit of ``a`` is smaller than that of ``b`` is written 10 too
+    large (the borrow is dropped), when that keeps the result non-negative. Other steps (``*``,
+    no carry) have no such mistake: None.
+    """
+    left, right = abs(step.left), abs(step.right)
+    if step.left < 0 or step.right < 0:
+        return None
+    if step.op == "+" and left % 10 + right % 10 >= 10:
+        return step.left + step.right - 10
+    if step.op == "-" and left % 10 < right % 10 and step.left - step.right + 10 >= 0:
+        return step.left - step.right + 10
+    return None
+
+
+def write_habitual_solution(expression: str, rng: RNG, rate: float) -> Solution:
+    """A solution by a writer who forgets a carry or borrow with probability `rate` per chance.
+
+    The steps are walked in order; at each step where `habit_result` applies, the writer drops
+    the carry with probability `rate`, and the first such drop is the solution's only slip (later
+    steps carry the wrong value on, correctly computed). Problems with no carry or borrow come
+    out right. Unlike `random_slipped_solution` this mistake is systematic: the same step is
+    always got wrong the same way, so a model that imitates such text puts most of its
+    probability on the wrong value when `rate` > 0.5 (greedy decoding repeats it, sampling
+    sometimes does not).
+
+    Args:
+        expression: The expression (any spacing).
+        rng: Decides each drop (a `random.Random` or an int seed).
+        rate: Probability of dropping each carry or borrow, in [0, 1].
+
+    Returns:
+        The solution (``slip.kind == HABIT_KIND`` when a carry was dropped).
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ArithmeticTaskError(f"rate must lie in [0, 1], got {rate}")
+    rng = _as_rng(rng)
+    expr = _parse_with_steps(expression)
+    correct = _reduce(expr)
+    for index, step in enumerate(correct):
+        wrong = habit_result(step)
+        if wrong is not None and rng.random() < rate:
+            slip = Slip(index, HABIT_KIND, step.result, wrong)
+            return Solution(render(expr), _reduce(expr, (index, wrong)), slip)
+    return Solution(render(expr), correct)
 
 
 def write_slipped_solution(
