@@ -2,7 +2,7 @@
 
 Two measurements on a tiny random-init Llama built in-process (no downloads; the ~1M-parameter
 shape of ``/work/shared/research/feasibility.md``: hidden 128, 4 layers, 4 heads, MLP 512, tied
-embeddings, character-level tokenizer; ``--shape 7m`` builds a berry-tiny-sized model instead:
+embeddings, character-level tokenizer; ``--shape 7m`` builds an 8.4M model (near the 10M ceiling of a built-in model) instead:
 hidden 256, 8 layers, 8 heads, MLP 1024), on CPU with ``torch.set_num_threads(2)`` by default:
 
 1. **Batched decode.** New tokens per second at batch 1, 16 and 64, greedy and sampled
@@ -60,7 +60,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 SHAPES = {
     # name: (hidden, MLP, layers, heads)
     "1m": (128, 512, 4, 4),  # the feasibility study's ~1M-parameter model
-    "7m": (256, 1024, 8, 8),  # a berry-tiny-sized model (at most ~10M parameters)
+    "7m": (256, 1024, 8, 8),  # 8.4M: near the ~10M ceiling of a built-in model
 }
 
 

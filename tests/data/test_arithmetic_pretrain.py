@@ -79,7 +79,7 @@ def test_solve_documents_slip_at_the_set_rates() -> None:
             assert line.endswith(f"= {habit_result(steps[first])}")
     # the default mixture: flawed text at a set, substantial rate
     default = _solve_docs()
-    assert 0.3 < sum(not d["correct"] for d in default) / 800 < 0.55
+    assert 0.35 < sum(not d["correct"] for d in default) / 800 < 0.6
 
 
 def test_every_role_document_is_well_formed() -> None:

@@ -18,3 +18,41 @@ def test_missing_weights_are_a_clear_error(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(builtin, "builtin_dir", lambda name: tmp_path / "none")
     with pytest.raises(ModelError, match="berry train sft --recipe tiny"):
         builtin.resolve_model("berry-tiny")
+
+
+@pytest.fixture(scope="module")
+def berry_tiny():
+    pytest.importorskip("torch")
+    from openberry.models.hf import HFPolicy
+
+    return HFPolicy.from_pretrained("berry-tiny")
+
+
+def test_berry_tiny_ships_within_budget() -> None:
+    path = builtin.builtin_dir("berry-tiny")
+    size = (path / "model.safetensors").stat().st_size
+    assert size <= 20 * 1024 * 1024
+    assert {p.name for p in path.iterdir()} >= {"config.json", "tokenizer.json"}
+
+
+def test_berry_tiny_loads_offline_and_solves_an_easy_problem(berry_tiny, monkeypatch) -> None:
+    from openberry.formats.prompts import solve_prompt
+    from openberry.models import SamplingParams
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert berry_tiny.name == "berry-tiny"
+    params = SamplingParams(max_new_tokens=64, temperature=0)
+    [[gen]] = berry_tiny.generate([solve_prompt("Compute 21 + 12 + 3.")], params)
+    assert gen.text == "21 + 12 = 33\n33 + 3 = 36\nThe answer is \\boxed{36}."
+    assert gen.finish_reason == "eos"
+    n_params = sum(p.numel() for p in berry_tiny.model.parameters())
+    assert n_params <= 10_000_000
+
+
+def test_berry_tiny_role_tokens_are_single_tokens(berry_tiny) -> None:
+    from openberry.formats.openlongcot import SPECIAL_TOKENS
+    from openberry.formats.prompts import JUDGE_NO, JUDGE_YES
+
+    tok = berry_tiny.tokenizer
+    for token in (*SPECIAL_TOKENS, JUDGE_YES, JUDGE_NO):
+        assert len(tok.encode(token, add_special_tokens=False)) == 1, token

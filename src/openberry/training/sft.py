@@ -803,10 +803,19 @@ def _load_tokenizer(config: SFTConfig, train_rows: Sequence[Row], output_dir: Pa
         texts,
         vocab_size=config.vocab_size,
         special_tokens=(*SPECIAL_TOKENS, JUDGE_YES, JUDGE_NO),
-        model_max_length=config.max_length,
+        model_max_length=_max_positions(config) or config.max_length,
     )
     tokenizer.save_pretrained(str(saved))
     return tokenizer
+
+
+def _max_positions(config: SFTConfig) -> int | None:
+    """``max_position_embeddings`` of the --from-scratch config, when it is readable."""
+    try:
+        value = json.loads(Path(str(config.from_scratch)).read_text())["max_position_embeddings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def _load_model(config: SFTConfig, tokenizer: Any) -> Any:

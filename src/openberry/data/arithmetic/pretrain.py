@@ -85,7 +85,7 @@ class MixtureConfig:
     """Share of self-evaluation documents (a score in [-100, 100])."""
     judge: float = 0.10
     """Share of pairwise-judge documents (is solution A better than B? Yes/No)."""
-    habit_rate: float = 0.65
+    habit_rate: float = 0.8
     """Probability that the policy writer (solve and OpenLongCoT documents) drops each carry or
     borrow: the systematic slip that greedy decoding inherits when it is above 0.5."""
     slip_rate: float = 0.1
