@@ -56,3 +56,27 @@ def test_berry_tiny_role_tokens_are_single_tokens(berry_tiny) -> None:
     tok = berry_tiny.tokenizer
     for token in (*SPECIAL_TOKENS, JUDGE_YES, JUDGE_NO):
         assert len(tok.encode(token, add_special_tokens=False)) == 1, token
+
+
+def test_berry_tiny_writes_thoughts_and_rates_them(berry_tiny) -> None:
+    """Policy and value roles in OpenLongCoT form (the shipped weights, greedy, deterministic)."""
+    from openberry.data.arithmetic import load_split
+    from openberry.data.arithmetic.expression import parse_step
+    from openberry.data.arithmetic.solutions import write_solution
+    from openberry.data.arithmetic.trees import solution_tree
+    from openberry.formats.openlongcot import RATING_TOKENS, policy_prompt, value_prompt
+    from openberry.models import SamplingParams
+
+    (example,) = load_split("test", limit=1)
+    tree = solution_tree(example.problem, write_solution(example.problem.meta["expression"]))
+    params = SamplingParams(max_new_tokens=24, temperature=0, stop=("<end_of_thought>",))
+    [[step]] = berry_tiny.generate([policy_prompt(tree, 0, "expansion", new_id=1)], params)
+    assert step.finish_reason == "stop" and parse_step(step.text) is not None
+    right, wrong = "29 + 25 = 54", "29 + 25 = 44"  # the first step of this problem, and a slip
+    assert example.problem.question == "Compute 29 + 25 + 15."
+    pos, neg = RATING_TOKENS["positive"], RATING_TOKENS["negative"]
+    probs = berry_tiny.next_token_probs(
+        [value_prompt(tree, 0, "expansion", text, 1) for text in (right, wrong)], [pos, neg]
+    )
+    share = [p[pos] / (p[pos] + p[neg]) for p in probs]
+    assert share[0] > 0.5 > share[1]
