@@ -6,7 +6,7 @@ import pytest
 
 import openberry.cli.main as cli_main
 from importcheck import imported_roots
-from models.tiny import tiny_llama, tiny_tokenizer
+from models.tiny import save_tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -18,11 +18,7 @@ def _generate_command_only(monkeypatch):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     pytest.importorskip("torch")
-    path = tmp_path_factory.mktemp("tiny")
-    tokenizer = tiny_tokenizer()
-    tiny_llama(len(tokenizer)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 def test_greedy_samples_and_logprobs(model_dir, capsys) -> None:

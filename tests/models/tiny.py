@@ -54,6 +54,14 @@ def tiny_llama(vocab_size: int) -> Any:
     return LlamaForCausalLM(config).eval()
 
 
+def save_tiny_model(path: Any) -> Any:
+    """Save the tiny Llama and its tokenizer to `path` (a model directory); return `path`."""
+    tokenizer = tiny_tokenizer()
+    tiny_llama(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def tiny_hf_policy(name: str = "tiny") -> Any:
     """An `HFPolicy` over the tiny Llama."""
     from openberry.models.hf import HFPolicy
