@@ -35,6 +35,7 @@ from collections import Counter
 from openberry.data.arithmetic import load_split
 from openberry.data.arithmetic.expression import expression_of
 from openberry.data.arithmetic.solutions import (
+    Solution,
     check_solution,
     random_slipped_solution,
     write_solution,
@@ -92,14 +93,18 @@ def solve_metrics(policy: HFPolicy, examples: list, k: int, max_new: int) -> dic
     }
 
 
+def _correct_or_flawed(expression: str, rng: random.Random) -> Solution:
+    """The correct solution or, with probability 1/2, one with a random slip."""
+    if rng.random() < 0.5:
+        return random_slipped_solution(expression, rng)
+    return write_solution(expression)
+
+
 def value_auc(policy: HFPolicy, examples: list, rng: random.Random) -> float:
     prompts, labels = [], []
     for e in examples:
         expression = expression_of(e.problem)
-        flawed = rng.random() < 0.5
-        solution = (
-            random_slipped_solution(expression, rng) if flawed else write_solution(expression)
-        )
+        solution = _correct_or_flawed(expression, rng)
         tree = solution_tree(e.problem, solution)
         for node in tree.nodes[1:]:
             prompts.append(value_prompt(tree, node.parent, node.meta_action, node.text, node.id))
@@ -133,10 +138,7 @@ def review_metrics(policy: HFPolicy, examples: list, rng: random.Random) -> dict
     cases = []
     for e in examples:
         expression = expression_of(e.problem)
-        flawed = rng.random() < 0.5
-        solution = (
-            random_slipped_solution(expression, rng) if flawed else write_solution(expression)
-        )
+        solution = _correct_or_flawed(expression, rng)
         cases.append((e, expression, solution))
     greedy = SamplingParams(max_new_tokens=24, temperature=0, stop=("\n",))
     reviews = policy.generate(

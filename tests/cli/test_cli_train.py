@@ -97,3 +97,17 @@ def test_tiny_recipe_runs_a_few_steps(tmp_path, capsys) -> None:
     tok = AutoTokenizer.from_pretrained(out / "final")
     assert len(tok.encode("<positive_rating>", add_special_tokens=False)) == 1
     assert len(tok.encode("Yes", add_special_tokens=False)) == 1
+
+
+def test_berry_tiny_is_a_model_name_for_sft(tmp_path) -> None:
+    """The built-in name resolves for training as it does for generation (offline)."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"text": f"Question: Compute {i} + 1."}) for i in range(40))
+    )
+    out = tmp_path / "ft"
+    argv = ["train", "sft", "--model", "berry-tiny", "--data", str(data), "--out", str(out)]
+    argv += ["--max-steps", "2", "--max-length", "16", "--batch-size", "4", "--threads", "1"]
+    argv += ["--eval-steps", "2", "--save-steps", "2"]
+    assert cli_main.main(argv) == 0
+    assert (out / "final" / "model.safetensors").is_file()

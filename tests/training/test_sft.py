@@ -346,7 +346,11 @@ def test_trained_tokenizer_keeps_judge_answers_whole(tmp_path) -> None:
     from openberry.training.sft import _load_tokenizer
 
     rows = load_rows(["arithmetic:pretrain:200"])
-    config = _config(tmp_path, "unused.jsonl", "scratch", from_scratch="cfg.json", vocab_size=128)
+    model_config = tmp_path / "cfg.json"
+    model_config.write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 64}))
+    config = _config(
+        tmp_path, "unused.jsonl", "scratch", from_scratch=str(model_config), vocab_size=128
+    )
     tok = _load_tokenizer(config, rows, tmp_path)
     prompt = judge_prompt("Compute 1 + 2.", "a", "b")
     ids = tok.encode(prompt, add_special_tokens=False)

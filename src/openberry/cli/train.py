@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from openberry.cli._args import int_at_least
-from openberry.training.sft import DTYPES, RECIPES, SFTConfig, SFTError
+from openberry.training.sft import DTYPES, RECIPES, REQUIRED_FIELDS, SFTConfig, SFTError
 
 __all__ = ["register"]
 
@@ -103,12 +103,6 @@ _SFT_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
         "eval_on_start",
         {"action": "store_false", "help": "skip the evaluation before the first step"},
     ),
-)
-
-_REQUIRED = frozenset(
-    f.name
-    for f in dataclasses.fields(SFTConfig)
-    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 )
 
 
@@ -207,7 +201,9 @@ def _cmd_sft(args: argparse.Namespace) -> int:
             values[name] = tuple(values[name])
     recipe = getattr(args, "recipe", None)
     given = {**RECIPES.get(recipe or "", {}), **values}
-    missing = [flag for flag, name, _ in _SFT_OPTIONS if name in _REQUIRED and name not in given]
+    missing = [
+        flag for flag, name, _ in _SFT_OPTIONS if name in REQUIRED_FIELDS and name not in given
+    ]
     if missing:
         raise SFTError(f"missing {' and '.join(missing)}")
     config = SFTConfig.from_recipe(recipe, **values)

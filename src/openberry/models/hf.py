@@ -65,7 +65,7 @@ class HFPolicy:
     Args:
         model: an already-built causal LM (tests); when None, loaded from `name_or_path`.
         tokenizer: its tokenizer (required with `model`).
-        name_or_path: local directory or hub id for ``from_pretrained``.
+        name_or_path: local directory, hub id, or built-in name (``berry-tiny``) to load.
         dtype: torch dtype or its name (``"float32"``, ``"bfloat16"``, ``"auto"``); None keeps
             the model's.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None keeps the model's.
@@ -103,11 +103,14 @@ class HFPolicy:
         if model is None:
             if name_or_path is None:
                 raise ModelError("HFPolicy needs a model or a name_or_path")
+            from openberry.models.builtin import resolve_model
+
+            source = resolve_model(str(name_or_path))
             try:
                 kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
-                model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
+                model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
                 if tokenizer is None:
-                    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+                    tokenizer = AutoTokenizer.from_pretrained(source)
             except (OSError, ValueError) as exc:
                 raise ModelError(f"could not load model {name_or_path!r}: {exc}") from exc
         elif tokenizer is None:
@@ -148,11 +151,7 @@ class HFPolicy:
         ``berry-tiny`` (see `openberry.models.builtin`) loads from inside the package, offline.
         Other arguments: see the class.
         """
-        from openberry.models.builtin import resolve_model
-
-        name = str(name_or_path)
-        kwargs.setdefault("name", name)
-        return cls(name_or_path=resolve_model(name), **kwargs)
+        return cls(name_or_path=str(name_or_path), **kwargs)
 
     # ----------------------------------------------------------------------------- encoding
 
@@ -519,30 +518,32 @@ class HFPolicy:
                     logp = torch.log_softmax(self._forward(ids, mask, pos)[:, :-1].float(), -1)
                     lps = logp.gather(-1, ids[:, 1:, None])[..., 0].tolist()
                     if top_k > 0:
-                        tops = [
-                            [self._top_dict(v, t) for v, t in zip(vs, ts, strict=True)]
-                            for vs, ts in zip(
-                                *(x.tolist() for x in logp.topk(min(top_k, logp.shape[-1]), -1)),
-                                strict=True,
-                            )
-                        ]
+                        tops = self._top_rows(logp, top_k)
                 for i, row, row_lps, row_tops in zip(chunk, part, lps, tops, strict=True):
                     skip = width - len(row)
                     values: list[float | None] = [None, *row_lps[skip:]][: len(row)]
-                    top: list[dict[str, float] | None] = [None, *row_tops[skip:]][: len(row)]
-                    if top_k <= 0:
-                        top = [None] * len(row)
+                    top: list[dict[str, float] | None] = (
+                        [None, *row_tops[skip:]][: len(row)] if top_k > 0 else [None] * len(row)
+                    )
                     offsets = self._offsets(texts[i], row)
                     tokens = [self._decode([t]) for t in row]
                     result.append(list(zip(tokens, offsets, values, top, strict=True)))
         return result
 
-    def _top_dict(self, values: Sequence[float], ids: Sequence[int]) -> dict[str, float]:
-        """Token text -> log p, most likely first; tokens with the same text keep the larger."""
-        top: dict[str, float] = {}
-        for v, t in zip(values, ids, strict=True):
-            top.setdefault(self._decode([t]), v)
-        return top
+    def _top_rows(self, logp: Any, k: int) -> list[list[dict[str, float]]]:
+        """Per row and position of log-probs [B, T, V]: the k most likely tokens, token text ->
+        log p, most likely first (tokens with the same text keep the larger)."""
+        values, index = logp.topk(min(k, logp.shape[-1]), dim=-1)
+        rows: list[list[dict[str, float]]] = []
+        for row_values, row_index in zip(values.tolist(), index.tolist(), strict=True):
+            row = []
+            for vs, ts in zip(row_values, row_index, strict=True):
+                top: dict[str, float] = {}
+                for v, t in zip(vs, ts, strict=True):
+                    top.setdefault(self._decode([t]), v)
+                row.append(top)
+            rows.append(row)
+        return rows
 
     def _offsets(self, text: str, ids: list[int]) -> list[int]:
         if self.tokenizer.is_fast and not self._chat:
@@ -581,12 +582,8 @@ class HFPolicy:
                 # continuation's last token give the width distributions.
                 ids, mask, pos = self._left_pad([p + c[:-1] if c else p for p, c in part])
                 logp = torch.log_softmax(self._forward(ids, mask, pos, keep=width).float(), -1)
-                values, index = logp.topk(min(k, logp.shape[-1]), dim=-1)
-                for (_, c), vs, ix in zip(part, values.tolist(), index.tolist(), strict=True):
-                    skip = width - len(c)
-                    result.append(
-                        [self._top_dict(v, t) for v, t in zip(vs[skip:], ix[skip:], strict=True)]
-                    )
+                for (_, c), tops in zip(part, self._top_rows(logp, k), strict=True):
+                    result.append(tops[width - len(c) :])
         return result
 
 

@@ -72,6 +72,7 @@ from openberry.errors import BerryError
 
 __all__ = [
     "RECIPES",
+    "REQUIRED_FIELDS",
     "Row",
     "SFTCollator",
     "SFTConfig",
@@ -281,7 +282,7 @@ class SFTConfig:
                 raise SFTError(f"unknown recipe {name!r} (known: {known})")
             values.update(RECIPES[name])
         values.update(overrides)
-        missing = [f.name for f in dataclasses.fields(cls) if _required(f) and f.name not in values]
+        missing = [name for name in REQUIRED_FIELDS if name not in values]
         if missing:
             raise SFTError(f"missing setting(s): {', '.join(missing)}")
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
@@ -290,8 +291,12 @@ class SFTConfig:
         return cls(**values)
 
 
-def _required(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+REQUIRED_FIELDS: tuple[str, ...] = tuple(
+    f.name
+    for f in dataclasses.fields(SFTConfig)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
+"""`SFTConfig` fields without a default, in field order."""
 
 
 @dataclass(frozen=True)
@@ -782,9 +787,11 @@ def _torch_dtype(name: str) -> Any:
 def _load_tokenizer(config: SFTConfig, train_rows: Sequence[Row], output_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
+    from openberry.models.builtin import resolve_model
+
     source = config.tokenizer
     if source is None and config.from_scratch is None:
-        source = config.model
+        source = resolve_model(config.model)
     if source is not None:
         try:
             return AutoTokenizer.from_pretrained(source)
@@ -798,37 +805,21 @@ def _load_tokenizer(config: SFTConfig, train_rows: Sequence[Row], output_dir: Pa
     from openberry.formats.prompts import JUDGE_NO, JUDGE_YES
     from openberry.training.tokenizer import train_tokenizer
 
+    positions = _scratch_values(config).get("max_position_embeddings")
     texts = [r.text if r.text is not None else f"{r.prompt}{r.completion}" for r in train_rows]
     tokenizer = train_tokenizer(
         texts,
         vocab_size=config.vocab_size,
         special_tokens=(*SPECIAL_TOKENS, JUDGE_YES, JUDGE_NO),
-        model_max_length=_max_positions(config) or config.max_length,
+        model_max_length=positions if isinstance(positions, int) else config.max_length,
     )
     tokenizer.save_pretrained(str(saved))
     return tokenizer
 
 
-def _max_positions(config: SFTConfig) -> int | None:
-    """``max_position_embeddings`` of the --from-scratch config, when it is readable."""
-    try:
-        value = json.loads(Path(str(config.from_scratch)).read_text())["max_position_embeddings"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return int(value) if isinstance(value, int) and value > 0 else None
-
-
-def _load_model(config: SFTConfig, tokenizer: Any) -> Any:
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    dtype = _torch_dtype(config.dtype)
-    if config.from_scratch is None:
-        try:
-            return AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype)
-        except (OSError, ValueError) as exc:
-            raise SFTError(f"could not load model {config.model!r}: {exc}") from exc
-    path = Path(config.from_scratch)
+def _scratch_values(config: SFTConfig) -> dict[str, Any]:
+    """The --from-scratch JSON model config, checked to be an object with a ``model_type``."""
+    path = Path(str(config.from_scratch))
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -837,7 +828,23 @@ def _load_model(config: SFTConfig, tokenizer: Any) -> Any:
         raise SFTError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(values, dict) or "model_type" not in values:
         raise SFTError(f'{path}: expected a JSON object with a "model_type" (e.g. "llama")')
-    values = dict(values)
+    return dict(values)
+
+
+def _load_model(config: SFTConfig, tokenizer: Any) -> Any:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from openberry.models.builtin import resolve_model
+
+    dtype = _torch_dtype(config.dtype)
+    if config.from_scratch is None:
+        try:
+            return AutoModelForCausalLM.from_pretrained(resolve_model(config.model), dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise SFTError(f"could not load model {config.model!r}: {exc}") from exc
+    path = Path(config.from_scratch)
+    values = _scratch_values(config)
     model_type = values.pop("model_type")
     values.update(
         vocab_size=len(tokenizer),
