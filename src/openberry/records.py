@@ -127,9 +127,11 @@ class Example:
 class Generation:
     """One sampled continuation of a prompt.
 
-    `token_ids` and `logprobs` are aligned: ``logprobs[i]`` is log p(token_ids[i] | prompt,
-    token_ids[:i]). A backend that cannot return ids (some servers) leaves them empty and still
-    fills `num_tokens`.
+    `token_ids`, `logprobs`, `entropies` and `varentropies` are aligned: ``logprobs[i]`` is
+    log p(token_ids[i] | prompt, token_ids[:i]), and ``entropies[i]`` / ``varentropies[i]``
+    describe the whole next-token distribution that token i was drawn from (at temperature 1).
+    A backend that cannot return ids (some servers) leaves them empty and still fills
+    `num_tokens`.
     """
 
     text: str
@@ -144,11 +146,20 @@ class Generation:
     """Number of generated tokens; defaults to ``len(token_ids)``."""
     prompt_tokens: int = 0
     """Number of prompt tokens the backend processed for this generation (0 when unknown)."""
+    entropies: tuple[float, ...] | None = None
+    """Per-token entropy H = -sum_v p(v) log p(v) (nats) of the model's next-token distribution
+    at temperature 1 at each generated position, or None when not asked for
+    (`SamplingParams.token_stats`) or not available. Servers give an approximation (top-k)."""
+    varentropies: tuple[float, ...] | None = None
+    """Per-token varentropy sum_v p(v) (log p(v) + H)^2 (the variance of -log p, nats squared)
+    of the same distributions as `entropies`, or None."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
-        if self.logprobs is not None:
-            object.__setattr__(self, "logprobs", tuple(float(x) for x in self.logprobs))
+        for name in ("logprobs", "entropies", "varentropies"):
+            values = getattr(self, name)
+            if values is not None:
+                object.__setattr__(self, name, tuple(float(x) for x in values))
         if self.num_tokens < 0:
             object.__setattr__(self, "num_tokens", len(self.token_ids))
         if self.finish_reason not in FINISH_REASONS:
@@ -159,19 +170,27 @@ class Generation:
             raise RecordError(
                 f"Generation.num_tokens={self.num_tokens} but {len(self.token_ids)} token ids given"
             )
-        if (
-            self.logprobs is not None
-            and self.token_ids
-            and len(self.logprobs) != len(self.token_ids)
-        ):
-            raise RecordError(
-                f"Generation has {len(self.token_ids)} token ids but {len(self.logprobs)} logprobs"
-            )
+        for name in ("logprobs", "entropies", "varentropies"):
+            values = getattr(self, name)
+            if values is not None and self.token_ids and len(values) != len(self.token_ids):
+                raise RecordError(
+                    f"Generation has {len(self.token_ids)} token ids but {len(values)} {name}"
+                )
 
     @property
     def sum_logprob(self) -> float:
         """Total log-probability of the generated tokens (NaN when logprobs are unknown)."""
         return math.fsum(self.logprobs) if self.logprobs is not None else math.nan
+
+    @property
+    def mean_entropy(self) -> float:
+        """Mean of `entropies` over the generated tokens (NaN when unknown or empty)."""
+        return _mean(self.entropies)
+
+    @property
+    def mean_varentropy(self) -> float:
+        """Mean of `varentropies` over the generated tokens (NaN when unknown or empty)."""
+        return _mean(self.varentropies)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,19 +200,34 @@ class Generation:
             "finish_reason": self.finish_reason,
             "num_tokens": self.num_tokens,
             "prompt_tokens": self.prompt_tokens,
+            "entropies": None if self.entropies is None else list(self.entropies),
+            "varentropies": None if self.varentropies is None else list(self.varentropies),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Generation:
         where = "generation"
-        logprobs = data.get("logprobs")
-        if logprobs is not None and not isinstance(logprobs, Sequence):
-            raise RecordError(f"{where}: field 'logprobs' must be a list or null")
         return cls(
             text=_require(data, "text", str, where),
             token_ids=tuple(data.get("token_ids") or ()),
-            logprobs=None if logprobs is None else tuple(logprobs),
+            logprobs=_optional_floats(data, "logprobs", where),
             finish_reason=data.get("finish_reason", "stop"),
             num_tokens=int(data.get("num_tokens", -1)),
             prompt_tokens=int(data.get("prompt_tokens", 0)),
+            entropies=_optional_floats(data, "entropies", where),
+            varentropies=_optional_floats(data, "varentropies", where),
         )
+
+
+def _optional_floats(data: Mapping[str, Any], key: str, where: str) -> tuple[float, ...] | None:
+    """An optional list-of-numbers field (absent or null gives None)."""
+    values = data.get(key)
+    if values is None:
+        return None
+    if not isinstance(values, Sequence) or isinstance(values, (str, bytes)):
+        raise RecordError(f"{where}: field {key!r} must be a list or null")
+    return tuple(values)
+
+
+def _mean(values: Sequence[float] | None) -> float:
+    return math.fsum(values) / len(values) if values else math.nan

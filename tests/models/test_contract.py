@@ -168,6 +168,24 @@ def test_batch_equals_single_greedy(policy) -> None:
             assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
 
 
+def test_token_stats(policy) -> None:
+    params = SamplingParams(n=2, max_new_tokens=8, seed=2, stop=("\n",))
+    for row in policy.generate(PROMPTS, params):
+        assert all(g.entropies is None and g.varentropies is None for g in row)
+    with_stats = SamplingParams(n=2, max_new_tokens=8, seed=2, stop=("\n",), token_stats=True)
+    out = policy.generate(PROMPTS, with_stats)
+    for row in out:
+        for g in row:
+            assert len(g.entropies) == len(g.varentropies) == g.num_tokens
+            assert all(math.isfinite(h) and h >= 0 for h in g.entropies)
+            assert all(math.isfinite(v) and v >= 0 for v in g.varentropies)
+            if g.num_tokens:
+                assert g.mean_entropy >= 0 and g.mean_varentropy >= 0
+    # Asking for stats does not change the samples.
+    again = policy.generate(PROMPTS, params)
+    assert [[g.text for g in r] for r in out] == [[g.text for g in r] for r in again]
+
+
 # ------------------------------------------------------------------------------ fake only
 
 

@@ -6,7 +6,8 @@ tree nodes and many problems in one call, and a backend is free to run them toge
 
 Three operations cover what the seed systems ask of a model:
 
-- `Policy.generate`: sample continuations (text, token ids, per-token logprobs, finish reason);
+- `Policy.generate`: sample continuations (text, token ids, per-token logprobs, finish reason,
+  and on request per-token entropy and varentropy of the model's distribution);
 - `Policy.score`: per-token log-probabilities of given completions (PPO ratios, priors);
 - `Policy.next_token_probs`: probabilities of candidate next tokens (rating tokens for the
   LLaMA-O1 value head, "Yes"/"No" for LLaMA-Berry's pairwise preference reward model).
@@ -16,6 +17,7 @@ This module imports only the standard library and openberry records: search may 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -23,7 +25,7 @@ from typing import Protocol, runtime_checkable
 from openberry.errors import BerryError
 from openberry.records import Generation
 
-__all__ = ["ModelError", "Policy", "SamplingParams"]
+__all__ = ["ModelError", "Policy", "SamplingParams", "entropy_varentropy"]
 
 
 class ModelError(BerryError, RuntimeError):
@@ -47,6 +49,10 @@ class SamplingParams:
     excludes the stop string and the finish reason is ``stop``."""
     seed: int | None = None
     """Seed for sampling; the same seed, prompts and settings give the same samples."""
+    token_stats: bool = False
+    """Also return per-token entropy and varentropy of the model's distribution (temperature 1)
+    at each generated position (`Generation.entropies` / `Generation.varentropies`). Exact on
+    local backends; OpenAI-compatible servers give a top-k approximation."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop))
@@ -68,6 +74,28 @@ class SamplingParams:
         return self.temperature == 0
 
 
+def entropy_varentropy(logits: Sequence[float]) -> tuple[float, float]:
+    """Entropy and varentropy (nats) of the distribution softmax(`logits`).
+
+    `logits` may be unnormalised log-weights (e.g. a top-k slice of log-probabilities, which this
+    renormalises); ``-inf`` entries are tokens of probability 0. With p = softmax(logits):
+    H = -sum p log p and varentropy = sum p (log p + H)^2, the variance of -log p under p.
+
+    Raises:
+        ValueError: no finite entry.
+    """
+    finite = [x for x in logits if x != -math.inf]
+    if not finite or any(math.isnan(x) or x == math.inf for x in finite):
+        raise ValueError("entropy_varentropy needs finite logits (at least one)")
+    top = max(finite)
+    log_z = top + math.log(math.fsum(math.exp(x - top) for x in finite))
+    logp = [x - log_z for x in finite]
+    probs = [math.exp(x) for x in logp]
+    entropy = -math.fsum(p * x for p, x in zip(probs, logp, strict=True))
+    varentropy = math.fsum(p * (x + entropy) ** 2 for p, x in zip(probs, logp, strict=True))
+    return max(entropy, 0.0), varentropy
+
+
 @runtime_checkable
 class Policy(Protocol):
     """A language model that search and training can call. All methods are batched."""
@@ -85,7 +113,8 @@ class Policy(Protocol):
         Returns:
             [P][n] generations, in prompt order; each has text, token ids, per-token logprobs
             (under the sampling distribution at temperature 1, i.e. the model's own log p),
-            finish reason and token counts.
+            finish reason and token counts; with `params.token_stats`, also per-token entropies
+            and varentropies of that distribution (None where the backend cannot give them).
         """
         ...
 

@@ -22,6 +22,9 @@ Departures from a real backend, on purpose:
   `next_token_probs` ignore the script.
 - Sampling uses one `random.Random` per (seed, prompt, sample index), so a sample does not depend
   on the rest of the batch; ``seed=None`` draws fresh entropy.
+- With ``SamplingParams.token_stats``, entropies and varentropies are exact, of the model's full
+  distribution at temperature 1 (vocabulary and the "unknown" bucket: the distribution the
+  reported logprobs come from; the bucket is never sampled).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import random
 import string
 from collections.abc import Mapping, Sequence
 
-from openberry.models.base import ModelError, SamplingParams
+from openberry.models.base import ModelError, SamplingParams, entropy_varentropy
 from openberry.records import FinishReason, Generation
 
 __all__ = ["DEFAULT_ALPHABET", "DEFAULT_SPECIAL_TOKENS", "EOS_TOKEN", "FakePolicy"]
@@ -162,6 +165,10 @@ class FakePolicy:
     def _token_logprob(self, context: str, token_id: int) -> float:
         return self._log_probs(context)[self._index.get(token_id, self._unk_index)]
 
+    def token_stats(self, context: str) -> tuple[float, float]:
+        """Entropy and varentropy of the next-token distribution after `context` (exact)."""
+        return entropy_varentropy(self._log_probs(context))
+
     def _sample(self, context: str, params: SamplingParams, rng: random.Random) -> int:
         """Next token id: argmax at temperature 0, else tempered nucleus sampling."""
         logp = self._log_probs(context)[: self._unk_index]  # the unknown bucket is never sampled
@@ -193,7 +200,7 @@ class FakePolicy:
 
         The EOS token, when generated, is the last entry of `token_ids` and `logprobs` (its text
         is empty); with a stop string, the text is cut before it and the tokens are cut to those
-        whose text lies before it.
+        whose text lies before it. ``params.token_stats`` fills exact entropies/varentropies.
         """
         out: list[list[Generation]] = []
         for prompt in prompts:
@@ -256,15 +263,18 @@ class FakePolicy:
     def _generate_one(self, prompt: str, params: SamplingParams, rng: random.Random) -> Generation:
         ids: list[int] = []
         lps: list[float] = []
+        stats: list[tuple[float, float]] | None = [] if params.token_stats else None
         text = ""
         while True:
             tid = self._sample(prompt + text, params, rng)
             lps.append(self._token_logprob(prompt + text, tid))
+            if stats is not None:
+                stats.append(self.token_stats(prompt + text))
             ids.append(tid)
             if tid == self.eos_token_id:
-                return self._make(prompt, text, ids, lps, "eos")
+                return self._make(prompt, text, ids, lps, "eos", stats)
             text += self.token_text(tid)
-            done = self._finish(prompt, text, ids, lps, params)
+            done = self._finish(prompt, text, ids, lps, params, stats)
             if done is not None:
                 return done
 
@@ -272,20 +282,29 @@ class FakePolicy:
         """A scripted output, token by token, ending with EOS when it runs out."""
         ids: list[int] = []
         lps: list[float] = []
+        stats: list[tuple[float, float]] | None = [] if params.token_stats else None
         text = ""
         for tid in [*self.tokenize(output), self.eos_token_id]:
             lps.append(self._token_logprob(prompt + text, tid))
+            if stats is not None:
+                stats.append(self.token_stats(prompt + text))
             ids.append(tid)
             if tid == self.eos_token_id:
                 break
             text += self.token_text(tid)
-            done = self._finish(prompt, text, ids, lps, params)
+            done = self._finish(prompt, text, ids, lps, params, stats)
             if done is not None:
                 return done
-        return self._make(prompt, text, ids, lps, "eos")
+        return self._make(prompt, text, ids, lps, "eos", stats)
 
     def _finish(
-        self, prompt: str, text: str, ids: list[int], lps: list[float], params: SamplingParams
+        self,
+        prompt: str,
+        text: str,
+        ids: list[int],
+        lps: list[float],
+        params: SamplingParams,
+        stats: list[tuple[float, float]] | None,
     ) -> Generation | None:
         """The finished generation if a stop string matched or the length ran out, else None."""
         cut = _first_stop(text, params.stop)
@@ -296,13 +315,20 @@ class FakePolicy:
                 if length > cut:
                     break
                 keep += 1
-            return self._make(prompt, text[:cut], ids[:keep], lps[:keep], "stop")
+            cut_stats = None if stats is None else stats[:keep]
+            return self._make(prompt, text[:cut], ids[:keep], lps[:keep], "stop", cut_stats)
         if len(ids) >= params.max_new_tokens:
-            return self._make(prompt, text, ids, lps, "length")
+            return self._make(prompt, text, ids, lps, "length", stats)
         return None
 
     def _make(
-        self, prompt: str, text: str, ids: list[int], lps: list[float], reason: FinishReason
+        self,
+        prompt: str,
+        text: str,
+        ids: list[int],
+        lps: list[float],
+        reason: FinishReason,
+        stats: list[tuple[float, float]] | None = None,
     ) -> Generation:
         return Generation(
             text=text,
@@ -310,6 +336,8 @@ class FakePolicy:
             logprobs=tuple(lps),
             finish_reason=reason,
             prompt_tokens=len(self.tokenize(prompt)),
+            entropies=None if stats is None else tuple(h for h, _ in stats),
+            varentropies=None if stats is None else tuple(v for _, v in stats),
         )
 
 

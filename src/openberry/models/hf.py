@@ -27,10 +27,14 @@ Conventions (where this departs from ``model.generate``):
 - Reported logprobs are the model's log p at temperature 1 of the chosen token, from the raw
   logits (before temperature and top-p), matching `Policy.generate`'s contract; sampling itself
   uses the tempered, nucleus-filtered distribution.
-- An EOS token, when generated, is the last entry of ``token_ids``/``logprobs``; its text is not
-  in ``text``. With a stop string the text is cut before the stop, and tokens are cut to the
-  longest prefix whose decoded text is a prefix of the returned text (a token straddling the stop
-  is dropped).
+- With ``SamplingParams.token_stats``, each generated token (EOS included) also gets the entropy
+  and varentropy of that same temperature-1 distribution, computed in float32 over the full
+  vocabulary from the log-softmax the logprobs come from, and reduced to two numbers per row at
+  each step. Without it nothing extra is computed.
+- An EOS token, when generated, is the last entry of ``token_ids``/``logprobs`` (and of the
+  entropies/varentropies); its text is not in ``text``. With a stop string the text is cut
+  before the stop, and tokens (with their logprobs and stats) are cut to the longest prefix whose
+  decoded text is a prefix of the returned text (a token straddling the stop is dropped).
 - Reproducibility: with ``seed`` set, sampling draws from a ``torch.Generator`` seeded with it, so
   the same seed, prompts, settings, batch and device give the same samples; temperature 0 is
   argmax and deterministic. A sample does depend on its batch (rows share the generator).
@@ -173,6 +177,10 @@ class HFPolicy:
             return list(self.tokenizer.encode(self._format(prompt), add_special_tokens=False))
         return list(self.tokenizer.encode(prompt))
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens of each text as a prompt (the search engine's cost accounting)."""
+        return [len(self.encode_prompt(t)) for t in texts]
+
     def _encode_completion(self, prompt: str, prompt_ids: list[int], completion: str) -> list[int]:
         if not completion:
             return []
@@ -226,7 +234,8 @@ class HFPolicy:
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
         """Sample `params.n` continuations of each prompt in one batched decode loop.
 
-        See the module docstring for the logprob, EOS, stop-string and seed conventions.
+        See the module docstring for the logprob, token-stats, EOS, stop-string and seed
+        conventions.
         """
         torch = self._torch
         prompt_ids = [self.encode_prompt(p) for p in prompts]
@@ -266,6 +275,10 @@ class HFPolicy:
         b = len(rows)
         out_ids: list[list[int]] = [[] for _ in range(b)]
         out_lps: list[list[float]] = [[] for _ in range(b)]
+        # Per row, (entropy, varentropy) of each step's distribution (with params.token_stats).
+        out_stats: list[list[tuple[float, float]]] | None = (
+            [[] for _ in range(b)] if params.token_stats else None
+        )
         done: list[Generation | None] = [None] * b
         # live[j] is the original row of batch row j; finished rows are dropped from the batch
         # (and from the KV cache) once at least a quarter of the batch has finished.
@@ -278,16 +291,27 @@ class HFPolicy:
             nxt = self._choose(logits, params, gen)
             chosen_lp = logp.gather(-1, nxt[:, None])[:, 0]
             is_eos = torch.isin(nxt, eos)
-            nxt_l, lp_l, eos_l = nxt.tolist(), chosen_lp.tolist(), is_eos.tolist()
+            nxt_l, eos_l = nxt.tolist(), is_eos.tolist()
+            if out_stats is None:
+                lp_l = chosen_lp.tolist()
+            else:
+                # One transfer for the three per-row numbers.
+                lp_l, ent_l, var_l = torch.stack([chosen_lp, *_entropy_varentropy(logp)]).tolist()
             for j, i in enumerate(live):
                 out_ids[i].append(nxt_l[j])
                 out_lps[i].append(lp_l[j])
+                stats = None
+                if out_stats is not None:
+                    stats = out_stats[i]
+                    stats.append((ent_l[j], var_l[j]))
                 if eos_l[j]:
                     done[i] = self._make(
-                        rows[i], out_ids[i], out_lps[i], "eos", len(out_ids[i]) - 1
+                        rows[i], out_ids[i], out_lps[i], "eos", len(out_ids[i]) - 1, stats
                     )
                 elif params.stop:
-                    done[i] = self._check_stop(rows[i], out_ids[i], out_lps[i], params.stop, window)
+                    done[i] = self._check_stop(
+                        rows[i], out_ids[i], out_lps[i], params.stop, window, stats
+                    )
             keep = [j for j, i in enumerate(live) if done[i] is None]
             if not keep or step == params.max_new_tokens - 1:
                 break
@@ -302,7 +326,14 @@ class HFPolicy:
         return [
             d
             if d is not None
-            else self._make(rows[i], out_ids[i], out_lps[i], "length", len(out_ids[i]))
+            else self._make(
+                rows[i],
+                out_ids[i],
+                out_lps[i],
+                "length",
+                len(out_ids[i]),
+                None if out_stats is None else out_stats[i],
+            )
             for i, d in enumerate(done)
         ]
 
@@ -389,6 +420,7 @@ class HFPolicy:
         lps: list[float],
         stops: Sequence[str],
         window: int,
+        stats: list[tuple[float, float]] | None = None,
     ) -> Generation | None:
         """A "stop" `Generation` if the decoded text contains a stop string, else None.
 
@@ -415,6 +447,7 @@ class HFPolicy:
             logprobs=tuple(lps[:keep]),
             finish_reason="stop",
             prompt_tokens=len(prompt),
+            **_stat_fields(None if stats is None else stats[:keep]),
         )
 
     def _decode(self, ids: Sequence[int]) -> str:
@@ -429,6 +462,7 @@ class HFPolicy:
         lps: list[float],
         reason: FinishReason,
         text_tokens: int,
+        stats: list[tuple[float, float]] | None = None,
     ) -> Generation:
         return Generation(
             text=self._decode(ids[:text_tokens]),
@@ -436,6 +470,7 @@ class HFPolicy:
             logprobs=tuple(lps),
             finish_reason=reason,
             prompt_tokens=len(prompt),
+            **_stat_fields(stats),
         )
 
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[float, ...]]:
@@ -585,6 +620,31 @@ class HFPolicy:
                 for (_, c), tops in zip(part, self._top_rows(logp, k), strict=True):
                     result.append(tops[width - len(c) :])
         return result
+
+
+def _entropy_varentropy(logp: Any) -> tuple[Any, Any]:
+    """Per-row entropy and varentropy of log-probabilities [B, V] (float32): two [B] tensors.
+
+    H = -sum p log p and varentropy = sum p (log p + H)^2 (two passes, no cancellation).
+    Log-probs of -inf (masked tokens) are clamped so that p = 0 contributes exactly 0; any
+    log p below about -104 already has p = 0 in float32, so the clamp changes nothing else.
+    Peak extra memory is about two [B, V] tensors.
+    """
+    p = logp.exp()
+    clamped = logp.clamp(min=-1e15)
+    entropy = -(p * clamped).sum(-1)
+    varentropy = clamped.add_(entropy[:, None]).square_().mul_(p).sum(-1)
+    return entropy.clamp(min=0.0), varentropy
+
+
+def _stat_fields(stats: list[tuple[float, float]] | None) -> dict[str, Any]:
+    """`Generation` keyword arguments for per-token (entropy, varentropy) pairs."""
+    if stats is None:
+        return {}
+    return {
+        "entropies": tuple(h for h, _ in stats),
+        "varentropies": tuple(v for _, v in stats),
+    }
 
 
 def _resolve_dtype(torch: Any, dtype: Any) -> Any:

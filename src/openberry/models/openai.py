@@ -8,6 +8,14 @@ a policy is built.
   (``logprobs=1`` on ``/v1/completions``, ``logprobs: true`` on chat) and raises `ModelError` when
   the server does not return them. Servers do not return token ids, so ``token_ids=()`` and
   ``num_tokens`` is the number of returned logprobs.
+- ``SamplingParams.token_stats``: servers do not return whole distributions, so the request asks
+  for the top `stats_top_k` logprobs of each generated position (``logprobs=k`` on completions,
+  ``top_logprobs: k`` on chat), and the entropies/varentropies are those of the top-k
+  distribution renormalised. This is an approximation: it ignores the tail mass beyond the top
+  k (usually underestimating entropy), and servers that merge tokens with the same text (ours)
+  merge their probabilities too. A server that returns no top logprobs, or refuses the request
+  for them (HTTP 400/422; retried without, and later calls stop asking), leaves the fields None,
+  with one warning logged per policy. OpenAI's own ``/v1/completions`` allows at most 5.
 - Finish reasons: ``length`` stays ``length``; ``stop`` becomes ``stop`` when the server's
   vLLM-style ``stop_reason`` is a string (a stop string matched), ``eos`` when ``stop_reason`` is
   null or when no stop strings were asked for, and ``stop`` otherwise (unknown).
@@ -32,13 +40,14 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from openberry.models.base import ModelError, SamplingParams
+from openberry.models.base import ModelError, SamplingParams, entropy_varentropy
 from openberry.records import FinishReason, Generation
 
 __all__ = ["OpenAIPolicy", "RetryConfig"]
@@ -46,6 +55,14 @@ __all__ = ["OpenAIPolicy", "RetryConfig"]
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class _RejectedError(ModelError):
+    """The server refused a request with a non-retryable HTTP status (a 4xx)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,8 @@ class OpenAIPolicy:
         backoff: base backoff in seconds (see `RetryConfig`).
         transport: an ``httpx`` transport (tests: ``httpx.MockTransport``).
         name: policy name (default: `model`).
+        stats_top_k: top logprobs asked per generated token for ``token_stats`` (module
+            docstring).
     """
 
     def __init__(
@@ -95,6 +114,7 @@ class OpenAIPolicy:
         backoff: float = 0.5,
         transport: Any = None,
         name: str | None = None,
+        stats_top_k: int = 20,
     ) -> None:
         import httpx
 
@@ -102,6 +122,12 @@ class OpenAIPolicy:
             raise ValueError("max_concurrency must be >= 1")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if stats_top_k < 1:
+            raise ValueError("stats_top_k must be >= 1")
+        self.stats_top_k = stats_top_k
+        self._stats_warned = False  # set once token_stats turned out unavailable (logged once)
+        self._stats_rejected = False  # set once the server refused a request for top logprobs
+        self._stats_lock = threading.Lock()
         self._httpx = httpx
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
@@ -161,7 +187,9 @@ class OpenAIPolicy:
                     hint = ""
                     if "support" in message.lower():
                         hint = " (the server does not support this feature)"
-                    raise ModelError(f"{path}: HTTP {resp.status_code}: {message}{hint}")
+                    raise _RejectedError(
+                        f"{path}: HTTP {resp.status_code}: {message}{hint}", resp.status_code
+                    )
                 problem = f"HTTP {resp.status_code}: {message}"
                 retry_after = _retry_after(resp)
             if attempt >= self.retry.max_retries:
@@ -193,7 +221,9 @@ class OpenAIPolicy:
         """Sample `params.n` continuations per prompt, one request per prompt (module docstring)."""
         return self._map(lambda p: self._generate_one(p, params), list(prompts))
 
-    def _request_body(self, prompt: str, params: SamplingParams) -> dict[str, Any]:
+    def _request_body(
+        self, prompt: str, params: SamplingParams, top: bool = False
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": params.max_new_tokens,
@@ -208,14 +238,26 @@ class OpenAIPolicy:
         if self.chat:
             body["messages"] = [{"role": "user", "content": prompt}]
             body["logprobs"] = True
+            if top:
+                body["top_logprobs"] = self.stats_top_k
         else:
             body["prompt"] = prompt
-            body["logprobs"] = 1
+            body["logprobs"] = self.stats_top_k if top else 1
         return body
 
     def _generate_one(self, prompt: str, params: SamplingParams) -> list[Generation]:
         path = "/chat/completions" if self.chat else "/completions"
-        data = self._post(path, self._request_body(prompt, params))
+        top = params.token_stats and not self._stats_rejected
+        try:
+            data = self._post(path, self._request_body(prompt, params, top=top))
+        except _RejectedError as exc:
+            if not top or exc.status not in (400, 422):
+                raise
+            # The server refused top logprobs: generate without them (stats left None), and
+            # stop asking for them.
+            self._stats_rejected = True
+            self._warn_no_stats(str(exc))
+            data = self._post(path, self._request_body(prompt, params))
         choices = sorted(_choices(data, path), key=lambda c: c.get("index", 0))
         if len(choices) != params.n:
             raise ModelError(f"{path}: asked for n={params.n} choices, got {len(choices)}")
@@ -223,18 +265,23 @@ class OpenAIPolicy:
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         out = []
         for c in choices:
+            tops: list[Any] | None = None
             if self.chat:
                 text = str((c.get("message") or {}).get("content") or "")
                 content = (c.get("logprobs") or {}).get("content")
                 lps = None if content is None else [e.get("logprob") for e in content]
+                if content is not None:
+                    tops = [_chat_top(e.get("top_logprobs")) for e in content]
             else:
                 text = str(c.get("text") or "")
                 lps = (c.get("logprobs") or {}).get("token_logprobs")
+                tops = (c.get("logprobs") or {}).get("top_logprobs")
             if lps is None or any(not isinstance(v, (int, float)) for v in lps):
                 raise ModelError(
                     f"{path}: the server returned no per-token logprobs (asked for them); "
                     "it does not support logprobs"
                 )
+            stats = self._top_stats(tops, len(lps)) if top else None
             out.append(
                 Generation(
                     text=text,
@@ -242,9 +289,44 @@ class OpenAIPolicy:
                     finish_reason=_finish(c, params),
                     num_tokens=len(lps),
                     prompt_tokens=prompt_tokens,
+                    entropies=None if stats is None else tuple(h for h, _ in stats),
+                    varentropies=None if stats is None else tuple(v for _, v in stats),
                 )
             )
         return out
+
+    def _top_stats(self, tops: Any, n: int) -> list[tuple[float, float]] | None:
+        """Entropy and varentropy of each position's renormalised top-k logprobs, or None.
+
+        `tops` has one entry per generated token: a ``{token: logprob}`` dict (as
+        ``/v1/completions`` returns them) or a list of logprobs. None (with one warning per
+        policy) when they are missing or incomplete.
+        """
+        stats: list[tuple[float, float]] = []
+        if isinstance(tops, list) and len(tops) == n:
+            for top in tops:
+                values = top.values() if isinstance(top, dict) else top or ()
+                finite = [float(v) for v in values if isinstance(v, (int, float))]
+                finite = [v for v in finite if math.isfinite(v)]
+                if not finite:
+                    break
+                stats.append(entropy_varentropy(finite))
+            else:
+                return stats
+        self._warn_no_stats("no top logprobs in the answer")
+        return None
+
+    def _warn_no_stats(self, why: str) -> None:
+        """Log once per policy that token_stats are unavailable."""
+        with self._stats_lock:
+            warn, self._stats_warned = not self._stats_warned, True
+        if warn:
+            logger.warning(
+                "server at %s gives no top logprobs for generated tokens (%s); "
+                "token_stats (entropies, varentropies) are left None",
+                self.base_url,
+                why,
+            )
 
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[float, ...]]:
         """Per-token log p of each completion via ``echo`` + ``logprobs`` (module docstring).
@@ -351,6 +433,13 @@ def _choices(data: dict[str, Any], path: str) -> list[dict[str, Any]]:
     if not isinstance(choices, list) or not choices:
         raise ModelError(f"{path}: the server's answer has no choices")
     return choices
+
+
+def _chat_top(entries: Any) -> list[Any] | None:
+    """The logprobs of a chat logprobs entry's ``top_logprobs`` list (None when absent)."""
+    if not isinstance(entries, list):
+        return None
+    return [e.get("logprob") for e in entries if isinstance(e, dict)]
 
 
 def _finish(choice: dict[str, Any], params: SamplingParams) -> FinishReason:
