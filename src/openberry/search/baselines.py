@@ -1,0 +1,252 @@
+"""Baselines every tree search must beat at equal cost.
+
+- `greedy`: one chain of thought at temperature 0.
+- `self_consistency`: k sampled solutions, majority vote over their final answers
+  (Wang et al. 2023).
+- `best_of_n`: N sampled solutions ranked by any scorer (`openberry.search.scorers`).
+- `beam`: step-level beam search: each beam is extended by `branch` sampled next lines, every
+  candidate is rated by a step scorer (LLaMA-O1's value head on the partial chain, or the mean
+  log-probability), the best `width` survive; a beam ends when it states an answer.
+
+All take the problem only (no reference answer) and return their whole tree: node 0 is the
+problem; for the sampling methods every solution is a child of the root; for beam search every
+step is a node, so beams that share a prefix share nodes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from openberry.formats.prompts import solve_prompt
+from openberry.models.base import SamplingParams
+from openberry.records import Problem
+from openberry.search.common import TreeBuilder, answer_of_text, majority
+from openberry.search.engine import Generate, NextTokenProbs, SearchGen
+from openberry.search.scorers import (
+    RATING_TOKENS,
+    ScorerConfig,
+    _rating_value,
+    make_scorer,
+    solution_steps,
+    step_value_prompts,
+)
+
+__all__ = [
+    "BeamConfig",
+    "BestOfNConfig",
+    "GreedyConfig",
+    "SelfConsistencyConfig",
+    "beam",
+    "best_of_n",
+    "greedy",
+    "self_consistency",
+]
+
+
+@dataclass(frozen=True)
+class GreedyConfig:
+    """Greedy chain of thought."""
+
+    max_new_tokens: int = 256
+    """Most tokens of the solution."""
+
+
+@dataclass(frozen=True)
+class SelfConsistencyConfig:
+    """Self-consistency: majority vote over sampled solutions."""
+
+    samples: int = 8
+    """Solutions sampled (k of maj@k)."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold."""
+    max_new_tokens: int = 256
+    """Most tokens per solution."""
+
+
+@dataclass(frozen=True)
+class BestOfNConfig:
+    """Best-of-N: sampled solutions ranked by a scorer."""
+
+    samples: int = 8
+    """Solutions sampled (N)."""
+    scorer: str = "value"
+    """Scorer that ranks them: value, self-eval, logprob, pprm or pprm-value."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold."""
+    max_new_tokens: int = 256
+    """Most tokens per solution."""
+    scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
+    """Settings of the scorer."""
+
+
+@dataclass(frozen=True)
+class BeamConfig:
+    """Step-level beam search over solution lines."""
+
+    width: int = 4
+    """Beams kept after each step."""
+    branch: int = 2
+    """Next lines sampled per beam and step."""
+    step_scorer: Literal["value", "logprob"] = "value"
+    """``value``: the value head's rating of the newest step (its partial chain); ``logprob``:
+    the beam's mean token log-probability."""
+    temperature: float = 1.0
+    """Sampling temperature of each step."""
+    max_steps: int = 12
+    """Most steps (lines) per solution."""
+    max_step_tokens: int = 64
+    """Most tokens per step."""
+
+
+def _solution_node(builder: TreeBuilder, parent: int, gen: Any, **info: Any) -> int:
+    node = builder.add(
+        parent,
+        gen.text,
+        generation=gen,
+        terminal=True,
+        answer=answer_of_text(gen.text),
+        info={"finish_reason": gen.finish_reason, **info},
+    )
+    return node.id
+
+
+def greedy(problem: Problem, rng: random.Random, config: GreedyConfig) -> SearchGen:
+    """One greedy solution."""
+    params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=0.0)
+    out = yield Generate((solve_prompt(problem.question),), params)
+    builder = TreeBuilder(problem, "greedy")
+    nid = _solution_node(builder, 0, out[0][0])
+    return builder.freeze(
+        chosen=(0, nid), info={"config": {"max_new_tokens": config.max_new_tokens}}
+    )
+
+
+def _sample(problem: Problem, n: int, temperature: float, top_p: float, max_new: int) -> SearchGen:
+    params = SamplingParams(n=n, max_new_tokens=max_new, temperature=temperature, top_p=top_p)
+    out = yield Generate((solve_prompt(problem.question),), params)
+    return out[0]
+
+
+def self_consistency(
+    problem: Problem, rng: random.Random, config: SelfConsistencyConfig
+) -> SearchGen:
+    """k samples, majority vote; the chosen node is the first sample with the winning answer."""
+    gens = yield from _sample(
+        problem, config.samples, config.temperature, config.top_p, config.max_new_tokens
+    )
+    builder = TreeBuilder(problem, "self-consistency")
+    ids = [_solution_node(builder, 0, g) for g in gens]
+    best, votes = majority([builder[i].answer for i in ids])
+    chosen = (0, ids[best]) if best is not None else ()
+    return builder.freeze(chosen=chosen, info={"votes": votes})
+
+
+def best_of_n(problem: Problem, rng: random.Random, config: BestOfNConfig) -> SearchGen:
+    """N samples ranked by the scorer; ties go to the earlier sample."""
+    gens = yield from _sample(
+        problem, config.samples, config.temperature, config.top_p, config.max_new_tokens
+    )
+    builder = TreeBuilder(problem, "best-of-n")
+    ids = [_solution_node(builder, 0, g) for g in gens]
+    scorer = make_scorer(config.scorer, config.scorer_config)
+    scores = yield from scorer(problem, [g.text for g in gens])
+    for i, s in zip(ids, scores, strict=True):
+        builder[i].value = min(1.0, max(0.0, s))
+        builder[i].info["score"] = s
+    best = max(range(len(ids)), key=lambda k: (scores[k], -k))
+    return builder.freeze(chosen=(0, ids[best]), info={"scorer": config.scorer})
+
+
+@dataclass
+class _Beam:
+    node: int
+    lines: list[str]
+    logprob_sum: float = 0.0
+    tokens: int = 0
+    score: float = 0.0
+    done: bool = False
+
+
+def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
+    """Step-level beam search (see the module docstring)."""
+    builder = TreeBuilder(problem, "beam")
+    base = solve_prompt(problem.question)
+    beams = [_Beam(node=0, lines=[])]
+    params = SamplingParams(
+        n=config.branch,
+        max_new_tokens=config.max_step_tokens,
+        temperature=config.temperature,
+        stop=("\n",),
+    )
+    for _step in range(config.max_steps):
+        live = [b for b in beams if not b.done]
+        if not live:
+            break
+        prompts = tuple(base + "".join(line + "\n" for line in b.lines) for b in live)
+        out = yield Generate(prompts, params)
+        candidates: list[_Beam] = [b for b in beams if b.done]
+        for b, row in zip(live, out, strict=True):
+            for g in row:
+                line = g.text.strip()
+                ended = g.finish_reason == "eos" or answer_of_text(line) is not None
+                if not line and ended:
+                    # The model ended the solution: the beam is complete as it is.
+                    candidates.append(
+                        _Beam(b.node, b.lines, b.logprob_sum, b.tokens, b.score, True)
+                    )
+                    continue
+                node = builder.add(b.node, line, generation=g, meta_action="expansion")
+                answer = answer_of_text(line)
+                if answer is not None:
+                    node.meta_action, node.terminal, node.answer = "conclusion", True, answer
+                lp = sum(g.logprobs) if g.logprobs else 0.0
+                candidates.append(
+                    _Beam(
+                        node.id,
+                        [*b.lines, line],
+                        b.logprob_sum + lp,
+                        b.tokens + g.num_tokens,
+                        done=ended or answer is not None,
+                    )
+                )
+        new = [c for c in candidates if c.node != 0 and builder[c.node].value is None]
+        if config.step_scorer == "value" and new:
+            prompts = []
+            for c in new:
+                prompts.append(
+                    step_value_prompts(problem.question, solution_steps("\n".join(c.lines)))[-1]
+                )
+            cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
+            probs = yield NextTokenProbs(tuple(prompts), cands)
+            for c, p in zip(new, probs, strict=True):
+                builder[c.node].value = _rating_value(p)
+        for c in candidates:
+            if config.step_scorer == "value":
+                path = builder.path(c.node)[1:]
+                c.score = min((builder[n].value or 0.0 for n in path), default=0.0)
+            else:
+                c.score = c.logprob_sum / c.tokens if c.tokens else -math.inf
+            builder[c.node].visits += 1
+        # Deduplicate identical partial solutions, keep the best `width`.
+        seen: set[tuple[str, ...]] = set()
+        kept: list[_Beam] = []
+        for c in sorted(candidates, key=lambda c: (-c.score, c.node)):
+            key = tuple(c.lines)
+            if key in seen:
+                continue
+            seen.add(key)
+            kept.append(c)
+            if len(kept) == config.width:
+                break
+        beams = kept
+    finished = [b for b in beams if b.done] or beams
+    best = max(finished, key=lambda b: (b.score, -b.node))
+    chosen = builder.path(best.node) if best.node != 0 else []
+    return builder.freeze(chosen=chosen, info={"step_scorer": config.step_scorer})

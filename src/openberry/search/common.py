@@ -1,0 +1,154 @@
+"""Pieces every search method shares: a mutable tree builder, answer reading and voting.
+
+Search builds its tree node by node; `TreeBuilder` holds plain mutable nodes while the search runs
+and `TreeBuilder.freeze` turns them into the frozen, validated `openberry.tree.Tree` record that
+every method returns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from openberry.grading.extract import extract_answer
+from openberry.grading.normalize import normalize_answer
+from openberry.records import Generation, Problem
+from openberry.tree import Node, Tree
+
+__all__ = [
+    "MutableNode",
+    "TreeBuilder",
+    "answer_of_text",
+    "majority",
+    "vote_key",
+]
+
+
+def answer_of_text(text: str) -> str | None:
+    r"""The final answer a solution states (``\boxed{}``, ``####`` or "the answer is"), else None.
+
+    No last-number fallback: a solution that states no answer has none (a step such as
+    ``12 + 3 = 15`` must not count as answering 15).
+    """
+    return extract_answer(text, fallback="none")
+
+
+def vote_key(answer: str) -> str:
+    """The form answers are compared in when voting (normalised LaTeX, spacing removed)."""
+    return normalize_answer(answer) or answer.strip()
+
+
+def majority(answers: Sequence[str | None]) -> tuple[int | None, dict[str, int]]:
+    """Index of the first answer of the most frequent kind, and the vote counts.
+
+    Ties go to the answer kind seen first; None answers do not vote. Returns ``(None, {})`` when
+    no answer votes.
+    """
+    keys = [vote_key(a) if a is not None else None for a in answers]
+    counts = Counter(k for k in keys if k is not None)
+    if not counts:
+        return None, {}
+    best = max(counts.values())
+    for i, k in enumerate(keys):
+        if k is not None and counts[k] == best:
+            return i, dict(counts)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class MutableNode:
+    """A node while the search runs; the fields mirror `openberry.tree.Node`."""
+
+    id: int
+    parent: int | None
+    text: str = ""
+    meta_action: str | None = None
+    children: list[int] = field(default_factory=list)
+    prior: float | None = None
+    visits: int = 0
+    value: float | None = None
+    rewards: list[float] = field(default_factory=list)
+    rating: str | None = None
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    terminal: bool = False
+    answer: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def freeze(self) -> Node:
+        return Node(
+            id=self.id,
+            parent=self.parent,
+            children=tuple(self.children),
+            text=self.text,
+            meta_action=self.meta_action,  # type: ignore[arg-type]
+            prior=self.prior,
+            visits=self.visits,
+            value=self.value,
+            rewards=tuple(self.rewards),
+            rating=self.rating,  # type: ignore[arg-type]
+            prompt_tokens=self.prompt_tokens,
+            generated_tokens=self.generated_tokens,
+            terminal=self.terminal,
+            answer=self.answer,
+            info=dict(self.info),
+        )
+
+
+class TreeBuilder:
+    """Grows a search tree: node 0 is the problem; ids are creation order."""
+
+    def __init__(self, problem: Problem, method: str, *, root_meta: str | None = "problem") -> None:
+        self.problem = problem
+        self.method = method
+        self.nodes: list[MutableNode] = [
+            MutableNode(id=0, parent=None, text=problem.question, meta_action=root_meta)
+        ]
+
+    @property
+    def root(self) -> MutableNode:
+        return self.nodes[0]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __getitem__(self, i: int) -> MutableNode:
+        return self.nodes[i]
+
+    def add(
+        self,
+        parent: int,
+        text: str,
+        *,
+        generation: Generation | None = None,
+        **fields: Any,
+    ) -> MutableNode:
+        """Append a child of `parent`; `generation` fills the token counts."""
+        node = MutableNode(id=len(self.nodes), parent=parent, text=text, **fields)
+        if generation is not None:
+            node.prompt_tokens = max(generation.prompt_tokens, 0)
+            node.generated_tokens = max(generation.num_tokens, 0)
+        self.nodes.append(node)
+        self.nodes[parent].children.append(node.id)
+        return node
+
+    def path(self, node_id: int) -> list[int]:
+        ids = [node_id]
+        while (p := self.nodes[ids[-1]].parent) is not None:
+            ids.append(p)
+        return ids[::-1]
+
+    def snapshot(self) -> Tree:
+        """The tree as it is now (used to build OpenLongCoT prompts mid-search)."""
+        return self.freeze()
+
+    def freeze(self, chosen: Sequence[int] = (), info: dict[str, Any] | None = None) -> Tree:
+        return Tree(
+            problem=self.problem,
+            nodes=tuple(n.freeze() for n in self.nodes),
+            method=self.method,
+            chosen=tuple(chosen),
+            info=dict(info or {}),
+        )

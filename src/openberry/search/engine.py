@@ -1,0 +1,366 @@
+"""The batched search engine: many trees stepped at once, one backend call per kind of request.
+
+Every search algorithm in openberry is written as a *generator* over one problem: it yields a
+model request (or a list of them) whenever it needs the model, receives the answer from ``yield``,
+and finally returns its `Tree`. The engine runs the generators of all problems of a batch side by
+side: each round it gathers the pending requests of every problem, merges those that can share a
+backend call (same kind, same model, same sampling settings), sends each merged batch to the
+backend once, and hands every problem its slice of the answer. A batch of 64 problems thus costs
+about as many backend calls as one problem, and the backend sees batches 64 times larger, which is
+where a GPU (or our CPU decode loop) gets its speed.
+
+Algorithms stay sequential and readable (``critique = yield Generate(...)``) while the batching is
+done once, here, for all of them. This is the "batched environment" idea of mctx applied to
+language-model calls, which are far too expensive to run one at a time.
+
+Oracle boundary: the engine accepts `Problem` records only (no reference answer exists on them)
+and refuses an `Example`, so no search can read the answer it is being graded on.
+
+Reproducibility: algorithms never seed their own sampling calls; the engine derives the seed of
+each merged call from the run seed and the round number, so a run is reproducible from its seed
+for the same problems in the same batch. At temperature 0 results do not depend on the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Union
+
+from openberry.errors import BerryError
+from openberry.models.base import Policy, SamplingParams
+from openberry.records import Example, Generation, Problem
+from openberry.tree import Tree
+
+__all__ = [
+    "Generate",
+    "NextTokenProbs",
+    "Request",
+    "Score",
+    "SearchError",
+    "SearchFn",
+    "SearchResult",
+    "SearchStats",
+    "run_search",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class SearchError(BerryError, RuntimeError):
+    """A search could not run (bad configuration, a model misbehaving, a broken algorithm)."""
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Sample `params.n` continuations of each prompt. Answer: ``list[list[Generation]]``."""
+
+    prompts: tuple[str, ...]
+    params: SamplingParams
+    model: str = "policy"
+    """Which model of the run answers (``policy`` or ``judge``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        if self.params.seed is not None:
+            raise SearchError("search requests must not carry a seed: the engine seeds each call")
+
+
+@dataclass(frozen=True)
+class Score:
+    """Per-token log p of each completion after its prompt. Answer: ``list[tuple[float, ...]]``."""
+
+    prompts: tuple[str, ...]
+    completions: tuple[str, ...]
+    model: str = "policy"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        object.__setattr__(self, "completions", tuple(self.completions))
+        if len(self.prompts) != len(self.completions):
+            raise SearchError("Score needs one completion per prompt")
+
+
+@dataclass(frozen=True)
+class NextTokenProbs:
+    """Probability of each candidate token after each prompt. Answer: ``list[dict[str, float]]``."""
+
+    prompts: tuple[str, ...]
+    candidates: tuple[str, ...]
+    model: str = "policy"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        object.__setattr__(self, "candidates", tuple(self.candidates))
+
+
+Request = Union[Generate, Score, NextTokenProbs]  # noqa: UP007 (a runtime alias)
+SearchGen = Generator[Any, Any, Tree]
+SearchFn = Callable[[Problem, random.Random], SearchGen]
+"""A search algorithm bound to its config: ``fn(problem, rng)`` returns the problem's generator."""
+
+
+@dataclass
+class SearchStats:
+    """What one problem's search cost. Token counts are summed over every backend request."""
+
+    calls: int = 0
+    """Model requests the search made (each may hold several prompts)."""
+    prompts: int = 0
+    """Prompts sent, over all requests."""
+    prompt_tokens: int = 0
+    """Prompt tokens processed for generation (as the backend reports them)."""
+    generated_tokens: int = 0
+    """Tokens generated."""
+    scored_tokens: int = 0
+    """Prompt and completion tokens evaluated by score / next-token requests (0 when the
+    backend cannot count tokens)."""
+    rounds: int = 0
+    """Engine rounds the problem took part in (its sequential depth of model calls)."""
+    wall_time: float = 0.0
+    """Seconds from the batch start to the moment this problem's search finished."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "prompts": self.prompts,
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "scored_tokens": self.scored_tokens,
+            "rounds": self.rounds,
+            "wall_time": round(self.wall_time, 4),
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One problem's finished search."""
+
+    problem: Problem
+    tree: Tree
+    """The whole search tree; its ``info["stats"]`` repeats `stats`."""
+    answer: str | None
+    """The final answer the method chose (None when it found none)."""
+    stats: SearchStats = field(default_factory=SearchStats)
+
+
+def _derive_seed(seed: int, *parts: object) -> int:
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
+
+
+def _token_counter(model: Policy) -> Callable[[Sequence[str]], list[int]] | None:
+    counter = getattr(model, "count_tokens", None)
+    return counter if callable(counter) else None
+
+
+class _Driver:
+    """Runs the generators of one batch; see the module docstring."""
+
+    def __init__(
+        self,
+        models: Mapping[str, Policy],
+        seed: int,
+        max_batch: int,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.models = dict(models)
+        self.seed = seed
+        self.max_batch = max_batch
+        self.progress = progress
+        self.round = 0
+
+    def _model(self, name: str) -> Policy:
+        if name not in self.models:
+            raise SearchError(f"this search needs a {name!r} model, but none was given")
+        return self.models[name]
+
+    def run(self, gens: list[SearchGen], stats: list[SearchStats]) -> list[Tree]:
+        start = time.perf_counter()
+        trees: list[Tree | None] = [None] * len(gens)
+        pending: dict[int, tuple[bool, list[Request]]] = {}
+
+        def advance(i: int, value: Any) -> None:
+            try:
+                out = gens[i].send(value)
+            except StopIteration as stop:
+                if not isinstance(stop.value, Tree):
+                    raise SearchError(
+                        f"search of problem {i} returned {type(stop.value).__name__}, not a Tree"
+                    ) from None
+                trees[i] = stop.value
+                stats[i].wall_time = time.perf_counter() - start
+                pending.pop(i, None)
+                if self.progress is not None:
+                    self.progress(1)
+                return
+            single = not isinstance(out, (list, tuple))
+            requests = [out] if single else list(out)
+            for r in requests:
+                if not isinstance(r, (Generate, Score, NextTokenProbs)):
+                    raise SearchError(f"search yielded {type(r).__name__}, not a model request")
+            if not requests:
+                raise SearchError("search yielded an empty list of requests")
+            pending[i] = (single, requests)
+
+        for i in range(len(gens)):
+            advance(i, None)
+        while pending:
+            answers = self._answer_round(pending, stats)
+            for i, (single, _requests) in list(pending.items()):
+                advance(i, answers[i][0] if single else answers[i])
+        return [t for t in trees if t is not None]
+
+    def _answer_round(
+        self, pending: dict[int, tuple[bool, list[Request]]], stats: list[SearchStats]
+    ) -> dict[int, list[Any]]:
+        self.round += 1
+        # Group identical request shapes across problems: key -> list of (problem, slot, request).
+        groups: dict[tuple, list[tuple[int, int, Request]]] = {}
+        for i, (_single, requests) in pending.items():
+            stats[i].rounds += 1
+            for slot, r in enumerate(requests):
+                stats[i].calls += 1
+                stats[i].prompts += len(r.prompts)
+                if isinstance(r, Generate):
+                    key: tuple = ("generate", r.model, r.params)
+                elif isinstance(r, Score):
+                    key = ("score", r.model)
+                else:
+                    key = ("next", r.model, r.candidates)
+                groups.setdefault(key, []).append((i, slot, r))
+        answers: dict[int, list[Any]] = {i: [None] * len(reqs) for i, (_, reqs) in pending.items()}
+        for g, (key, members) in enumerate(groups.items()):
+            model = self._model(key[1])
+            flat_prompts = [p for _, _, r in members for p in r.prompts]
+            if not flat_prompts:  # empty requests keep a search in step; nothing to ask
+                for i, slot, _r in members:
+                    answers[i][slot] = []
+                continue
+            if key[0] == "generate":
+                params: SamplingParams = key[2]
+                if not params.greedy:
+                    params = replace(params, seed=_derive_seed(self.seed, self.round, g))
+                out: list[Any] = self._chunked(
+                    lambda lo, hi, p=params, m=model, fp=flat_prompts: m.generate(fp[lo:hi], p),
+                    len(flat_prompts),
+                    per_prompt=params.n,
+                )
+            elif key[0] == "score":
+                flat_completions = [c for _, _, r in members for c in r.completions]
+                out = self._chunked(
+                    lambda lo, hi, m=model, fp=flat_prompts, fc=flat_completions: m.score(
+                        fp[lo:hi], fc[lo:hi]
+                    ),
+                    len(flat_prompts),
+                )
+            else:
+                cands = list(key[2])
+                out = self._chunked(
+                    lambda lo, hi, m=model, fp=flat_prompts, c=cands: m.next_token_probs(
+                        fp[lo:hi], c
+                    ),
+                    len(flat_prompts),
+                )
+            if len(out) != len(flat_prompts):
+                raise SearchError(
+                    f"model {model.name!r} answered {len(out)} of {len(flat_prompts)} prompts"
+                )
+            counter = _token_counter(model) if key[0] != "generate" else None
+            pos = 0
+            for i, slot, r in members:
+                part = out[pos : pos + len(r.prompts)]
+                pos += len(r.prompts)
+                answers[i][slot] = part
+                self._count(stats[i], r, part, counter)
+        return answers
+
+    def _chunked(self, call: Callable[[int, int], list[Any]], n: int, per_prompt: int = 1) -> list:
+        step = max(1, self.max_batch // max(1, per_prompt))
+        out: list[Any] = []
+        for lo in range(0, n, step):
+            out.extend(call(lo, min(n, lo + step)))
+        return out
+
+    @staticmethod
+    def _count(
+        s: SearchStats,
+        r: Request,
+        part: list[Any],
+        counter: Callable[[Sequence[str]], list[int]] | None,
+    ) -> None:
+        if isinstance(r, Generate):
+            for row in part:
+                for g in row:
+                    gen: Generation = g
+                    s.generated_tokens += max(gen.num_tokens, 0)
+                # Siblings share one prompt: count its tokens once per prompt.
+                s.prompt_tokens += max((g.prompt_tokens for g in row), default=0)
+        elif counter is not None:
+            texts = list(r.prompts)
+            if isinstance(r, Score):
+                texts = [p + c for p, c in zip(r.prompts, r.completions, strict=True)]
+            s.scored_tokens += sum(counter(texts))
+
+
+def run_search(
+    search: SearchFn,
+    problems: Sequence[Problem],
+    models: Policy | Mapping[str, Policy],
+    *,
+    seed: int = 0,
+    max_batch: int = 512,
+    answer_of: Callable[[Tree], str | None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[SearchResult]:
+    """Search every problem together, batching their model calls; results in problem order.
+
+    Args:
+        search: the method bound to its config (see `openberry.search.methods`).
+        problems: the problems. `Example` records are refused: search never sees answers.
+        models: the policy, or a mapping ``{"policy": ..., "judge": ...}`` when a method uses a
+            separate judge model (the policy also judges when no judge is given).
+        seed: run seed: algorithm randomness and sampling seeds derive from it.
+        max_batch: most prompts (times samples per prompt) sent to a backend in one call.
+        answer_of: how to read the final answer from a tree (default: the answer of the last
+            node of ``tree.chosen``).
+        progress: called with 1 each time a problem finishes.
+    """
+    for p in problems:
+        if isinstance(p, Example):
+            raise TypeError(
+                "run_search takes Problem records, not Example: search must never see the "
+                "reference answer (pass example.problem)"
+            )
+        if not isinstance(p, Problem):
+            raise TypeError(f"run_search takes Problem records, got {type(p).__name__}")
+    table = dict(models) if isinstance(models, Mapping) else {"policy": models}
+    if "policy" not in table:
+        raise SearchError("models must include a 'policy'")
+    table.setdefault("judge", table["policy"])
+    stats = [SearchStats() for _ in problems]
+    gens = [
+        search(p, random.Random(_derive_seed(seed, "problem", p.id, p.question))) for p in problems
+    ]
+    driver = _Driver(table, seed, max_batch, progress)
+    trees = driver.run(gens, stats)
+    read = answer_of or chosen_answer
+    results = []
+    for p, tree, s in zip(problems, trees, stats, strict=True):
+        info = dict(tree.info)
+        info["stats"] = s.to_dict()
+        info.setdefault("seed", seed)
+        tree = replace(tree, info=info)
+        results.append(SearchResult(problem=p, tree=tree, answer=read(tree), stats=s))
+    return results
+
+
+def chosen_answer(tree: Tree) -> str | None:
+    """The answer of the last node of the tree's chosen path (None if nothing was chosen)."""
+    if not tree.chosen:
+        return None
+    return tree.nodes[tree.chosen[-1]].answer

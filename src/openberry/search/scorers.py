@@ -1,0 +1,274 @@
+"""Scorers: how good is a whole solution (or a partial one)? Usable by every search method.
+
+A scorer is a generator function ``scorer(problem, solutions)`` that yields model requests to the
+engine (`openberry.search.engine`) and returns one float per solution, higher is better, on a
+[0, 1] scale. Scorers never see the reference answer.
+
+=============  ===============================================================================
+name           score
+=============  ===============================================================================
+``value``      LLaMA-O1's value head: the solution's lines become an OpenLongCoT chain (one
+               ``<expansion>`` per line, ``<conclusion>`` for the answer line) and each step is
+               rated ``p(<positive_rating>) / (p(<positive_rating>) + p(<negative_rating>))``
+               after its line; the solution's score is the minimum (or last) step rating.
+``self-eval``  MCTSr's self-reward: sampled scores in [-100, 100] after ``Score:``, averaged,
+               mapped to [0, 1]; scores >= 95 are replaced by 50 (the MCTSr code's full-score
+               suppression).
+``logprob``    the policy's mean per-token log-probability of the solution, exponentiated.
+``pprm``       LLaMA-Berry's pairwise preference reward model: a judge reads "is solution A
+               better than solution B?" in both orders, P(Yes) cancels position bias, and
+               Enhanced Borda Count (`openberry.search.ebc`) turns the table into scores.
+``pprm-value`` the same EBC over a Bradley-Terry preference built from the ``value`` scores,
+               ``P(i > j) = sigmoid(logit v_i - logit v_j)`` (the paper's own BT form), for
+               models whose value head is better than their judge.
+=============  ===============================================================================
+
+Where a rating context is needed (``value``), earlier steps are written with a positive rating:
+the first wrong step is then rated in the context the model was trained on (a correct prefix),
+and the minimum over steps catches it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from openberry.formats.openlongcot import RATING_TOKENS, node_header, node_line
+from openberry.formats.openlongcot import THOUGHT_END as _THOUGHT_END
+from openberry.formats.prompts import (
+    JUDGE_NO,
+    JUDGE_YES,
+    judge_prompt,
+    self_eval_prompt,
+    solve_prompt,
+)
+from openberry.models.base import SamplingParams
+from openberry.records import Problem
+from openberry.search.common import answer_of_text
+from openberry.search.ebc import ebc_scores, symmetrize
+from openberry.search.engine import Generate, NextTokenProbs, Score, SearchError
+
+__all__ = [
+    "SCORERS",
+    "ScorerConfig",
+    "judge_preferences",
+    "make_scorer",
+    "parse_score",
+    "solution_steps",
+    "step_value_prompts",
+    "value_preferences",
+]
+
+ScoreGen = Generator[Any, Any, list[float]]
+Scorer = Callable[[Problem, Sequence[str]], ScoreGen]
+SCORERS: tuple[str, ...] = ("value", "self-eval", "logprob", "pprm", "pprm-value")
+
+_RATING_START = "<start_of_rating>"
+_NUMBER_RE = re.compile(r"-?\d+\.\d+|-?\d+")
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Settings shared by the scorers."""
+
+    value_aggregate: Literal["min", "last", "mean"] = "min"
+    """How step ratings combine into a solution score for ``value``."""
+    self_eval_samples: int = 3
+    """Reward samples per solution for ``self-eval``."""
+    self_eval_temperature: float = 0.95
+    """Sampling temperature of self-evaluation (MCTSr: 0.95)."""
+    full_score_threshold: float = 95.0
+    """Self-eval scores at or above this are suppressed (MCTSr code: >= 95)."""
+    full_score_replacement: float = 50.0
+    """What a suppressed full score becomes (MCTSr code: 50)."""
+    ebc_alpha: float = 0.9
+    """EBC weight of the global quantile score against the local win rate."""
+
+
+def parse_score(text: str) -> float | None:
+    """The last number after the last "Score" in `text` (or in the whole text), clamped to
+    [-100, 100]; None when there is no number (MCTSr's reward parser)."""
+    cut = text.rfind("Score")
+    tail = text[cut:] if cut >= 0 else text
+    numbers = _NUMBER_RE.findall(tail)
+    if not numbers:
+        return None
+    return max(-100.0, min(100.0, float(numbers[-1])))
+
+
+def suppress_full_score(score: float, config: ScorerConfig) -> float:
+    return config.full_score_replacement if score >= config.full_score_threshold else score
+
+
+def solution_steps(text: str) -> list[tuple[str, str]]:
+    """A plain-text solution as OpenLongCoT steps: (meta action, line) per non-empty line.
+
+    A line that states the final answer is a ``conclusion``; every other line an ``expansion``.
+    Tags of the OpenLongCoT language inside a line are removed (they cannot be written).
+    """
+    steps = []
+    for raw in text.splitlines():
+        line = re.sub(r"<[a-z_]+>", "", raw).strip()
+        if not line:
+            continue
+        meta = "conclusion" if answer_of_text(line) is not None else "expansion"
+        steps.append((meta, line))
+    return steps
+
+
+def step_value_prompts(question: str, steps: Sequence[tuple[str, str]]) -> list[str]:
+    """One value-head prompt per step: the chain up to the step, ending at its rating slot.
+
+    Earlier steps carry a positive rating (see the module docstring).
+    """
+    pos = "positive"
+    question = re.sub(r"<[a-z_]+>", "", question)
+    lines = [node_line(-1, 0, "problem", question, pos)]
+    prompts = []
+    for k, (meta, text) in enumerate(steps, start=1):
+        head = node_header(k - 1, k, meta)
+        prompts.append("\n".join(lines) + "\n" + head + text + _THOUGHT_END + _RATING_START)
+        lines.append(node_line(k - 1, k, meta, text, pos))
+    return prompts
+
+
+def _rating_value(probs: dict[str, float]) -> float:
+    pos = probs.get(RATING_TOKENS["positive"], 0.0)
+    neg = probs.get(RATING_TOKENS["negative"], 0.0)
+    total = pos + neg
+    return pos / total if total > 0 else 0.5
+
+
+def _aggregate(values: Sequence[float], how: str) -> float:
+    if not values:
+        return 0.0
+    if how == "min":
+        return min(values)
+    if how == "last":
+        return values[-1]
+    if how == "mean":
+        return sum(values) / len(values)
+    raise SearchError(f"unknown value aggregate {how!r}")
+
+
+def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+    steps = [solution_steps(s) for s in solutions]
+    prompts: list[str] = []
+    spans = []
+    for st in steps:
+        ps = step_value_prompts(problem.question, st)
+        spans.append((len(prompts), len(prompts) + len(ps)))
+        prompts.extend(ps)
+    if not prompts:
+        return [0.0] * len(solutions)
+    cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
+    probs = yield NextTokenProbs(tuple(prompts), cands)
+    values = [_rating_value(p) for p in probs]
+    return [_aggregate(values[lo:hi], config.value_aggregate) for lo, hi in spans]
+
+
+def self_eval_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+    if not solutions:
+        return []
+    params = SamplingParams(
+        n=config.self_eval_samples,
+        max_new_tokens=12,
+        temperature=config.self_eval_temperature,
+        stop=("\n",),
+    )
+    out = yield Generate(tuple(self_eval_prompt(problem.question, s) for s in solutions), params)
+    scores = []
+    for row in out:
+        parsed = [parse_score(g.text) for g in row]
+        vals = [suppress_full_score(v, config) for v in parsed if v is not None]
+        mean = sum(vals) / len(vals) if vals else -100.0
+        scores.append((mean + 100.0) / 200.0)
+    return scores
+
+
+def logprob_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+    if not solutions:
+        return []
+    prompt = solve_prompt(problem.question)
+    out = yield Score(tuple(prompt for _ in solutions), tuple(solutions))
+    return [math.exp(sum(lp) / len(lp)) if lp else 0.0 for lp in out]
+
+
+def judge_preferences(
+    problem: Problem,
+    solutions: Sequence[str],
+    pairs: Sequence[tuple[int, int]] | None = None,
+) -> Generator[Any, Any, dict[tuple[int, int], float]]:
+    """Judge P(Yes) for each ordered pair (i, j): "is solution i better than solution j?".
+
+    Returns ``{(i, j): p}`` with p renormalised over {Yes, No}; all ordered pairs by default.
+    """
+    n = len(solutions)
+    if pairs is None:
+        pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    if not pairs:
+        return {}
+    prompts = tuple(judge_prompt(problem.question, solutions[i], solutions[j]) for i, j in pairs)
+    probs = yield NextTokenProbs(prompts, (JUDGE_YES, JUDGE_NO), model="judge")
+    out = {}
+    for pair, pr in zip(pairs, probs, strict=True):
+        yes, no = pr.get(JUDGE_YES, 0.0), pr.get(JUDGE_NO, 0.0)
+        out[pair] = yes / (yes + no) if yes + no > 0 else 0.5
+    return out
+
+
+def value_preferences(values: Sequence[float]) -> list[list[float]]:
+    """Bradley-Terry preferences from pointwise values: ``sigmoid(logit v_i - logit v_j)``."""
+
+    def logit(v: float) -> float:
+        v = min(max(v, _EPS), 1 - _EPS)
+        return math.log(v / (1 - v))
+
+    z = [logit(v) for v in values]
+    n = len(values)
+    return [
+        [0.5 if i == j else 1.0 / (1.0 + math.exp(z[j] - z[i])) for j in range(n)] for i in range(n)
+    ]
+
+
+def forward_table(n: int, prefs: dict[tuple[int, int], float]) -> list[list[float]]:
+    """The n x n table of judge P(Yes) with solution i shown first (diagonal 0.5)."""
+    return [[0.5 if i == j else prefs[(i, j)] for j in range(n)] for i in range(n)]
+
+
+def pprm_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+    prefs = yield from judge_preferences(problem, solutions)
+    p = symmetrize(forward_table(len(solutions), prefs))
+    return ebc_scores(p, None, alpha=config.ebc_alpha)
+
+
+def pprm_value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+    values = yield from value_scores(problem, solutions, config)
+    return ebc_scores(value_preferences(values), None, alpha=config.ebc_alpha)
+
+
+_FUNCS = {
+    "value": value_scores,
+    "self-eval": self_eval_scores,
+    "logprob": logprob_scores,
+    "pprm": pprm_scores,
+    "pprm-value": pprm_value_scores,
+}
+
+
+def make_scorer(name: str, config: ScorerConfig | None = None) -> Scorer:
+    """The scorer called `name` (one of `SCORERS`), bound to `config`."""
+    if name not in _FUNCS:
+        raise SearchError(f"unknown scorer {name!r}; choose from {', '.join(SCORERS)}")
+    cfg = config or ScorerConfig()
+    func = _FUNCS[name]
+
+    def scorer(problem: Problem, solutions: Sequence[str]) -> ScoreGen:
+        return func(problem, list(solutions), cfg)
+
+    scorer.__name__ = f"{name}_scorer"
+    return scorer

@@ -1,0 +1,96 @@
+"""Baselines and scorers on the scripted arithmetic expert, and the scorers' closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from golden import check_golden
+
+from openberry.data.arithmetic import load_split
+from openberry.formats.openlongcot import parse_nodes
+from openberry.search import SearchError, make_search, run_search
+from openberry.search.common import answer_of_text, majority
+from openberry.search.methods import apply_overrides, make_config
+from openberry.search.scorers import (
+    SCORERS,
+    make_scorer,
+    solution_steps,
+    step_value_prompts,
+    value_preferences,
+)
+from search.policies import ArithmeticExpert
+
+EXAMPLES = load_split("test", limit=4)
+PROBLEMS = [e.problem for e in EXAMPLES]
+
+
+def test_greedy_and_self_consistency() -> None:
+    (g,) = run_search(make_search("greedy"), PROBLEMS[:1], ArithmeticExpert())
+    assert len(g.tree) == 2 and g.tree.chosen == (0, 1)
+    # Samples 0, 2, 4 slip (3 wrong, same answer), 1, 3 are right: the slip wins 3 to 2.
+    (sc,) = run_search(make_search("self-consistency", 5), PROBLEMS[:1], ArithmeticExpert())
+    votes = sc.tree.info["votes"]
+    assert votes[EXAMPLES[0].answer] == 2 and sorted(votes.values()) == [2, 3]
+    assert sc.answer != EXAMPLES[0].answer
+    check_golden("self_consistency", sc.tree)
+
+
+@pytest.mark.parametrize("scorer", SCORERS)
+def test_best_of_n_picks_a_right_solution_with_every_scorer_but_logprob(scorer: str) -> None:
+    results = run_search(
+        make_search("best-of-n", 4, {"scorer": scorer}), PROBLEMS, ArithmeticExpert()
+    )
+    right = [r.answer == e.answer for r, e in zip(results, EXAMPLES, strict=True)]
+    if scorer == "logprob":  # the expert's log p says nothing about correctness
+        assert all(r.answer is not None for r in results)
+    else:
+        assert all(right)
+
+
+def test_beam_search_keeps_the_right_steps() -> None:
+    results = run_search(make_search("beam", 4), PROBLEMS, ArithmeticExpert())
+    assert [r.answer for r in results] == [e.answer for e in EXAMPLES]
+    check_golden("beam", results[0].tree)
+    chosen = results[0].tree.nodes[results[0].tree.chosen[-1]]
+    assert chosen.meta_action == "conclusion" and chosen.terminal
+
+
+def test_majority_ties_go_to_the_first_and_none_does_not_vote() -> None:
+    assert majority([None, "2", "3", "3", "2"]) == (1, {"2": 2, "3": 2})
+    assert majority([None, None]) == (None, {})
+    assert majority(["\\frac12", "0.5", "\\frac{1}{2}"])[1] == {"\\frac{1}{2}": 2, "0.5": 1}
+
+
+def test_answer_of_text_needs_a_stated_answer() -> None:
+    assert answer_of_text("12 + 3 = 15") is None
+    assert answer_of_text("The answer is \\boxed{15}.") == "15"
+
+
+def test_solution_steps_and_value_prompts_are_openlongcot() -> None:
+    steps = solution_steps("29 + 25 = 54\n\n54 + 15 = 69\nThe answer is \\boxed{69}.")
+    assert [m for m, _ in steps] == ["expansion", "expansion", "conclusion"]
+    prompts = step_value_prompts("Compute 29 + 25 + 15.", steps)
+    assert len(prompts) == 3 and all(p.endswith("<start_of_rating>") for p in prompts)
+    nodes = parse_nodes(prompts[-1] + "<positive_rating><end_of_rating>")
+    assert [n.meta_action for n in nodes] == ["problem", "expansion", "expansion", "conclusion"]
+    assert all(n.rating == "positive" for n in nodes[:-1])
+
+
+def test_bradley_terry_preferences_from_values() -> None:
+    p = value_preferences([0.8, 0.5])
+    assert p[0][1] == pytest.approx(1 / (1 + math.exp(-math.log(4))))
+    assert p[0][1] + p[1][0] == pytest.approx(1) and p[0][0] == 0.5
+
+
+def test_unknown_scorer_and_settings_fail_clearly() -> None:
+    with pytest.raises(SearchError, match="unknown scorer"):
+        make_scorer("oracle")
+    with pytest.raises(SearchError, match="has no setting 'cpuct'"):
+        make_config("mctsr", 4, {"cpuct": "1"})
+    with pytest.raises(SearchError, match="unknown method"):
+        make_config("mcts", 4)
+    cfg = apply_overrides(make_config("sr-mcts", 8), {"c": "0.5", "preference": "value"})
+    assert cfg.c == 0.5 and cfg.preference == "value" and cfg.rollouts == 8
+    with pytest.raises(SearchError, match="must be one of"):
+        make_config("sr-mcts", 8, {"preference": "oracle"})

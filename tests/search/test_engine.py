@@ -1,0 +1,125 @@
+"""The batched engine: batching, statistics, determinism, and the oracle boundary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from openberry.data.arithmetic import load_split
+from openberry.models.base import SamplingParams
+from openberry.models.fake import FakePolicy
+from openberry.records import Example, Problem
+from openberry.search import METHODS, SearchError, make_search, run_search
+from openberry.search.engine import Generate
+from search.policies import ArithmeticExpert, RecordingPolicy
+
+PROBLEMS = [e.problem for e in load_split("test", limit=5)]
+
+
+def strip(tree) -> dict:
+    """A tree as a dict without its wall-clock statistics."""
+    return {**tree.to_dict(), "info": {k: v for k, v in tree.info.items() if k != "stats"}}
+
+
+def test_problem_record_has_no_answer_field() -> None:
+    """The oracle boundary by construction: what search receives cannot hold an answer."""
+    assert {f.name for f in dataclasses.fields(Problem)} == {"id", "question", "source", "meta"}
+    assert not {"answer", "expression_value"} & set(PROBLEMS[0].meta)
+
+
+def test_run_search_refuses_examples() -> None:
+    example = load_split("test", limit=1)[0]
+    with pytest.raises(TypeError, match="never see the reference answer"):
+        run_search(make_search("greedy"), [example], ArithmeticExpert())
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_no_search_reads_the_reference_answer(method: str) -> None:
+    """A canary answer on the examples never reaches a prompt or a tree, for every method."""
+    canary = "ORACLE-CANARY-4471"
+    examples = [Example(problem=p, answer=canary, solution=canary) for p in PROBLEMS[:2]]
+    policy = ArithmeticExpert()
+    results = run_search(
+        make_search(method, rollouts=2), [e.problem for e in examples], policy, seed=1
+    )
+    assert policy.prompts and not any(canary in p for p in policy.prompts)
+    for r in results:
+        assert canary not in r.tree.to_json()
+    # The same problems with other reference answers give the same trees: answers are unused.
+    other = run_search(
+        make_search(method, rollouts=2), [p for p in PROBLEMS[:2]], ArithmeticExpert(), seed=1
+    )
+    assert [strip(r.tree) for r in results] == [strip(r.tree) for r in other]
+
+
+@pytest.mark.parametrize("method", ["greedy", "self-consistency", "mctsr", "sr-mcts", "meta-mcts"])
+def test_many_problems_cost_the_calls_of_one(method: str) -> None:
+    """Pending requests of all problems share backend calls: 5 problems, the calls of 1."""
+    one, many = ArithmeticExpert(), ArithmeticExpert()
+    run_search(make_search(method, rollouts=3), PROBLEMS[:1], one, seed=0)
+    results = run_search(make_search(method, rollouts=3), PROBLEMS, many, seed=0)
+    assert len(many.prompts) > len(one.prompts)
+    # At most one backend call per engine round and request kind (generate, next-token).
+    assert sum(many.calls.values()) <= 2 * max(r.stats.rounds for r in results)
+    if method != "meta-mcts":  # meta-mcts trees differ in depth, so their rounds differ
+        assert sum(many.calls.values()) <= sum(one.calls.values())
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_batched_trees_equal_one_at_a_time_at_temperature_zero(method: str) -> None:
+    overrides = {
+        "greedy": {},
+        "self-consistency": {"temperature": "0"},
+        "best-of-n": {"temperature": "0", "scorer": "pprm"},
+        "beam": {"temperature": "0"},
+        "mctsr": {"temperature": "0"},
+        "sr-mcts": {"temperature": "0"},
+        "meta-mcts": {"temperature": "0", "meta_policy": "model"},
+    }[method]
+    policy = FakePolicy(seed=3, eos_bias=0.0)
+    search = make_search(method, rollouts=2, overrides=overrides)
+    together = run_search(search, PROBLEMS[:3], policy, seed=5, max_batch=64)
+    alone = [run_search(search, [p], policy, seed=5)[0] for p in PROBLEMS[:3]]
+    assert [strip(r.tree) for r in together] == [strip(r.tree) for r in alone]
+
+
+def test_stats_count_calls_and_tokens() -> None:
+    policy = ArithmeticExpert()
+    (r,) = run_search(make_search("self-consistency", rollouts=4), PROBLEMS[:1], policy)
+    assert r.stats.calls == 1 and r.stats.rounds == 1 and r.stats.prompts == 1
+    assert r.stats.generated_tokens == sum(n.generated_tokens for n in r.tree.nodes)
+    assert r.stats.prompt_tokens == len(policy.prompts[0].split())
+    assert r.stats.wall_time > 0
+    assert r.tree.info["stats"] == r.stats.to_dict()
+
+
+def test_sampled_search_is_reproducible_from_the_seed() -> None:
+    search = make_search("mctsr", rollouts=2)
+    a = run_search(search, PROBLEMS[:2], FakePolicy(seed=1), seed=7)
+    b = run_search(search, PROBLEMS[:2], FakePolicy(seed=1), seed=7)
+    c = run_search(search, PROBLEMS[:2], FakePolicy(seed=1), seed=8)
+    drop = lambda rs: [json.dumps(r.tree.nodes[1].to_dict()) for r in rs]  # noqa: E731
+    assert drop(a) == drop(b) and drop(a) != drop(c)
+
+
+def test_requests_may_not_carry_a_seed() -> None:
+    with pytest.raises(SearchError, match="seed"):
+        Generate(("x",), SamplingParams(seed=3))
+
+
+def test_a_missing_judge_model_falls_back_to_the_policy_and_unknown_models_fail() -> None:
+    policy = ArithmeticExpert()
+    (r,) = run_search(make_search("best-of-n", 2, {"scorer": "pprm"}), PROBLEMS[:1], policy)
+    assert policy.calls["next"] == 1 and r.answer is not None
+
+    class Broken(RecordingPolicy):
+        def respond(self, prompt, index, params):
+            return "x"
+
+    def bad(problem, rng):
+        yield Generate(("p",), SamplingParams(), model="critic")
+
+    with pytest.raises(SearchError, match="'critic' model"):
+        run_search(bad, PROBLEMS[:1], Broken())

@@ -1,0 +1,237 @@
+"""LLaMA-O1 meta-action MCTS: closed forms, a golden tree, and one regression test per bug of
+the original code (seed-spec 3.8) that applies to search."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from golden import check_golden
+
+from openberry.data.arithmetic import load_split
+from openberry.formats.openlongcot import RATING_TOKENS, parse_nodes
+from openberry.models.base import SamplingParams
+from openberry.models.fake import FakePolicy
+from openberry.records import Problem
+from openberry.search import make_search, run_search
+from openberry.search.meta_mcts import (
+    ALLOWED_TRANSITIONS,
+    MetaMCTSConfig,
+    clean_thought,
+    meta_mcts,
+    puct_scores,
+    rectify,
+    rule_metas,
+    sample_metas,
+    transition_matrix,
+)
+from search.policies import ArithmeticExpert, RecordingPolicy
+
+EXAMPLES = load_split("test", limit=3)
+PROBLEM = EXAMPLES[0].problem
+
+
+def test_puct_closed_form() -> None:
+    s = puct_scores([0.5, 0.2], [0.25, 0.75], [3, 1], [0.0, 0.0], c_puct=1.4, varentropy_lambda=0.1)
+    assert s[0] == pytest.approx(0.5 + 1.4 * 0.25 * 2 / 4 + 0.1 * 0.5)
+    assert s[1] == pytest.approx(0.2 + 1.4 * 0.75 * 2 / 2 + 0.1 * 0.5)
+    ve = puct_scores([0, 0], [0, 0], [0, 0], [0.0, math.log(3)], varentropy_lambda=1.0)
+    assert ve == pytest.approx([0.25, 0.75])
+
+
+def test_transition_matrix_is_a_masked_row_softmax_of_summed_values() -> None:
+    t = transition_matrix([("expansion", "expansion", 0.9), ("expansion", "conclusion", 0.2)])
+    row = t["expansion"]
+    e = [math.exp(0.9), math.exp(0.2), math.exp(0.0)]
+    assert row["expansion"] == pytest.approx(e[0] / sum(e))
+    assert row["critic"] == pytest.approx(e[2] / sum(e)) and row["refine"] == 0.0
+    assert t["problem"] == {m: float(m == "expansion") for m in t["problem"]}
+    unmasked = transition_matrix([], mask=False)
+    assert all(v == pytest.approx(0.2) for v in unmasked["critic"].values())
+    assert set(sample_metas(t["critic"], 5, random.Random(0))) == set(ALLOWED_TRANSITIONS["critic"])
+
+
+def test_rule_table_order() -> None:
+    rng = random.Random(0)
+    assert rule_metas("conclusion", "x", 0.9, False, 2, rng) == ["critic", "critic"]
+    assert rule_metas("critic", "x", 0.9, False, 1, rng) == ["refine"]
+    assert rule_metas("expansion", "the answer", 1.0, False, 1, rng) == ["conclusion"]
+    assert rule_metas("expansion", "the answer", 1.0, True, 1, rng) == ["critic"]
+    assert rule_metas("problem", "x", 0.5, False, 1, rng) == ["expansion"]
+    assert rule_metas("refine", "x", 0.5, False, 1, rng) == ["expansion"]
+
+
+def test_rectify_closed_form() -> None:
+    parents = [None, 0, 1, 1]
+    true, count = rectify(parents, [(2, True), (3, False)], gamma=0.5, failure=0.0)
+    assert true[2] == 1.0 and true[3] == 0.0
+    assert true[1] == pytest.approx((0.5 + 0.0) / 2) and count[1] == 2
+    assert true[0] == pytest.approx((0.25 + 0.0) / 2)
+
+
+def test_meta_mcts_golden_tree() -> None:
+    (r,) = run_search(make_search("meta-mcts", rollouts=2), [PROBLEM], ArithmeticExpert())
+    check_golden("meta_mcts", r.tree)
+
+
+def test_model_chosen_metas_solve_with_the_expert() -> None:
+    search = make_search("meta-mcts", rollouts=2, overrides={"meta_policy": "model"})
+    results = run_search(search, [e.problem for e in EXAMPLES], ArithmeticExpert())
+    assert [r.answer for r in results] == [e.answer for e in EXAMPLES]
+    for r in results:
+        assert r.tree.nodes[r.tree.chosen[-1]].meta_action == "conclusion"
+
+
+def _tree(policy, config=None, problem=PROBLEM, verifier=None):
+    config = config or MetaMCTSConfig(simulations=4, meta_policy="model")
+    search = lambda p, rng: meta_mcts(p, rng, config, verifier)  # noqa: E731
+    (r,) = run_search(search, [problem], policy)
+    return r.tree
+
+
+def test_b3_node_ids_are_unique_creation_order() -> None:
+    tree = _tree(ArithmeticExpert())
+    assert [n.id for n in tree.nodes] == list(range(len(tree)))
+    # Every OpenLongCoT prompt names the new node with a fresh id (never a sibling's).
+    policy = ArithmeticExpert()
+    _tree(policy)
+    for prompt in policy.prompts:
+        if prompt.startswith("<start_of_father_id>"):
+            ids = [n.local_id for n in parse_nodes(prompt.rsplit("\n", 1)[0])]
+            assert len(ids) == len(set(ids))
+
+
+def test_b4_root_is_the_problem_text_and_no_answer() -> None:
+    policy = ArithmeticExpert()
+    tree = _tree(policy)
+    assert tree.root.text == PROBLEM.question and tree.root.meta_action == "problem"
+    assert all(f"<problem>{PROBLEM.question}<end_of_thought>" in p for p in policy.prompts)
+
+
+def test_b6_each_child_keeps_its_own_prior_and_statistics() -> None:
+    tree = _tree(FakePolicy(seed=2), MetaMCTSConfig(simulations=1, meta_policy="model"))
+    kids = [tree.nodes[k] for k in tree.root.children]
+    assert len(kids) == 2
+    assert kids[0].info["seq_prob"] != kids[1].info["seq_prob"]
+    assert kids[0].info["varentropy"] != kids[1].info["varentropy"]
+
+
+def test_b7_prior_comes_from_the_generated_tokens_logprobs() -> None:
+    policy = FakePolicy(seed=4)
+    tree = _tree(policy, MetaMCTSConfig(simulations=1, meta_policy="transitions", temperature=1.0))
+    from openberry.formats.openlongcot import node_header, node_line
+
+    prompt_root = node_line(-1, 0, "problem", PROBLEM.question, "positive") + "\n"
+    for k in tree.root.children:
+        node = tree.nodes[k]
+        prompt = prompt_root + node_header(0, k, node.meta_action)
+        (lps,) = policy.score([prompt], [node.text])
+        # Generated text may end at a stop string; its own tokens' mean log p gives seq_prob.
+        if node.info["finish_reason"] != "stop" or not node.text:
+            continue
+        assert node.info["seq_prob"] == pytest.approx(math.exp(sum(lps) / len(lps)), rel=0.2)
+
+
+def test_b9_value_is_read_at_the_position_that_predicts_the_rating() -> None:
+    class Probe(ArithmeticExpert):
+        def prob(self, prompt, candidates):
+            assert prompt.endswith("<end_of_thought><start_of_rating>"), prompt[-60:]
+            return super().prob(prompt, candidates)
+
+    tree = _tree(Probe())
+    values = [n.info.get("original_value") for n in tree.nodes[1:]]
+    assert set(values) <= {0.95, 0.05}
+
+
+def test_b11_values_are_probabilities_and_zero_is_a_value() -> None:
+    true, count = rectify([None, 0], [(1, False)], gamma=0.9, failure=0.0)
+    assert true == [0.0, 0.0] and count == [1, 1]  # 0.0 stays 0.0, not "unset"
+    tree = _tree(ArithmeticExpert())
+    assert all(0.0 <= n.value <= 1.0 for n in tree.nodes if n.value is not None)
+
+
+def test_b14_verifier_is_called_on_conclusions_only() -> None:
+    seen: list[str] = []
+
+    def verifier(answer: str) -> bool:
+        seen.append(answer)
+        return answer == EXAMPLES[0].answer
+
+    tree = _tree(
+        ArithmeticExpert(), MetaMCTSConfig(simulations=8, meta_policy="model"), verifier=verifier
+    )
+    assert seen and all(a == EXAMPLES[0].answer for a in seen)
+    labelled = [n for n in tree.nodes if "leaf_type" in n.info]
+    assert labelled and all(n.meta_action == "conclusion" for n in labelled)
+    assert all("true_value" in tree.nodes[i].info for i in tree.path(labelled[0].id))
+
+
+def test_patience_stop_only_with_a_verifier() -> None:
+    cfg = MetaMCTSConfig(simulations=12, meta_policy="model", patience=1)
+    with_v = _tree(ArithmeticExpert(), cfg, verifier=lambda a: True)
+    without = _tree(ArithmeticExpert(), cfg)
+    assert len(with_v) < len(without)
+    assert with_v.info["verifier"] and not without.info["verifier"]
+
+
+def test_b15_no_hint_and_no_answer_in_prompts() -> None:
+    policy = ArithmeticExpert()
+    _tree(policy)
+    assert not any(
+        "<hint>" in p or EXAMPLES[0].answer in p.split("<problem>")[0] for p in policy.prompts
+    )
+
+
+def test_b16_generated_text_is_cut_only_at_a_stop_string() -> None:
+    assert clean_thought("12 + 3 = 15") == "12 + 3 = 15"  # no end tag: nothing lost
+    assert clean_thought("<expansion>12 + 3 = 15") == "12 + 3 = 15"
+
+    class NoEnd(RecordingPolicy):
+        def respond(self, prompt, index, params):
+            return "12 + 3 = 15"
+
+        def prob(self, prompt, candidates):
+            return {c: 0.5 for c in candidates}
+
+    tree = _tree(NoEnd(), MetaMCTSConfig(simulations=1, finish_steps=0))
+    assert all(tree.nodes[k].text == "12 + 3 = 15" for k in tree.root.children)
+
+
+def test_b16_conclusion_is_its_own_meta_action() -> None:
+    policy = ArithmeticExpert()
+    _tree(policy)
+    concl = [p for p in policy.prompts if p.endswith("<conclusion>")]
+    critic = [p for p in policy.prompts if p.endswith("<critic>")]
+    assert not any(p in critic for p in concl)
+
+
+def test_b17_prior_is_normalised_probabilities_not_their_softmax() -> None:
+    tree = _tree(FakePolicy(seed=5), MetaMCTSConfig(simulations=1, meta_policy="model"))
+    kids = [tree.nodes[k] for k in tree.root.children]
+    probs = [k.info["seq_prob"] for k in kids]
+    for k in kids:
+        assert k.prior == pytest.approx(k.info["seq_prob"] / sum(probs))
+
+
+def test_value_head_reads_positive_against_negative_only() -> None:
+    class Skewed(ArithmeticExpert):
+        def prob(self, prompt, candidates):
+            pos, neg = RATING_TOKENS["positive"], RATING_TOKENS["negative"]
+            return {pos: 0.03, neg: 0.01}  # most mass elsewhere: the two-way share is 0.75
+
+    tree = _tree(Skewed(), MetaMCTSConfig(simulations=1, meta_policy="model"))
+    assert tree.nodes[1].info["original_value"] == pytest.approx(0.75)
+
+
+def test_token_stats_are_requested_from_the_backend() -> None:
+    seen: list[SamplingParams] = []
+
+    class Spy(ArithmeticExpert):
+        def generate(self, prompts, params):
+            seen.append(params)
+            return super().generate(prompts, params)
+
+    _tree(Spy())
+    assert seen and all(p.token_stats for p in seen)
+    assert Problem  # the search takes a Problem
