@@ -1,6 +1,7 @@
 # openberry: two commands on a fresh machine.
 #   make demo   set up .venv (if missing) and run the demo on the built-in tasks
 #   make test   set up .venv (if missing), then ruff check + ruff format --check + pytest
+#               (and, as root with apt-get, install chromium for the tree viewer's browser tests)
 #
 # torch is installed first, pinned to the CPU wheel (torch==2.13.0), and constraints.txt keeps any
 # later install from swapping it for a multi-GB CUDA build.
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.openberry-installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup demo test lint format clean
+.PHONY: all setup demo test lint format chromium clean
 
 all: test
 
@@ -40,7 +41,21 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-test: lint
+# Headless Chromium runs the browser tests of the tree viewer (tests/viewer); they are skipped
+# without it. Installed here only when missing and we are root with apt-get; never fails the build.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt-get) for the tree viewer's browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+		|| echo "could not install chromium: the tree viewer's browser tests will be skipped"; \
+	else \
+		echo "chromium not found (install it as root: apt-get install chromium): the tree viewer's browser tests will be skipped"; \
+	fi
+
+test: lint chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
