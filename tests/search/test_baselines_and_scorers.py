@@ -92,5 +92,9 @@ def test_unknown_scorer_and_settings_fail_clearly() -> None:
         make_config("mcts", 4)
     cfg = apply_overrides(make_config("sr-mcts", 8), {"c": "0.5", "preference": "value"})
     assert cfg.c == 0.5 and cfg.preference == "value" and cfg.rollouts == 8
+    nested = make_config("best-of-n", 4, {"scorer_config.ebc_alpha": "0.8"})
+    assert nested.scorer_config.ebc_alpha == 0.8
+    with pytest.raises(SearchError, match="group of settings"):
+        make_config("best-of-n", 4, {"scorer_config": "x"})
     with pytest.raises(SearchError, match="must be one of"):
         make_config("sr-mcts", 8, {"preference": "oracle"})

@@ -25,6 +25,8 @@ _COMMAND_MODULES = (
     "openberry.cli.grade",
     "openberry.cli.train",
     "openberry.cli.generate",
+    "openberry.cli.solve",
+    "openberry.cli.view",
     "openberry.cli.serve",
 )
 
@@ -35,6 +37,8 @@ examples:
   berry data show math500 --path ../shared/data/math500_test.jsonl --limit 2
   berry grade '\\frac{1}{2}' '0.5'
   berry grade --file preds.jsonl --pred-field output --gold-field answer --out verdicts.jsonl
+  berry solve "Compute 21 + 12 + 3." --method mctsr --rollouts 4 --out runs/solve
+  berry view tree.json --open
 
 Run 'berry COMMAND --help' for a command's options.
 """

@@ -11,6 +11,7 @@ import logging
 import os
 from typing import Any
 
+from openberry.cli._args import int_at_least
 from openberry.errors import BerryError
 from openberry.models.builtin import DEFAULT_MODEL
 
@@ -26,6 +27,16 @@ examples:
   berry serve                                   # berry-tiny on http://127.0.0.1:8000/v1
   berry serve --model ./checkpoints/sft --port 8000
   BERRY_API_KEY=secret berry serve --model ./ckpt --host 0.0.0.0 --port 8000
+  berry serve --search-rollouts 8                # berry-mctsr etc. search with 8 rollouts
+
+Search methods are served as models too (unless --no-search-methods): berry-greedy,
+berry-self-consistency, berry-best-of-n, berry-beam, berry-mctsr, berry-sr-mcts, berry-meta-mcts.
+A request naming one runs that search over the served model on the prompt (or the last user
+message) and answers with the chosen solution; the extra request fields 'rollouts' (int) and
+'search_config' (object of config overrides) tune it, and the response carries an 'openberry'
+object with the answer, the chosen node ids and the search statistics. Example:
+  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' -d \\
+    '{"model": "berry-mctsr", "rollouts": 2, "messages": [{"role": "user", "content": "Compute 2+3."}]}'
 
 Binding to a host other than 127.0.0.1, localhost or ::1 needs an API key (--api-key or
 BERRY_API_KEY).
@@ -65,6 +76,19 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dtype", default="float32", help="torch dtype (default: float32)")
+    p.add_argument(
+        "--search-methods",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also serve each search method as the model berry-<method> (default: on)",
+    )
+    p.add_argument(
+        "--search-rollouts",
+        type=int_at_least(1),
+        default=4,
+        metavar="N",
+        help="search budget of requests that name no 'rollouts' (default: 4; at most 64)",
+    )
     p.set_defaults(func=run)
 
 
@@ -98,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
     check_bind(args.host, api_key)
     if not 0 <= args.port <= 65535:
         raise BerryError(f"--port must be in 0..65535, got {args.port}")
+    from openberry.serve.search_models import MAX_SEARCH_ROLLOUTS
+
+    if args.search_rollouts > MAX_SEARCH_ROLLOUTS:
+        raise BerryError(f"--search-rollouts must be at most {MAX_SEARCH_ROLLOUTS}")
     try:
         import uvicorn
 
@@ -112,7 +140,18 @@ def run(args: argparse.Namespace) -> int:
         args.model, adapter=args.adapter, device=args.device, dtype=args.dtype
     )
     name = args.name or args.model
-    app = create_app(policy, model_name=name, api_key=api_key)
+    try:
+        app = create_app(
+            policy,
+            model_name=name,
+            api_key=api_key,
+            search_methods=args.search_methods,
+            search_rollouts=args.search_rollouts,
+        )
+    except ValueError as exc:
+        raise BerryError(str(exc)) from exc
+    if args.search_methods:
+        logger.info("search models: berry-<method>, %d rollouts by default", args.search_rollouts)
     logger.info(
         "serving %s on http://%s:%d/v1 (%s)",
         name,

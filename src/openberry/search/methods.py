@@ -17,8 +17,9 @@ meta-mcts           4N simulations (a simulation writes two short thoughts; a wh
 ==================  ============================================================================
 
 Compare methods at equal *generated tokens* (the engine counts them), not at equal N.
-``overrides`` set any config field by name (``{"c": "1.0", "scorer": "pprm"}``); values given
-as strings are converted to the field's type.
+``overrides`` set any config field by name (``{"c": "1.0", "scorer": "pprm"}``), nested
+settings with a dot (``{"scorer_config.ebc_alpha": "0.8"}``); values given as strings are
+converted to the field's type.
 """
 
 from __future__ import annotations
@@ -109,14 +110,25 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
         return config
     hints = typing.get_type_hints(type(config))
     fields = {f.name for f in dataclasses.fields(config)}
-    changes = {}
+    changes: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
         name = key.replace("-", "_")
+        head, dot, rest = name.partition(".")
+        if dot and head in fields and dataclasses.is_dataclass(getattr(config, head)):
+            nested.setdefault(head, {})[rest] = value
+            continue
+        if name in fields and dataclasses.is_dataclass(getattr(config, name)):
+            raise SearchError(
+                f"{name} is a group of settings; set its fields as {name}.FIELD=VALUE"
+            )
         if name not in fields:
             raise SearchError(
                 f"{type(config).__name__} has no setting {key!r}; settings: {', '.join(sorted(fields))}"
             )
         changes[name] = _convert(value, hints.get(name, str), name)
+    for head, sub in nested.items():
+        changes[head] = apply_overrides(getattr(config, head), sub)
     return dataclasses.replace(config, **changes)
 
 

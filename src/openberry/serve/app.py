@@ -44,6 +44,31 @@ Behaviour and departures from the OpenAI API:
 - Generation runs in the thread pool (the event loop stays free) and one lock serialises access
   to the model: requests are answered one generate call at a time.
 - The API key is compared in constant time and never logged.
+
+Search methods as models: unless ``search_methods=False``, every method of
+`openberry.search.METHODS` is also served as the model ``berry-<method>`` (``berry-greedy``,
+``berry-mctsr``, ``berry-sr-mcts``, ``berry-meta-mcts``...), listed by ``/v1/models`` after the
+plain model. A request naming one runs that search over the served policy instead of sampling:
+
+- the question is the prompt (``/v1/completions``, one prompt per request) or the text of the last
+  ``user`` message (``/v1/chat/completions``; the other messages are not used);
+- the answer text is `openberry.serve.search_models.completion_text`: the chosen solution for
+  whole-answer methods, the chosen steps joined with newlines for ``beam`` and ``meta-mcts``;
+- extra request fields (``extra_body`` in the OpenAI client): ``rollouts`` (int, 1 to
+  `MAX_SEARCH_ROLLOUTS`, default the server's ``search_rollouts``; its meaning per method is in
+  `openberry.search.methods`) and ``search_config`` (an object of config overrides, values
+  strings, numbers or booleans; an unknown setting is a 400 with ``param: "search_config"``).
+  ``seed`` seeds the search (default 0); ``max_tokens``, ``temperature``, ``top_p`` and ``stop``
+  are ignored (the method's config sets its sampling; change it with ``search_config``);
+- ``n > 1``, ``stream: true``, ``logprobs``/``top_logprobs`` and ``echo`` are a 400 with code
+  ``unsupported_parameter``;
+- the response is a normal (chat) completion with one choice (``finish_reason: "stop"``) plus a
+  top-level ``openberry`` object: ``method``, ``answer`` (null when none was found), ``chosen``
+  (node ids of the chosen path), ``nodes`` (tree size), ``stats`` (calls, prompt and generated
+  tokens, rounds, wall time), ``config`` (the method's whole config), ``rollouts`` and ``seed``.
+  ``usage`` counts the search's prompt tokens and generated tokens.
+- the search runs in the thread pool under the same model lock as generation, so it holds the
+  model for its whole duration.
 """
 
 from __future__ import annotations
@@ -54,7 +79,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
@@ -65,9 +90,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openberry.models.base import ModelError, Policy, SamplingParams
-from openberry.records import Generation
+from openberry.records import Generation, Problem
+from openberry.search import METHODS, SearchError, make_search, run_search
+from openberry.serve.search_models import (
+    MAX_SEARCH_ROLLOUTS,
+    PROBLEM_ID,
+    completion_text,
+    search_model_names,
+    search_summary,
+)
 
-__all__ = ["STREAM_PIECE_CHARS", "APIError", "create_app", "render_chat"]
+__all__ = [
+    "MAX_SEARCH_ROLLOUTS",
+    "STREAM_PIECE_CHARS",
+    "APIError",
+    "create_app",
+    "render_chat",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +181,10 @@ class _Request(BaseModel):
     seed: int | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    rollouts: Any = None
+    """Search models only: the search budget (checked when a search model is named)."""
+    search_config: Any = None
+    """Search models only: config overrides (checked when a search model is named)."""
 
     @field_validator("stop")
     @classmethod
@@ -319,20 +362,86 @@ def _sse(obj: Any) -> str:
     return f"data: {json.dumps(obj)}\n\n"
 
 
+def _unsupported(param: str, message: str) -> APIError:
+    return APIError(400, message, param=param, code="unsupported_parameter")
+
+
+def _search_rollouts(value: Any, default: int) -> int:
+    """The ``rollouts`` field of a search-model request, checked."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise APIError(400, "rollouts must be an integer", param="rollouts")
+    if not 1 <= value <= MAX_SEARCH_ROLLOUTS:
+        raise APIError(400, f"rollouts must be in 1..{MAX_SEARCH_ROLLOUTS}", param="rollouts")
+    return value
+
+
+def _search_overrides(value: Any) -> dict[str, str]:
+    """The ``search_config`` field as string overrides (so `make_search` converts and checks
+    each value against its field's type)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise APIError(400, "search_config must be an object", param="search_config")
+    out = {}
+    for key, v in value.items():
+        if isinstance(v, bool):
+            out[key] = "true" if v else "false"
+        elif isinstance(v, (str, int, float)):
+            out[key] = str(v)
+        else:
+            raise APIError(
+                400,
+                f"search_config.{key} must be a string, number or boolean",
+                param="search_config",
+                code="invalid_search_config",
+            )
+    return out
+
+
 # ---------------------------------------------------------------------------------- app
 
 
-def create_app(policy: Policy, *, model_name: str, api_key: str | None = None) -> FastAPI:
+def create_app(
+    policy: Policy,
+    *,
+    model_name: str,
+    api_key: str | None = None,
+    search_methods: bool | Iterable[str] = True,
+    search_rollouts: int = 4,
+) -> FastAPI:
     """Build the OpenAI-compatible app serving `policy` (behaviour: module docstring).
 
     Args:
         policy: the model to serve.
         model_name: the name clients must pass as ``model`` (listed by ``/v1/models``).
         api_key: when set, every ``/v1`` request needs ``Authorization: Bearer <api_key>``.
+        search_methods: serve the search methods as models ``berry-<method>``: True for all of
+            `openberry.search.METHODS`, False for none, or the method names to serve.
+        search_rollouts: the search budget of a request that names no ``rollouts``.
 
     Returns:
         The FastAPI app (run it with uvicorn).
+
+    Raises:
+        ValueError: an unknown method in `search_methods`, or `search_rollouts` out of range.
     """
+    if search_methods is True:
+        methods = list(METHODS)
+    elif search_methods is False or search_methods is None:
+        methods = []
+    else:
+        methods = list(search_methods)
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown search method(s) {unknown}; choose from {list(METHODS)}")
+    if not 1 <= search_rollouts <= MAX_SEARCH_ROLLOUTS:
+        raise ValueError(f"search_rollouts must be in 1..{MAX_SEARCH_ROLLOUTS}")
+    search_models = search_model_names(methods)
+    if search_models.pop(model_name, None) is not None:
+        logger.warning("search model %r is shadowed by the served model of that name", model_name)
+
     app = FastAPI(title="openberry", docs_url=None, redoc_url=None, openapi_url=None)
     lock = threading.Lock()
     created = int(time.time())
@@ -393,12 +502,19 @@ def create_app(policy: Policy, *, model_name: str, api_key: str | None = None) -
 
     def _check_model(name: str) -> None:
         if name != model_name:
+            served = ", ".join(repr(n) for n in [model_name, *search_models])
             raise APIError(
                 404,
-                f"model {name!r} does not exist; this server serves {model_name!r}",
+                f"model {name!r} does not exist; this server serves {served}",
                 param="model",
                 code="model_not_found",
             )
+
+    def _card(name: str) -> dict[str, Any]:
+        card = {"id": name, "object": "model", "created": created, "owned_by": "openberry"}
+        if name in search_models:
+            card["parent"] = model_name
+        return card
 
     def _locked(fn: Callable[..., T], *args: Any) -> T:
         with lock:
@@ -427,18 +543,101 @@ def create_app(policy: Policy, *, model_name: str, api_key: str | None = None) -
         prompts = [p for p, _ in pairs]
         return await run_in_threadpool(_locked, fn, prompts, [g.token_ids for _, g in pairs], k)
 
+    async def _search(
+        req: CompletionRequest | ChatRequest, method: str, question: str
+    ) -> tuple[dict[str, Any], str, dict[str, int]]:
+        """Run `method` on `question` for a search-model request: (openberry field, text, usage)."""
+        if req.n is not None and req.n != 1:
+            raise _unsupported("n", "search models return one choice (n must be 1)")
+        if req.stream:
+            raise _unsupported("stream", "search models do not stream")
+        if isinstance(req, CompletionRequest):
+            if req.logprobs is not None:
+                raise _unsupported("logprobs", "search models do not return logprobs")
+            if req.echo:
+                raise _unsupported("echo", "search models do not echo the prompt")
+        elif req.logprobs or req.top_logprobs:
+            param = "logprobs" if req.logprobs else "top_logprobs"
+            raise _unsupported(param, "search models do not return logprobs")
+        rollouts = _search_rollouts(req.rollouts, search_rollouts)
+        overrides = _search_overrides(req.search_config)
+        try:
+            search = make_search(method, rollouts, overrides)
+        except SearchError as exc:
+            raise APIError(
+                400, str(exc), param="search_config", code="invalid_search_config"
+            ) from exc
+        seed = 0 if req.seed is None else req.seed
+        problem = Problem(id=PROBLEM_ID, question=question, source="api")
+
+        def work() -> Any:
+            with lock:
+                return run_search(search, [problem], policy, seed=seed)[0]
+
+        try:
+            result = await run_in_threadpool(work)
+        except (ModelError, ValueError) as exc:
+            raise APIError(400, f"search failed: {exc}") from exc
+        except SearchError as exc:
+            logger.exception("search %s failed", method)
+            raise APIError(500, f"search failed: {exc}", type="server_error") from exc
+        s = result.stats
+        logger.info(
+            "search %s: %d rollouts, %d nodes, %d generated tokens, %.2f s",
+            method,
+            rollouts,
+            len(result.tree),
+            s.generated_tokens,
+            s.wall_time,
+        )
+        summary = search_summary(
+            result.tree,
+            result.answer,
+            method,
+            search.config,  # type: ignore[attr-defined]
+            rollouts=rollouts,
+            seed=seed,
+        )
+        usage = {
+            "prompt_tokens": s.prompt_tokens,
+            "completion_tokens": s.generated_tokens,
+            "total_tokens": s.prompt_tokens + s.generated_tokens,
+        }
+        return summary, completion_text(result.tree, method), usage
+
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        card = {"id": model_name, "object": "model", "created": created, "owned_by": "openberry"}
-        return {"object": "list", "data": [card]}
+        return {"object": "list", "data": [_card(n) for n in [model_name, *search_models]]}
 
     @app.get("/v1/models/{name:path}")
     async def get_model(name: str) -> dict[str, Any]:
-        _check_model(name)
-        return {"id": model_name, "object": "model", "created": created, "owned_by": "openberry"}
+        if name not in search_models:
+            _check_model(name)
+        return _card(name)
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest) -> Any:
+        if req.model in search_models:
+            if isinstance(req.prompt, list) and len(req.prompt) != 1:
+                raise _unsupported("prompt", "search models take one prompt per request")
+            question = req.prompt if isinstance(req.prompt, str) else req.prompt[0]
+            summary, text, usage = await _search(req, search_models[req.model], question)
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": None,
+                "finish_reason": "stop",
+                "stop_reason": None,
+            }
+            return {
+                "id": f"cmpl-{uuid.uuid4().hex}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": req.model,
+                "choices": [choice],
+                "usage": usage,
+                "openberry": summary,
+            }
         _check_model(req.model)
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         params = req.sampling(COMPLETION_DEFAULT_MAX_TOKENS)
@@ -500,6 +699,29 @@ def create_app(policy: Policy, *, model_name: str, api_key: str | None = None) -
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest) -> Any:
+        if req.model in search_models:
+            users = [m for m in req.messages if m.role == "user"]
+            if not users:
+                raise APIError(
+                    400, "search models need a user message (the problem)", param="messages"
+                )
+            summary, text, usage = await _search(req, search_models[req.model], users[-1].text())
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": "stop",
+                "stop_reason": None,
+            }
+            return {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": req.model,
+                "choices": [choice],
+                "usage": usage,
+                "openberry": summary,
+            }
         _check_model(req.model)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         prompt = render_chat(policy, messages)

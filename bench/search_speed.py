@@ -1,0 +1,134 @@
+"""Speed of the batched search engine on berry-tiny (issue 5's speed targets).
+
+1. **Batching**: 64 problems searched together against the same 64 searched one at a time, at
+   temperature 0; the trees must be identical (checked here) and the batch faster (target: at
+   least 5x).
+2. **Throughput**: generated tokens per second during a batched search (every model call
+   included: generation, rewards, critiques, judges, values) against plain batched generation on
+   the same model: one ``generate`` call of the same 64 solve prompts at temperature 1, with 8
+   samples each (512 sequences, shared prefixes) and with 1 sample each (64 sequences, the batch
+   width of one search round); target: at least 60 %.
+
+Usage::
+
+    .venv/bin/python bench/search_speed.py --methods mctsr,sr-mcts --problems 64 --threads 2
+
+Run it on an otherwise idle machine: wall-clock figures are only as good as the CPU's quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from openberry.data.arithmetic import load_split
+from openberry.formats.prompts import solve_prompt
+from openberry.models import SamplingParams
+from openberry.models.hf import HFPolicy
+from openberry.search import make_search, run_search
+
+
+def comparable(tree) -> list:
+    """Structure, texts, answers and the chosen path exactly; numbers rounded to 1e-4 (batched
+    and single forward passes differ in the last float bits)."""
+
+    def r(x):
+        return None if x is None else round(x, 4)
+
+    nodes = [
+        (n.parent, n.text, n.meta_action, n.answer, r(n.value), r(n.prior), n.visits)
+        for n in tree.nodes
+    ]
+    return [tree.chosen, nodes]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--model", default="berry-tiny")
+    ap.add_argument("--methods", default="mctsr,sr-mcts,meta-mcts")
+    ap.add_argument("--problems", type=int, default=64)
+    ap.add_argument("--rollouts", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    policy = HFPolicy.from_pretrained(args.model)
+    problems = [e.problem for e in load_split("test", limit=args.problems)]
+    report: dict = {"problems": len(problems), "rollouts": args.rollouts, "threads": args.threads}
+
+    # Plain batched generation: the reference throughput.
+    policy.generate(
+        [solve_prompt(p.question) for p in problems[:8]], SamplingParams(max_new_tokens=8)
+    )
+    start = time.perf_counter()
+    out = policy.generate(
+        [solve_prompt(p.question) for p in problems],
+        SamplingParams(n=8, max_new_tokens=256, temperature=1.0, seed=0),
+    )
+    plain_s = time.perf_counter() - start
+    plain_tokens = sum(g.num_tokens for row in out for g in row)
+    report["plain"] = {
+        "tokens": plain_tokens,
+        "seconds": round(plain_s, 2),
+        "tokens_per_s": round(plain_tokens / plain_s),
+    }
+    print(json.dumps({"plain_n8": report["plain"]}), flush=True)
+    # The same batch width as one search round: one sample per problem.
+    start = time.perf_counter()
+    out1 = policy.generate(
+        [solve_prompt(p.question) for p in problems],
+        SamplingParams(n=1, max_new_tokens=256, temperature=1.0, seed=0),
+    )
+    one_s = time.perf_counter() - start
+    one_tokens = sum(g.num_tokens for row in out1 for g in row)
+    report["plain_n1"] = {
+        "tokens": one_tokens,
+        "seconds": round(one_s, 2),
+        "tokens_per_s": round(one_tokens / one_s),
+    }
+    print(json.dumps({"plain_n1": report["plain_n1"]}), flush=True)
+
+    for method in args.methods.split(","):
+        overrides = {"temperature": "0"}
+        if method == "meta-mcts":
+            overrides["meta_policy"] = "model"
+        search = make_search(method, rollouts=args.rollouts, overrides=overrides)
+        start = time.perf_counter()
+        together = run_search(search, problems, policy, seed=0)
+        batch_s = time.perf_counter() - start
+        start = time.perf_counter()
+        alone = [run_search(search, [p], policy, seed=0)[0] for p in problems]
+        single_s = time.perf_counter() - start
+        same = sum(
+            comparable(a.tree) == comparable(b.tree) for a, b in zip(together, alone, strict=True)
+        )
+        # Throughput of a sampled search (the default temperature), batched.
+        sampled = make_search(
+            method,
+            rollouts=args.rollouts,
+            overrides={"meta_policy": "model"} if method == "meta-mcts" else {},
+        )
+        start = time.perf_counter()
+        results = run_search(sampled, problems, policy, seed=0)
+        search_s = time.perf_counter() - start
+        tokens = sum(r.stats.generated_tokens for r in results)
+        row = {
+            "method": method,
+            "batched_s": round(batch_s, 2),
+            "one_at_a_time_s": round(single_s, 2),
+            "speedup": round(single_s / batch_s, 2),
+            "identical_trees": f"{same}/{len(problems)}",
+            "search_tokens_per_s": round(tokens / search_s),
+            "share_of_plain_n8": round((tokens / search_s) / (plain_tokens / plain_s), 3),
+            "share_of_plain_n1": round((tokens / search_s) / (one_tokens / one_s), 3),
+        }
+        report[method] = row
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""`berry solve`: run one search method on one problem and print the answer and the chosen path.
+
+Only the standard library is imported at module level; the search engine, the model backend
+(torch and transformers for ``--backend hf``) and the viewer are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from openberry.cli._args import int_at_least
+from openberry.models.builtin import DEFAULT_MODEL
+
+__all__ = ["METHOD_HELP", "register"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METHOD = "mctsr"
+DEFAULT_ROLLOUTS = 4
+
+METHOD_HELP: dict[str, tuple[str, str]] = {
+    "greedy": ("one solution at temperature 0", "nothing (one solution)"),
+    "self-consistency": ("majority vote over sampled solutions", "N sampled solutions"),
+    "best-of-n": ("the best-scored of N sampled solutions", "N sampled solutions"),
+    "beam": (
+        "step-level beam search scored per step",
+        "N candidates per step: width N/2 (at least 1) x 2 samples per beam",
+    ),
+    "mctsr": (
+        "MCTS over whole answers: critique, rewrite, self-reward",
+        "N rollouts (critique + rewrite + reward)",
+    ),
+    "sr-mcts": (
+        "LLaMA-Berry SR-MCTS: self-refine, PPRM pairwise judge, EBC ranking",
+        "N rollouts (critique + rewrite + PPRM evaluation)",
+    ),
+    "meta-mcts": (
+        "LLaMA-O1 MCTS over meta-action thoughts (expansion, critic, refine, conclusion)",
+        "4N simulations (a simulation writes two short thoughts)",
+    ),
+}
+"""Method -> (what it does, what ``--rollouts N`` sets). Keys equal `openberry.search.METHODS`
+(checked by the tests; kept here so that ``berry --help`` imports no search code)."""
+
+
+def _description() -> str:
+    width = max(len(m) for m in METHOD_HELP)
+    lines = [
+        "Search for a solution of PROBLEM with one method and print the answer, the chosen path",
+        "and what the search cost (model calls, tokens, wall time, tree size).",
+        "",
+        "methods (--method):",
+    ]
+    lines += [f"  {m:<{width}}  {what}" for m, (what, _) in METHOD_HELP.items()]
+    lines += ["", "what --rollouts N sets, per method:"]
+    lines += [f"  {m:<{width}}  {budget}" for m, (_, budget) in METHOD_HELP.items()]
+    lines += [
+        "",
+        "Compare methods at equal generated tokens (printed in the stats line), not at equal N.",
+    ]
+    return "\n".join(lines)
+
+
+_EPILOG = """\
+examples:
+  berry solve "Compute 21 + 12 + 3."                                  # mctsr, berry-tiny
+  berry solve "Compute 21 + 12 + 3." --method sr-mcts --rollouts 8 --out runs/solve
+  berry solve "Compute 7 * 6 - 5." --method meta-mcts --set c_puct=2.0 --set noise=0.25 --json
+  berry solve "What is 2+2?" --model ./ckpt --judge ./ckpt-pprm --method sr-mcts
+  berry solve "What is 2+2?" --backend openai --base-url http://localhost:8000/v1 --model tiny
+
+--set KEY=VALUE sets any field of the method's config by name (repeat it for several); an
+unknown KEY is an error that lists the valid ones. --out DIR writes DIR/tree.json (open it again
+with 'berry view') and DIR/tree.html (the offline tree viewer).
+"""
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``solve`` command to the ``berry`` parser.
+
+    Args:
+        subparsers: The object returned by ``ArgumentParser.add_subparsers``.
+    """
+    p = subparsers.add_parser(
+        "solve",
+        help="solve one problem with a search method (mctsr, sr-mcts, meta-mcts...)",
+        description=_description(),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("problem", metavar="PROBLEM", help="the problem statement ('-': stdin)")
+    p.add_argument(
+        "--method",
+        choices=tuple(METHOD_HELP),
+        default=DEFAULT_METHOD,
+        metavar="M",
+        help=f"search method: {', '.join(METHOD_HELP)} (default: {DEFAULT_METHOD})",
+    )
+    p.add_argument(
+        "--rollouts",
+        type=int_at_least(1),
+        default=DEFAULT_ROLLOUTS,
+        metavar="N",
+        help=f"search budget, meaning per method above (default: {DEFAULT_ROLLOUTS})",
+    )
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="PATH_OR_ID",
+        help=f"policy: model directory, hub id, or built-in name (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--judge",
+        metavar="PATH_OR_ID",
+        help="separate judge model for PPRM preferences (sr-mcts; best-of-n with "
+        "--set scorer=pprm), same backend options (default: the policy judges)",
+    )
+    p.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
+    p.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")
+    p.add_argument("--device", metavar="D", help="hf: cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", metavar="T", help="hf: float32, bfloat16, auto ...")
+    p.add_argument(
+        "--chat-template", action="store_true", help="hf: wrap prompts in the chat template"
+    )
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="run seed (default: 0)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a config field of the method (repeatable)",
+    )
+    p.add_argument("--out", metavar="DIR", help="write DIR/tree.json and DIR/tree.html")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=run)
+
+
+def _load_policy(args: argparse.Namespace, model: str) -> Any:
+    from openberry.cli.generate import _build_policy
+
+    return _build_policy(argparse.Namespace(**{**vars(args), "model": model}))
+
+
+def _indent(text: str, prefix: str) -> str:
+    return text.replace("\n", "\n" + " " * len(prefix))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``berry solve`` (see ``berry solve --help``).
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        The exit status (0).
+
+    Raises:
+        BerryError: A bad ``--set``, a model that cannot be loaded, a failed search, or an output
+            directory that cannot be written.
+    """
+    import dataclasses
+
+    from openberry.errors import BerryError
+    from openberry.records import Problem
+    from openberry.search import make_search, run_search
+    from openberry.serve.search_models import PROBLEM_ID, completion_text
+
+    question = sys.stdin.read() if args.problem == "-" else args.problem
+    if not question.strip():
+        raise BerryError("PROBLEM is empty")
+    # Configure first: a bad --set fails before any model is loaded.
+    search = make_search(args.method, args.rollouts, dict(args.overrides))
+    config = search.config  # type: ignore[attr-defined]
+
+    logger.info("loading policy %s (%s backend)", args.model, args.backend)
+    models = {"policy": _load_policy(args, args.model)}
+    if args.judge:
+        logger.info("loading judge %s (%s backend)", args.judge, args.backend)
+        models["judge"] = _load_policy(args, args.judge)
+
+    logger.info("searching with %s, rollouts %d, seed %d", args.method, args.rollouts, args.seed)
+    problem = Problem(id=PROBLEM_ID, question=question, source="cli")
+    (result,) = run_search(search, [problem], models, seed=args.seed)
+    tree = result.tree
+    config_dict = dataclasses.asdict(config)
+    tree = dataclasses.replace(
+        tree, info={**tree.info, "config": {**config_dict, **(tree.info.get("config") or {})}}
+    )
+    s = result.stats
+    logger.info(
+        "%s finished: answer %r, %d nodes, %.2f s",
+        args.method,
+        result.answer,
+        len(tree),
+        s.wall_time,
+    )
+
+    files: dict[str, str] = {}
+    if args.out:
+        from openberry.viewer import write_tree_html
+
+        out = Path(args.out)
+        try:
+            files["tree"] = str(tree.save(out / "tree.json"))
+            files["html"] = str(write_tree_html(tree, out / "tree.html"))
+        except OSError as exc:
+            raise BerryError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+
+    if args.json:
+        chosen = [
+            {
+                "id": i,
+                "meta_action": tree.nodes[i].meta_action,
+                "text": tree.nodes[i].text,
+                "answer": tree.nodes[i].answer,
+            }
+            for i in tree.chosen[1:]
+        ]
+        obj = {
+            "problem": question,
+            "method": args.method,
+            "rollouts": args.rollouts,
+            "seed": args.seed,
+            "answer": result.answer,
+            "text": completion_text(tree, args.method),
+            "chosen": chosen,
+            "stats": {**s.to_dict(), "nodes": len(tree)},
+            "config": config_dict,
+            **({"files": files} if files else {}),
+        }
+        print(json.dumps(obj, ensure_ascii=False))
+        return 0
+
+    print(f"Answer: {result.answer if result.answer is not None else '(none)'}")
+    print(f"Chosen path ({args.method}, {len(tree.chosen) - 1 if tree.chosen else 0} node(s)):")
+    for i in tree.chosen[1:]:
+        node = tree.nodes[i]
+        label = node.meta_action or ("answer (dummy)" if node.info.get("dummy") else "answer")
+        head = f"[{i}] {label}: "
+        print(head + _indent(node.text.strip(), head))
+    print(
+        f"Stats: {s.calls} calls, {s.generated_tokens} generated tokens, "
+        f"{s.prompt_tokens} prompt tokens, {s.wall_time:.2f} s, {len(tree)} nodes"
+    )
+    if files:
+        print(f"Tree: {files['tree']}")
+        print(f"Viewer: {files['html']}")
+    return 0
