@@ -120,8 +120,16 @@ def backed_up_values(
     return v
 
 
+def _line_params(cfg: MCTSrConfig) -> SamplingParams:
+    """One-line outputs (rewards and critiques) share these settings, so the engine sends a
+    node's reward sample and its critique, and those of every problem, in one backend call."""
+    return SamplingParams(
+        max_new_tokens=cfg.critique_max_new_tokens, temperature=cfg.temperature, stop=("\n",)
+    )
+
+
 def _reward_requests(problem: Problem, texts: Sequence[str], cfg: MCTSrConfig) -> Generate:
-    params = SamplingParams(max_new_tokens=12, temperature=cfg.temperature, stop=("\n",))
+    params = _line_params(cfg)
     return Generate(tuple(self_eval_prompt(problem.question, t) for t in texts), params)
 
 
@@ -138,9 +146,7 @@ def mctsr(problem: Problem, rng: random.Random, config: MCTSrConfig) -> SearchGe
     cfg = config
     b = TreeBuilder(problem, "mctsr")
     sample = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
-    critique_params = SamplingParams(
-        max_new_tokens=cfg.critique_max_new_tokens, temperature=cfg.temperature, stop=("\n",)
-    )
+    critique_params = _line_params(cfg)
     answers: list[int] = []  # node ids of answers (everything but the problem root)
     dummy_id: int | None = None
 
