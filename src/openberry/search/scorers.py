@@ -10,7 +10,8 @@ name           score
 ``value``      LLaMA-O1's value head: the solution's lines become an OpenLongCoT chain (one
                ``<expansion>`` per line, ``<conclusion>`` for the answer line) and each step is
                rated ``p(<positive_rating>) / (p(<positive_rating>) + p(<negative_rating>))``
-               after its line; the solution's score is the minimum (or last) step rating.
+               after its line; the solution's score is the minimum (or last, or mean) rating
+               of its steps before the answer line (see ``value_conclusion``).
 ``self-eval``  MCTSr's self-reward: sampled scores in [-100, 100] after ``Score:``, averaged,
                mapped to [0, 1]; scores >= 95 are replaced by 50 (the MCTSr code's full-score
                suppression).
@@ -77,6 +78,13 @@ class ScorerConfig:
 
     value_aggregate: Literal["min", "last", "mean"] = "min"
     """How step ratings combine into a solution score for ``value``."""
+    value_conclusion: bool = False
+    """Count the answer line's rating in the aggregate. Off by default: on berry-tiny's own
+    samples the conclusion's rating ranks right solutions below wrong ones (solution-level AUC
+    0.45), while the minimum over the other steps ranks them well (0.74)."""
+    value_context: Literal["positive", "predicted"] = "positive"
+    """Ratings written after earlier steps when rating a step: all ``positive`` (one round), or
+    the model's own ``predicted`` ratings (one round per step)."""
     self_eval_samples: int = 3
     """Reward samples per solution for ``self-eval``."""
     self_eval_temperature: float = 0.95
@@ -120,19 +128,24 @@ def solution_steps(text: str) -> list[tuple[str, str]]:
     return steps
 
 
-def step_value_prompts(question: str, steps: Sequence[tuple[str, str]]) -> list[str]:
+def step_value_prompts(
+    question: str,
+    steps: Sequence[tuple[str, str]],
+    ratings: Sequence[str] | None = None,
+) -> list[str]:
     """One value-head prompt per step: the chain up to the step, ending at its rating slot.
 
-    Earlier steps carry a positive rating (see the module docstring).
+    `ratings` are the labels written after the earlier steps (``positive``/``negative``); by
+    default every earlier step is positive (see the module docstring).
     """
-    pos = "positive"
     question = re.sub(r"<[a-z_]+>", "", question)
-    lines = [node_line(-1, 0, "problem", question, pos)]
+    lines = [node_line(-1, 0, "problem", question, "positive")]
     prompts = []
     for k, (meta, text) in enumerate(steps, start=1):
         head = node_header(k - 1, k, meta)
         prompts.append("\n".join(lines) + "\n" + head + text + _THOUGHT_END + _RATING_START)
-        lines.append(node_line(k - 1, k, meta, text, pos))
+        rating = ratings[k - 1] if ratings is not None and k - 1 < len(ratings) else "positive"
+        lines.append(node_line(k - 1, k, meta, text, rating))
     return prompts
 
 
@@ -156,6 +169,8 @@ def _aggregate(values: Sequence[float], how: str) -> float:
 
 
 def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+    if config.value_context == "predicted":
+        return (yield from _sequential_value_scores(problem, solutions, config))
     steps = [solution_steps(s) for s in solutions]
     prompts: list[str] = []
     spans = []
@@ -168,7 +183,47 @@ def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfi
     cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
     probs = yield NextTokenProbs(tuple(prompts), cands)
     values = [_rating_value(p) for p in probs]
-    return [_aggregate(values[lo:hi], config.value_aggregate) for lo, hi in spans]
+    return [
+        _aggregate(_kept(values[lo:hi], st, config), config.value_aggregate)
+        for (lo, hi), st in zip(spans, steps, strict=True)
+    ]
+
+
+def _kept(
+    values: Sequence[float], steps: Sequence[tuple[str, str]], config: ScorerConfig
+) -> list[float]:
+    """The step values that enter the aggregate (see `ScorerConfig.value_conclusion`)."""
+    kept = [
+        v
+        for v, (meta, _) in zip(values, steps, strict=True)
+        if config.value_conclusion or meta != "conclusion"
+    ]
+    return kept or list(values)
+
+
+def _sequential_value_scores(
+    problem: Problem, solutions: Sequence[str], config: ScorerConfig
+) -> ScoreGen:
+    """Rate step k after writing the model's own ratings of steps 1..k-1 into the chain: one
+    round per step, every solution's step k in the same request."""
+    steps = [solution_steps(s) for s in solutions]
+    values: list[list[float]] = [[] for _ in solutions]
+    ratings: list[list[str]] = [[] for _ in solutions]
+    cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
+    for k in range(max((len(st) for st in steps), default=0)):
+        todo = [i for i, st in enumerate(steps) if k < len(st)]
+        prompts = tuple(
+            step_value_prompts(problem.question, steps[i][: k + 1], ratings[i])[k] for i in todo
+        )
+        probs = yield NextTokenProbs(prompts, cands)
+        for i, p in zip(todo, probs, strict=True):
+            v = _rating_value(p)
+            values[i].append(v)
+            ratings[i].append("positive" if v >= 0.5 else "negative")
+    return [
+        _aggregate(_kept(v, st, config), config.value_aggregate)
+        for v, st in zip(values, steps, strict=True)
+    ]
 
 
 def self_eval_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
