@@ -98,3 +98,49 @@ def test_unknown_scorer_and_settings_fail_clearly() -> None:
         make_config("best-of-n", 4, {"scorer_config": "x"})
     with pytest.raises(SearchError, match="must be one of"):
         make_config("sr-mcts", 8, {"preference": "oracle"})
+
+
+def _run_scorer(policy, name, solutions, **cfg):
+    from openberry.search.scorers import ScorerConfig
+
+    scorer = make_scorer(name, ScorerConfig(**cfg))
+    gen = scorer(PROBLEMS[0], solutions)
+
+    def search(problem, rng):
+        scores = yield from gen
+        from openberry.search.common import TreeBuilder
+
+        b = TreeBuilder(problem, "probe")
+        b.root.info["scores"] = scores
+        return b.freeze()
+
+    (r,) = run_search(search, PROBLEMS[:1], policy)
+    return r.tree.root.info["scores"]
+
+
+def test_value_scorer_leaves_out_the_answer_line_by_default() -> None:
+    good = "29 + 25 = 54\n54 + 15 = 69\nThe answer is \\boxed{69}."
+    bad = "29 + 25 = 44\n44 + 15 = 59\nThe answer is \\boxed{59}."
+
+    class ConclusionHater(ArithmeticExpert):
+        def prob(self, prompt, candidates):
+            p = super().prob(prompt, candidates)
+            if prompt.rsplit("<start_of_thought>", 1)[1].startswith("<conclusion>"):
+                p = {c: 1.0 - v if c in p else v for c, v in p.items()}
+            return p
+
+    assert _run_scorer(ConclusionHater(), "value", [good, bad]) == pytest.approx([0.95, 0.05])
+    assert _run_scorer(
+        ConclusionHater(), "value", [good, bad], value_conclusion=True
+    ) == pytest.approx([0.05, 0.05])
+
+
+def test_predicted_context_writes_the_models_own_ratings() -> None:
+    policy = ArithmeticExpert()
+    bad = "29 + 25 = 44\n44 + 15 = 59\nThe answer is \\boxed{59}."
+    scores = _run_scorer(policy, "value", [bad], value_context="predicted")
+    assert scores == pytest.approx([0.05])
+    second = [
+        p for p in policy.prompts if p.endswith("44 + 15 = 59<end_of_thought><start_of_rating>")
+    ]
+    assert second and "44<end_of_thought><start_of_rating><negative_rating>" in second[0]
