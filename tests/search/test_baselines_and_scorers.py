@@ -144,3 +144,10 @@ def test_predicted_context_writes_the_models_own_ratings() -> None:
         p for p in policy.prompts if p.endswith("44 + 15 = 59<end_of_thought><start_of_rating>")
     ]
     assert second and "44<end_of_thought><start_of_rating><negative_rating>" in second[0]
+
+
+def test_solutions_with_format_tags_are_scored_not_rejected() -> None:
+    """Regression: a sampled solution holding ``</hint>`` crashed the value scorer."""
+    text = "29 + 25 = 54</hint>\n<positive_rating>54 + 15 = 69\nThe answer is \\boxed{69}."
+    assert solution_steps(text)[0] == ("expansion", "29 + 25 = 54")
+    assert _run_scorer(ArithmeticExpert(), "value", [text]) == pytest.approx([0.95])

@@ -7,11 +7,13 @@ every method returns.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from openberry.formats.openlongcot import SPECIAL_TOKENS
 from openberry.grading.extract import extract_answer
 from openberry.grading.normalize import normalize_answer
 from openberry.records import Generation, Problem
@@ -22,8 +24,20 @@ __all__ = [
     "TreeBuilder",
     "answer_of_text",
     "majority",
+    "strip_tags",
     "vote_key",
 ]
+
+
+_TAG_RE = re.compile("|".join(re.escape(t) for t in sorted(SPECIAL_TOKENS, key=len, reverse=True)))
+
+
+def strip_tags(text: str) -> str:
+    """`text` without any tag of the OpenLongCoT format (which it could not be written with).
+
+    Model output is untrusted: a sampled solution may contain ``</hint>`` or a rating token.
+    """
+    return _TAG_RE.sub("", text)
 
 
 def answer_of_text(text: str) -> str | None:

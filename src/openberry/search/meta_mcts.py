@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -61,14 +60,13 @@ from typing import Literal
 from openberry.formats.openlongcot import (
     META_TAGS,
     RATING_TOKENS,
-    SPECIAL_TOKENS,
     THOUGHT_END,
     node_header,
     node_line,
 )
 from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
-from openberry.search.common import MutableNode, TreeBuilder, answer_of_text
+from openberry.search.common import MutableNode, TreeBuilder, answer_of_text, strip_tags
 from openberry.search.engine import Generate, NextTokenProbs, SearchGen
 from openberry.tree import META_ACTIONS
 
@@ -98,7 +96,6 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
 follows a step or a conclusion, a refine follows a critic). ``transition_mask=False`` lifts it."""
 
 _RATING_START = "<start_of_rating>"
-_TAG_RE = re.compile("|".join(re.escape(t) for t in (*SPECIAL_TOKENS, *META_TAGS.values())))
 _FAILURE = 1e-6  # reward_epsilon: the rectified value of a failed leaf
 
 
@@ -253,7 +250,7 @@ def rectify(
 
 def clean_thought(text: str) -> str:
     """Generated thought text without any tag of the format (B16: nothing else is cut)."""
-    return _TAG_RE.sub("", text).strip()
+    return strip_tags(text).strip()
 
 
 def _rating_of(value: float | None) -> str:

@@ -48,7 +48,7 @@ from openberry.formats.prompts import (
 )
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import answer_of_text
+from openberry.search.common import answer_of_text, strip_tags
 from openberry.search.ebc import ebc_scores, symmetrize
 from openberry.search.engine import Generate, NextTokenProbs, Score, SearchError
 
@@ -120,7 +120,7 @@ def solution_steps(text: str) -> list[tuple[str, str]]:
     """
     steps = []
     for raw in text.splitlines():
-        line = re.sub(r"<[a-z_]+>", "", raw).strip()
+        line = strip_tags(raw).strip()
         if not line:
             continue
         meta = "conclusion" if answer_of_text(line) is not None else "expansion"
@@ -138,7 +138,7 @@ def step_value_prompts(
     `ratings` are the labels written after the earlier steps (``positive``/``negative``); by
     default every earlier step is positive (see the module docstring).
     """
-    question = re.sub(r"<[a-z_]+>", "", question)
+    question = strip_tags(question)
     lines = [node_line(-1, 0, "problem", question, "positive")]
     prompts = []
     for k, (meta, text) in enumerate(steps, start=1):
