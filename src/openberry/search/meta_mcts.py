@@ -27,7 +27,8 @@ the tree's transition statistics (online code: ``T[m(parent), m(child)] += value
 row softmax), the offline rule table, or the model itself (``meta_policy="model"``: the header
 stops after ``<start_of_thought>`` and the model writes the meta tag).
 
-The final answer is the ``<conclusion>`` with the highest value (no reference involved). When
+The final answer is the ``<conclusion>`` whose steps have the highest lowest value-head
+estimate (no reference involved). When
 the simulations end without a conclusion, the best leaf is finished greedily (``finish_steps``).
 
 Fixes of the original's bugs (seed-spec 3.8), each with a regression test named after it in
@@ -457,8 +458,11 @@ def meta_mcts(
         return max(concl, key=lambda n: (path_value(n.id), -n.id))
 
     def path_value(node_id: int) -> float:
-        """The lowest value-head estimate on the path (PRM-style: one bad step sinks it)."""
-        return min(b[i].info.get("original_value", 1.0) for i in b.path(node_id)[1:])
+        """The lowest value-head estimate of the steps leading to a conclusion (PRM-style: one
+        bad step sinks it); the conclusion's own rating is left out, as in the ``value`` scorer
+        (berry-tiny rates right conclusions below wrong ones)."""
+        steps = b.path(node_id)[1:-1] or b.path(node_id)[1:]
+        return min(b[i].info.get("original_value", 1.0) for i in steps)
 
     chosen = best_conclusion()
     if chosen is None and cfg.finish_steps > 0:
