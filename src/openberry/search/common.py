@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from openberry.formats.openlongcot import SPECIAL_TOKENS
+from openberry.formats.prompts import refine_prompt
 from openberry.grading.extract import extract_answer
 from openberry.grading.normalize import normalize_answer
 from openberry.records import Generation, Problem
+from openberry.search.engine import Generate
 from openberry.tree import Node, Tree
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "TreeBuilder",
     "answer_of_text",
     "majority",
+    "rewrite_child",
     "strip_tags",
     "vote_key",
 ]
@@ -166,3 +169,30 @@ class TreeBuilder:
             chosen=tuple(chosen),
             info=dict(info or {}),
         )
+
+
+def rewrite_child(
+    builder: TreeBuilder,
+    problem: Problem,
+    parent: int,
+    critique: Generation,
+    params: Any,
+    rollout: int,
+) -> Generator[Any, Any, MutableNode]:
+    """Self-refine's rewrite (MCTSr, SR-MCTS): ask for a corrected solution of node `parent`
+    from its `critique`, and add it as a child that carries the critique and its tokens."""
+    out = yield Generate(
+        (refine_prompt(problem.question, builder[parent].text, critique.text),), params
+    )
+    new = out[0][0]
+    child = builder.add(
+        parent,
+        new.text,
+        generation=new,
+        terminal=True,
+        answer=answer_of_text(new.text),
+        info={"critique": critique.text.strip(), "rollout": rollout},
+    )
+    child.generated_tokens += critique.num_tokens
+    child.prompt_tokens += critique.prompt_tokens
+    return child

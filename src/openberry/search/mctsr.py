@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from openberry.formats.prompts import refine_prompt, review_prompt, self_eval_prompt, solve_prompt
+from openberry.formats.prompts import review_prompt, self_eval_prompt, solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import TreeBuilder, answer_of_text
+from openberry.search.common import TreeBuilder, answer_of_text, rewrite_child
 from openberry.search.engine import Generate, SearchGen
 from openberry.search.scorers import ScorerConfig, parse_score, suppress_full_score
 
@@ -213,21 +213,9 @@ def mctsr(problem: Problem, rng: random.Random, config: MCTSrConfig) -> SearchGe
             yield from add_rewards([selected])
         else:
             b[selected].rewards.append(parsed)
-        critique = critique_rows[0][0]
-        out = yield Generate(
-            (refine_prompt(problem.question, b[selected].text, critique.text),), sample
+        child = yield from rewrite_child(
+            b, problem, selected, critique_rows[0][0], sample, rollout + 1
         )
-        new = out[0][0]
-        child = b.add(
-            selected,
-            new.text,
-            generation=new,
-            terminal=True,
-            answer=answer_of_text(new.text),
-            info={"critique": critique.text.strip(), "rollout": rollout + 1},
-        )
-        child.generated_tokens += critique.num_tokens
-        child.prompt_tokens += critique.prompt_tokens
         answers.append(child.id)
         yield from add_rewards([child.id])
 

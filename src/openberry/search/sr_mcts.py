@@ -34,10 +34,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
-from openberry.formats.prompts import refine_prompt, review_prompt, solve_prompt
+from openberry.formats.prompts import review_prompt, solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import TreeBuilder, answer_of_text
+from openberry.search.common import TreeBuilder, answer_of_text, rewrite_child
 from openberry.search.ebc import LocalRule, ebc_ranking, ebc_scores, symmetrize
 from openberry.search.engine import Generate, SearchGen
 from openberry.search.scorers import (
@@ -153,21 +153,7 @@ def sr_mcts(problem: Problem, rng: random.Random, config: SRMCTSConfig) -> Searc
         b[selected].visits += 1
         b.root.visits += 1
         crit = yield Generate((review_prompt(problem.question, b[selected].text),), critique_params)
-        critique = crit[0][0]
-        out = yield Generate(
-            (refine_prompt(problem.question, b[selected].text, critique.text),), sample
-        )
-        new = out[0][0]
-        child = b.add(
-            selected,
-            new.text,
-            generation=new,
-            terminal=True,
-            answer=answer_of_text(new.text),
-            info={"critique": critique.text.strip(), "rollout": rollout + 1},
-        )
-        child.generated_tokens += critique.num_tokens
-        child.prompt_tokens += critique.prompt_tokens
+        child = yield from rewrite_child(b, problem, selected, crit[0][0], sample, rollout + 1)
         child.visits = 1
         sols.append(child.id)
         q[child.id] = yield from evaluate_new()
