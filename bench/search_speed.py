@@ -64,33 +64,27 @@ def main() -> None:
     policy.generate(
         [solve_prompt(p.question) for p in problems[:8]], SamplingParams(max_new_tokens=8)
     )
-    start = time.perf_counter()
-    out = policy.generate(
-        [solve_prompt(p.question) for p in problems],
-        SamplingParams(n=8, max_new_tokens=256, temperature=1.0, seed=0),
-    )
-    plain_s = time.perf_counter() - start
-    plain_tokens = sum(g.num_tokens for row in out for g in row)
-    report["plain"] = {
-        "tokens": plain_tokens,
-        "seconds": round(plain_s, 2),
-        "tokens_per_s": round(plain_tokens / plain_s),
-    }
-    print(json.dumps({"plain_n8": report["plain"]}), flush=True)
+
+    def plain(n: int) -> tuple[int, float]:
+        """Generated tokens and seconds of one plain `generate` call, `n` samples per prompt."""
+        start = time.perf_counter()
+        out = policy.generate(
+            [solve_prompt(p.question) for p in problems],
+            SamplingParams(n=n, max_new_tokens=256, temperature=1.0, seed=0),
+        )
+        seconds = time.perf_counter() - start
+        tokens = sum(g.num_tokens for row in out for g in row)
+        report[f"plain_n{n}"] = {
+            "tokens": tokens,
+            "seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds),
+        }
+        print(json.dumps({f"plain_n{n}": report[f"plain_n{n}"]}), flush=True)
+        return tokens, seconds
+
+    plain_tokens, plain_s = plain(8)
     # The same batch width as one search round: one sample per problem.
-    start = time.perf_counter()
-    out1 = policy.generate(
-        [solve_prompt(p.question) for p in problems],
-        SamplingParams(n=1, max_new_tokens=256, temperature=1.0, seed=0),
-    )
-    one_s = time.perf_counter() - start
-    one_tokens = sum(g.num_tokens for row in out1 for g in row)
-    report["plain_n1"] = {
-        "tokens": one_tokens,
-        "seconds": round(one_s, 2),
-        "tokens_per_s": round(one_tokens / one_s),
-    }
-    print(json.dumps({"plain_n1": report["plain_n1"]}), flush=True)
+    one_tokens, one_s = plain(1)
 
     for method in args.methods.split(","):
         overrides = {"temperature": "0"}
