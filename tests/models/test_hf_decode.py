@@ -67,3 +67,21 @@ def test_stop_found_after_long_generation(policy) -> None:
     g = policy.generate([PROMPTS[0]], params)[0][0]
     assert g.finish_reason == "stop"
     assert g.text == text[:first]
+
+
+def test_prefill_calls_sort_rows_and_return_them_in_order() -> None:
+    """score / next_token_probs over more rows than one prefill pass, of mixed lengths, equal
+    each row alone (rows are sorted by length internally and put back)."""
+    from models.tiny import tiny_hf_policy
+    from openberry.models.hf import PREFILL_ROWS
+
+    policy = tiny_hf_policy()
+    prompts = [("ab " * (1 + (7 * i) % 23)).strip() for i in range(PREFILL_ROWS + 9)]
+    completions = [" c" * (1 + i % 4) for i in range(len(prompts))]
+    together = policy.score(prompts, completions)
+    probs = policy.next_token_probs(prompts, ["a", "b"])
+    for i in (0, 5, PREFILL_ROWS, len(prompts) - 1):
+        (alone,) = policy.score([prompts[i]], [completions[i]])
+        assert together[i] == pytest.approx(alone, abs=1e-5)
+        (p,) = policy.next_token_probs([prompts[i]], ["a", "b"])
+        assert probs[i] == pytest.approx(p, abs=1e-6)

@@ -60,6 +60,11 @@ from openberry.records import FinishReason, Generation
 
 __all__ = ["HFPolicy"]
 
+PREFILL_ROWS = 64
+"""Rows per forward pass of `score` and `next_token_probs` when no `batch_size` is set: their
+rows are sorted by length first, so small passes waste little on padding (the search engine sends
+hundreds of judge and value prompts of mixed lengths in one call)."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -228,6 +233,14 @@ class HFPolicy:
     def _chunks(self, n: int) -> list[range]:
         size = self.batch_size or max(n, 1)
         return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def _prefill_chunks(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Row indices of prefill-only forward passes (`score`, `next_token_probs`): rows sorted
+        by length, at most `batch_size` (None: `PREFILL_ROWS`) per pass, so that short rows are
+        not padded to the longest of the whole call. Results go back in the caller's order."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        size = self.batch_size or PREFILL_ROWS
+        return [order[i : i + size] for i in range(0, len(order), size)]
 
     # ----------------------------------------------------------------------------- Policy API
 
@@ -482,13 +495,12 @@ class HFPolicy:
         for p, c in zip(prompts, completions, strict=True):
             p_ids = self.encode_prompt(p)
             pairs.append((p_ids, self._encode_completion(p, p_ids, c)))
-        result: list[tuple[float, ...]] = []
+        result: list[tuple[float, ...]] = [()] * len(pairs)
         with torch.inference_mode():
-            for chunk in self._chunks(len(pairs)):
+            for chunk in self._prefill_chunks([len(p) + len(c) for p, c in pairs]):
                 part = [pairs[i] for i in chunk]
                 width = max(len(c) for _, c in part)
                 if width == 0:
-                    result += [() for _ in part]
                     continue
                 ids, mask, pos = self._left_pad([p + c for p, c in part])
                 # Logits at position t predict token t+1: keep the last width+1 positions.
@@ -496,8 +508,8 @@ class HFPolicy:
                 logp = torch.log_softmax(logits.float(), dim=-1)
                 targets = ids[:, -width:]
                 tok_lp = logp.gather(-1, targets[..., None])[..., 0].tolist()
-                for (_, c), row in zip(part, tok_lp, strict=True):
-                    result.append(tuple(row[width - len(c) :]) if c else ())
+                for i, (_, c), row in zip(chunk, part, tok_lp, strict=True):
+                    result[i] = tuple(row[width - len(c) :]) if c else ()
         return result
 
     def next_token_probs(
@@ -516,13 +528,14 @@ class HFPolicy:
             cand_ids[cand] = int(toks[0])
         rows = [self.encode_prompt(p) for p in prompts]
         index = torch.tensor(list(cand_ids.values()), dtype=torch.long, device=self.device)
-        result: list[dict[str, float]] = []
+        result: list[dict[str, float]] = [{} for _ in rows]
         with torch.inference_mode():
-            for chunk in self._chunks(len(rows)):
+            for chunk in self._prefill_chunks([len(r) for r in rows]):
                 ids, mask, pos = self._left_pad([rows[i] for i in chunk])
                 logits = self._forward(ids, mask, pos, keep=1)[:, -1, :]
                 probs = torch.softmax(logits.float(), dim=-1)[:, index].tolist()
-                result += [dict(zip(cand_ids, row, strict=True)) for row in probs]
+                for i, row in zip(chunk, probs, strict=True):
+                    result[i] = dict(zip(cand_ids, row, strict=True))
         return result
 
     # -------------------------------------------------- extras used by `berry serve` (not Policy)
