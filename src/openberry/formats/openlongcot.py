@@ -37,8 +37,10 @@ from openberry.tree import META_ACTIONS, Node, Tree
 
 __all__ = [
     "META_TAGS",
+    "RATING_START",
     "RATING_TOKENS",
     "SPECIAL_TOKENS",
+    "THOUGHT_END",
     "OpenLongCoTError",
     "ParsedNode",
     "node_header",
@@ -46,6 +48,7 @@ __all__ = [
     "parse_nodes",
     "path_to_string",
     "policy_prompt",
+    "rating_prompt",
     "string_to_tree",
     "tree_to_string",
     "value_prompt",
@@ -218,9 +221,19 @@ def value_prompt(tree: Tree, parent_id: int, meta_action: str, text: str, new_id
     The next token the model predicts is the rating token; the value is read from
     ``<positive_rating>`` vs ``<negative_rating>`` there (seed-spec 3.2.4, fixing B9's offset).
     """
-    _check_text(text, new_id)
+    return rating_prompt(path_to_string(tree, parent_id), parent_id, new_id, meta_action, text)
+
+
+def rating_prompt(context: str, father_id: int, local_id: int, meta_action: str, text: str) -> str:
+    """`value_prompt` from an already written context (the parent's path string): the context, a
+    newline, and the candidate line up to and including ``<start_of_rating>``.
+
+    Raises:
+        OpenLongCoTError: `text` contains a tag of the format.
+    """
+    _check_text(text, local_id)
     return (
-        f"{path_to_string(tree, parent_id)}\n{node_header(parent_id, new_id, meta_action)}"
+        f"{context}\n{node_header(father_id, local_id, meta_action)}"
         f"{text}{THOUGHT_END}{RATING_START}"
     )
 

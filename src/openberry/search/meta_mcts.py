@@ -60,10 +60,12 @@ from typing import Literal
 
 from openberry.formats.openlongcot import (
     META_TAGS,
+    RATING_START,
     RATING_TOKENS,
     THOUGHT_END,
     node_header,
     node_line,
+    rating_prompt,
 )
 from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
@@ -96,7 +98,6 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
 """Meta actions that may follow each meta action (the OpenLongCoT trees' grammar: a critic
 follows a step or a conclusion, a refine follows a critic). ``transition_mask=False`` lifts it."""
 
-_RATING_START = "<start_of_rating>"
 _FAILURE = 1e-6  # reward_epsilon: the rectified value of a failed leaf
 
 
@@ -263,9 +264,7 @@ def _rating_of(value: float | None) -> str:
 def _stats(gen: Generation) -> tuple[float, float, float]:
     lps = gen.logprobs or ()
     mean_lp = sum(lps) / len(lps) if lps else -math.inf
-    entropy = getattr(gen, "mean_entropy", math.nan)
-    varentropy = getattr(gen, "mean_varentropy", math.nan)
-    return mean_lp, entropy, varentropy
+    return mean_lp, gen.mean_entropy, gen.mean_varentropy
 
 
 Verifier = Callable[[str], bool | None]
@@ -289,7 +288,7 @@ def meta_mcts(
     root.text = clean_thought(problem.question)
     root.value = 1.0
     successes = 0
-    stops = (THOUGHT_END, _RATING_START)
+    stops = (THOUGHT_END, RATING_START)
     params = SamplingParams(
         max_new_tokens=cfg.max_thought_tokens,
         temperature=cfg.temperature,
@@ -326,10 +325,12 @@ def meta_mcts(
         """Policy head for every (node, meta), then the value head for every new child."""
         prompts, owners = [], []
         next_id = len(b)
+        # Path strings of the extended nodes: their ratings do not change while their children
+        # are written and rated, so policy and value prompts share them.
+        contexts = {nid: path_text(nid) for nid in node_ids}
         for nid, ms in zip(node_ids, metas, strict=True):
-            context = path_text(nid) + "\n"
             for m in ms:
-                prompts.append(context + node_header(nid, next_id, m))
+                prompts.append(contexts[nid] + "\n" + node_header(nid, next_id, m))
                 owners.append((nid, m))
                 next_id += 1
         out = yield Generate(tuple(prompts), gen_params)
@@ -372,12 +373,7 @@ def meta_mcts(
         # Value head for the new children, each in its parent's context (an empty request when
         # every child was a duplicate, so that all problems of a batch stay in step).
         vprompts = tuple(
-            path_text(c.parent)
-            + "\n"
-            + node_header(c.parent, c.id, c.meta_action)
-            + c.text
-            + THOUGHT_END
-            + _RATING_START  # type: ignore[arg-type]
+            rating_prompt(contexts[c.parent], c.parent, c.id, c.meta_action, c.text)  # type: ignore[index,arg-type]
             for c in new
         )
         cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])

@@ -37,8 +37,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from openberry.formats.openlongcot import RATING_TOKENS, node_header, node_line
-from openberry.formats.openlongcot import THOUGHT_END as _THOUGHT_END
+from openberry.formats.openlongcot import RATING_TOKENS, node_line, rating_prompt
 from openberry.formats.prompts import (
     JUDGE_NO,
     JUDGE_YES,
@@ -67,7 +66,6 @@ ScoreGen = Generator[Any, Any, list[float]]
 Scorer = Callable[[Problem, Sequence[str]], ScoreGen]
 SCORERS: tuple[str, ...] = ("value", "self-eval", "logprob", "pprm", "pprm-value")
 
-_RATING_START = "<start_of_rating>"
 _NUMBER_RE = re.compile(r"-?\d+\.\d+|-?\d+")
 _EPS = 1e-6
 
@@ -142,8 +140,7 @@ def step_value_prompts(
     lines = [node_line(-1, 0, "problem", question, "positive")]
     prompts = []
     for k, (meta, text) in enumerate(steps, start=1):
-        head = node_header(k - 1, k, meta)
-        prompts.append("\n".join(lines) + "\n" + head + text + _THOUGHT_END + _RATING_START)
+        prompts.append(rating_prompt("\n".join(lines), k - 1, k, meta, text))
         rating = ratings[k - 1] if ratings is not None and k - 1 < len(ratings) else "positive"
         lines.append(node_line(k - 1, k, meta, text, rating))
     return prompts
