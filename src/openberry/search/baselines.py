@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from openberry.formats.prompts import solve_prompt
 from openberry.models.base import SamplingParams
-from openberry.records import Problem
+from openberry.records import Generation, Problem
 from openberry.search.common import TreeBuilder, answer_of_text, majority
 from openberry.search.engine import Generate, NextTokenProbs, SearchGen
 from openberry.search.scorers import (
@@ -105,16 +105,8 @@ class BeamConfig:
     """Most tokens per step."""
 
 
-def _solution_node(builder: TreeBuilder, parent: int, gen: Any, **info: Any) -> int:
-    node = builder.add(
-        parent,
-        gen.text,
-        generation=gen,
-        terminal=True,
-        answer=answer_of_text(gen.text),
-        info={"finish_reason": gen.finish_reason, **info},
-    )
-    return node.id
+def _solution_node(builder: TreeBuilder, parent: int, gen: Generation) -> int:
+    return builder.add_solution(parent, gen, {"finish_reason": gen.finish_reason}).id
 
 
 def greedy(problem: Problem, rng: random.Random, config: GreedyConfig) -> SearchGen:

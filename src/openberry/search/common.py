@@ -151,6 +151,20 @@ class TreeBuilder:
         self.nodes[parent].children.append(node.id)
         return node
 
+    def add_solution(
+        self, parent: int, generation: Generation, info: dict[str, Any] | None = None
+    ) -> MutableNode:
+        """Append a whole-answer child (MCTSr, SR-MCTS, the sampling baselines): the generated
+        text, terminal, with the answer it states."""
+        return self.add(
+            parent,
+            generation.text,
+            generation=generation,
+            terminal=True,
+            answer=answer_of_text(generation.text),
+            info=info or {},
+        )
+
     def path(self, node_id: int) -> list[int]:
         ids = [node_id]
         while (p := self.nodes[ids[-1]].parent) is not None:
@@ -184,14 +198,8 @@ def rewrite_child(
     out = yield Generate(
         (refine_prompt(problem.question, builder[parent].text, critique.text),), params
     )
-    new = out[0][0]
-    child = builder.add(
-        parent,
-        new.text,
-        generation=new,
-        terminal=True,
-        answer=answer_of_text(new.text),
-        info={"critique": critique.text.strip(), "rollout": rollout},
+    child = builder.add_solution(
+        parent, out[0][0], {"critique": critique.text.strip(), "rollout": rollout}
     )
     child.generated_tokens += critique.num_tokens
     child.prompt_tokens += critique.prompt_tokens

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from openberry.formats.prompts import review_prompt, self_eval_prompt, solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import TreeBuilder, answer_of_text, rewrite_child
+from openberry.search.common import TreeBuilder, rewrite_child
 from openberry.search.engine import Generate, SearchGen
 from openberry.search.scorers import ScorerConfig, parse_score, suppress_full_score
 
@@ -174,7 +174,7 @@ def mctsr(problem: Problem, rng: random.Random, config: MCTSrConfig) -> SearchGe
     # Initialisation: the naive answer and a dummy answer, one reward each.
     out = yield Generate((solve_prompt(problem.question),), sample)
     weak = out[0][0]
-    first = b.add(0, weak.text, generation=weak, terminal=True, answer=answer_of_text(weak.text))
+    first = b.add_solution(0, weak)
     dummy = b.add(0, rng.choice(DUMMY_ANSWERS), terminal=True, info={"dummy": True})
     dummy_id = dummy.id
     answers += [first.id, dummy.id]

@@ -37,7 +37,7 @@ from typing import Literal
 from openberry.formats.prompts import review_prompt, solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import TreeBuilder, answer_of_text, rewrite_child
+from openberry.search.common import TreeBuilder, rewrite_child
 from openberry.search.ebc import LocalRule, ebc_ranking, ebc_scores, symmetrize
 from openberry.search.engine import Generate, SearchGen
 from openberry.search.scorers import (
@@ -128,7 +128,7 @@ def sr_mcts(problem: Problem, rng: random.Random, config: SRMCTSConfig) -> Searc
 
     out = yield Generate((solve_prompt(problem.question),), sample)
     first = out[0][0]
-    root = b.add(0, first.text, generation=first, terminal=True, answer=answer_of_text(first.text))
+    root = b.add_solution(0, first)
     sols.append(root.id)
     q[root.id] = yield from evaluate_new()
     root.visits = 1
