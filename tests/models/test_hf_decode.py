@@ -7,10 +7,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny import tiny_hf_policy
+from tiny import spy_cache_shrinks, tiny_hf_policy
 
 from openberry.models import SamplingParams
-from openberry.models import hf as hf_module
 
 PROMPTS = [f"Problem {i}: {'x' * i} + {i * 7} =" for i in range(12)]
 
@@ -30,21 +29,7 @@ def _first_char_stops(policy) -> list[str]:
 def test_finished_rows_dropped_give_same_outputs(policy, monkeypatch) -> None:
     stops = _first_char_stops(policy)
     params = SamplingParams(max_new_tokens=24, temperature=0, stop=tuple(stops))
-    shrinks: list[int] = []
-    real_new_cache = hf_module._new_cache
-
-    def spying_cache(model):
-        cache = real_new_cache(model)
-        real = cache.reorder_cache
-
-        def reorder(index):
-            shrinks.append(len(index))
-            return real(index)
-
-        cache.reorder_cache = reorder
-        return cache
-
-    monkeypatch.setattr(hf_module, "_new_cache", spying_cache)
+    shrinks = spy_cache_shrinks(monkeypatch)
     batched = policy.generate(PROMPTS, params)
     assert any(k < len(PROMPTS) for k in shrinks), "no finished row was ever dropped"
     finish = {g.finish_reason for (g,) in batched}

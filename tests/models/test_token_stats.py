@@ -181,6 +181,7 @@ def tiny():
 
 def test_hf_stats_with_rows_dropped(tiny, monkeypatch) -> None:
     """Rows end at different steps (EOS and stop strings) and leave the batch and cache."""
+    from models.tiny import spy_cache_shrinks
     from openberry.models import hf as hf_module
 
     model, tokenizer = tiny
@@ -195,21 +196,7 @@ def test_hf_stats_with_rows_dropped(tiny, monkeypatch) -> None:
         c for c in (tokenizer.decode([t]) for t, _ in common[1:]) if len(c) == 1 and c.strip()
     )
     policy.eos_token_ids = {*policy.eos_token_ids, eos_id}
-    shrinks: list[int] = []
-    real_new_cache = hf_module._new_cache
-
-    def spying_cache(model):
-        cache = real_new_cache(model)
-        real = cache.reorder_cache
-
-        def reorder(index):
-            shrinks.append(len(index))
-            return real(index)
-
-        cache.reorder_cache = reorder
-        return cache
-
-    monkeypatch.setattr(hf_module, "_new_cache", spying_cache)
+    shrinks = spy_cache_shrinks(monkeypatch)
     for params in (
         SamplingParams(max_new_tokens=20, temperature=0, stop=(stop_char,), token_stats=True),
         SamplingParams(n=2, max_new_tokens=20, seed=3, temperature=1.3, token_stats=True),

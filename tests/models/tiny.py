@@ -97,3 +97,26 @@ def live_server(app: Any, timeout: float = 20.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout)
+
+
+def spy_cache_shrinks(monkeypatch: Any) -> list[int]:
+    """Record the batch size of every KV-cache reorder `HFPolicy` does (rows dropped when
+    finished): returns the list the sizes are appended to."""
+    import openberry.models.hf as hf_module
+
+    shrinks: list[int] = []
+    real_new_cache = hf_module._new_cache
+
+    def spying_cache(model: Any) -> Any:
+        cache = real_new_cache(model)
+        real = cache.reorder_cache
+
+        def reorder(index: Any) -> Any:
+            shrinks.append(len(index))
+            return real(index)
+
+        cache.reorder_cache = reorder
+        return cache
+
+    monkeypatch.setattr(hf_module, "_new_cache", spying_cache)
+    return shrinks
