@@ -57,7 +57,6 @@ def test_stop_found_after_long_generation(policy) -> None:
 def test_prefill_calls_sort_rows_and_return_them_in_order() -> None:
     """score / next_token_probs over more rows than one prefill pass, of mixed lengths, equal
     each row alone (rows are sorted by length internally and put back)."""
-    from models.tiny import tiny_hf_policy
     from openberry.models.hf import PREFILL_ROWS
 
     policy = tiny_hf_policy()
