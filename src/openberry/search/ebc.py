@@ -101,8 +101,11 @@ def borda_counts(c: Sequence[Sequence[int]]) -> list[int]:
 
 def ebc_ranking(p: Sequence[Sequence[float]], threshold: float = 0.5) -> list[int]:
     """Solution indices from best to worst: Borda count, then soft wins inside each layer."""
-    n = _check_square(p)
-    closure = transitive_closure(preference_matrix(p, threshold))
+    return _rank(p, transitive_closure(preference_matrix(p, threshold)))
+
+
+def _rank(p: Sequence[Sequence[float]], closure: Sequence[Sequence[int]]) -> list[int]:
+    n = len(closure)
     borda = borda_counts(closure)
     layers: dict[int, list[int]] = {}
     for i in range(n):
@@ -177,11 +180,7 @@ def ebc_scores(
     n = _check_square(p)
     if n == 0:
         return []
-    order = ebc_ranking(p, threshold)
-    qg = global_scores(order)
-    if parents is None:
-        ql = [0.0] * n
-    else:
-        closure = transitive_closure(preference_matrix(p, threshold))
-        ql = local_win_rates(closure, parents, rule)
+    closure = transitive_closure(preference_matrix(p, threshold))
+    qg = global_scores(_rank(p, closure))
+    ql = [0.0] * n if parents is None else local_win_rates(closure, parents, rule)
     return [alpha * g + (1 - alpha) * loc for g, loc in zip(qg, ql, strict=True)]

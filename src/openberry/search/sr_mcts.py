@@ -159,8 +159,9 @@ def sr_mcts(problem: Problem, rng: random.Random, config: SRMCTSConfig) -> Searc
         q[child.id] = yield from evaluate_new()
         q[selected] = berry_backup(q[selected], q[child.id], cfg.gamma)
 
-    order = ebc_ranking(table())
-    final = ebc_scores(table(), parents(), alpha=cfg.alpha, rule=cfg.local_rule)
+    prefs = table()
+    order = ebc_ranking(prefs)
+    final = ebc_scores(prefs, parents(), alpha=cfg.alpha, rule=cfg.local_rule)
     for k, nid in enumerate(sols):
         b[nid].value = min(1.0, max(0.0, q[nid]))
         b[nid].info["ebc_score"] = final[k]
