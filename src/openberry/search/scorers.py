@@ -78,8 +78,8 @@ class ScorerConfig:
     """How step ratings combine into a solution score for ``value``."""
     value_conclusion: bool = False
     """Count the answer line's rating in the aggregate. Off by default: on berry-tiny's own
-    samples the conclusion's rating ranks right solutions below wrong ones (solution-level AUC
-    0.45), while the minimum over the other steps ranks them well (0.74)."""
+    samples the conclusion's rating ranks right solutions below wrong ones (an ad-hoc check while
+    benchmarking search; the issue-5 note has it), while the other steps' ratings do better."""
     value_context: Literal["positive", "predicted"] = "positive"
     """Ratings written after earlier steps when rating a step: all ``positive`` (one round), or
     the model's own ``predicted`` ratings (one round per step)."""
