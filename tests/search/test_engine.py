@@ -123,3 +123,24 @@ def test_a_missing_judge_model_falls_back_to_the_policy_and_unknown_models_fail(
 
     with pytest.raises(SearchError, match="'critic' model"):
         run_search(bad, PROBLEMS[:1], Broken())
+
+
+def test_on_result_reports_each_problem_as_it_finishes() -> None:
+    """`on_result` fires once per problem, before the batch ends, with the returned results."""
+    seen: list[tuple[int, object]] = []
+    progress: list[int] = []
+    results = run_search(
+        make_search("meta-mcts", rollouts=2),
+        PROBLEMS,
+        ArithmeticExpert(),
+        seed=3,
+        on_result=lambda i, r: seen.append((i, r)),
+        progress=progress.append,
+    )
+    assert sorted(i for i, _ in seen) == list(range(len(PROBLEMS)))
+    assert progress == [1] * len(PROBLEMS)
+    for i, r in seen:
+        assert r is results[i] and r.problem == PROBLEMS[i]
+    # Reported in the order problems finish: by the number of rounds they took.
+    rounds = [r.stats.rounds for _, r in seen]
+    assert rounds == sorted(rounds) and rounds[0] < rounds[-1]

@@ -166,12 +166,12 @@ class _Driver:
         models: Mapping[str, Policy],
         seed: int,
         max_batch: int,
-        progress: Callable[[int], None] | None,
+        finish: Callable[[int, Tree], None],
     ) -> None:
         self.models = dict(models)
         self.seed = seed
         self.max_batch = max_batch
-        self.progress = progress
+        self.finish = finish
         self.round = 0
 
     def _model(self, name: str) -> Policy:
@@ -195,8 +195,7 @@ class _Driver:
                 trees[i] = stop.value
                 stats[i].wall_time = time.perf_counter() - start
                 pending.pop(i, None)
-                if self.progress is not None:
-                    self.progress(1)
+                self.finish(i, stop.value)
                 return
             single = not isinstance(out, (list, tuple))
             requests = [out] if single else list(out)
@@ -316,6 +315,7 @@ def run_search(
     max_batch: int = 512,
     answer_of: Callable[[Tree], str | None] | None = None,
     progress: Callable[[int], None] | None = None,
+    on_result: Callable[[int, SearchResult], None] | None = None,
 ) -> list[SearchResult]:
     """Search every problem together, batching their model calls; results in problem order.
 
@@ -329,6 +329,8 @@ def run_search(
         answer_of: how to read the final answer from a tree (default: the answer of the last
             node of ``tree.chosen``).
         progress: called with 1 each time a problem finishes.
+        on_result: called with ``(index, result)`` as soon as problem ``index`` finishes, while
+            the others are still searching (how `berry eval` writes each record as it finishes).
     """
     for p in problems:
         if isinstance(p, Example):
@@ -346,17 +348,22 @@ def run_search(
     gens = [
         search(p, random.Random(_derive_seed(seed, "problem", p.id, p.question))) for p in problems
     ]
-    driver = _Driver(table, seed, max_batch, progress)
-    trees = driver.run(gens, stats)
     read = answer_of or chosen_answer
-    results = []
-    for p, tree, s in zip(problems, trees, stats, strict=True):
+    results: list[SearchResult | None] = [None] * len(problems)
+
+    def finish(i: int, tree: Tree) -> None:
         info = dict(tree.info)
-        info["stats"] = s.to_dict()
+        info["stats"] = stats[i].to_dict()
         info.setdefault("seed", seed)
         tree = replace(tree, info=info)
-        results.append(SearchResult(problem=p, tree=tree, answer=read(tree), stats=s))
-    return results
+        results[i] = SearchResult(problem=problems[i], tree=tree, answer=read(tree), stats=stats[i])
+        if on_result is not None:
+            on_result(i, results[i])
+        if progress is not None:
+            progress(1)
+
+    _Driver(table, seed, max_batch, finish).run(gens, stats)
+    return [r for r in results if r is not None]
 
 
 def chosen_answer(tree: Tree) -> str | None:
