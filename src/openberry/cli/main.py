@@ -26,6 +26,8 @@ _COMMAND_MODULES = (
     "openberry.cli.train",
     "openberry.cli.generate",
     "openberry.cli.solve",
+    "openberry.cli.eval",
+    "openberry.cli.report",
     "openberry.cli.view",
     "openberry.cli.serve",
 )

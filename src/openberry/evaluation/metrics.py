@@ -1,0 +1,367 @@
+"""Metrics over `berry eval` records: accuracy, maj@K, pass@k coverage, oracle metrics and cost.
+
+Definitions (see also ``docs/eval.md``, "Metrics and reports"):
+
+- **accuracy** is the mean over problems of the fraction of correct samples, ``mean_i c_i / n_i``,
+  where problem ``i`` ran ``n_i`` independent searches (``--samples``) of which ``c_i`` returned a
+  correct answer. It equals the unbiased pass@1 estimator and, with one sample, the fraction of
+  problems answered correctly. The answer of a search is the one the *method* chose; the reference
+  answer is used only to grade it.
+- **pass@k** (`pass_at_k`) is the unbiased estimator of Chen et al. 2021, "Evaluating Large
+  Language Models Trained on Code" (arXiv:2107.03374), eq. 1:
+  ``pass@k = E_i[1 - C(n_i - c_i, k) / C(n_i, k)]``, the probability that at least one of ``k``
+  samples drawn without replacement from the ``n_i`` is correct, computed in the numerically
+  stable product form of that paper's reference code.
+- **maj@K** (`maj_at_k`) is the majority vote of self-consistency (Wang et al. 2022,
+  "Self-Consistency Improves Chain of Thought Reasoning in Language Models", arXiv:2203.11171):
+  the most frequent final answer among the first K samples wins; it costs K searches.
+
+**Oracle metrics are kept apart from accuracy.** The seed projects (MCTSr, LLaMA-Berry, LLaMA-O1
+evaluation scripts) count a problem as solved when *any* node of the search tree reaches the
+reference answer. That uses the reference to pick the answer, which no deployed system can do, and
+it grows with the size of the tree whether or not the method can recognise the right answer. We
+report it, as ``oracle_any_node``, under an ``oracle`` key and never under ``accuracy``; pass@k for
+k > 1 is likewise a *coverage* metric (it asks whether a correct answer was among k tries) and
+sits under ``coverage``. ``best_scored_node`` re-selects, after the search, the candidate answer
+with the highest node value: it does not look at the reference, but it is not the method's own
+choice and is computed only on problems where some candidate was scored, so it sits in the oracle
+block too and reports how many problems it used.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "COST_FIELDS",
+    "RunName",
+    "coverage_ks",
+    "maj_at_k",
+    "majority_vote",
+    "normalize_answer",
+    "pass_at_k",
+    "summarize_run",
+]
+
+logger = logging.getLogger(__name__)
+
+COST_FIELDS: tuple[str, ...] = (
+    "generated_tokens",
+    "prompt_tokens",
+    "scored_tokens",
+    "calls",
+    "wall_time",
+)
+"""Per-sample cost fields of a record, averaged per problem by `summarize_run`."""
+
+_TOKEN_FIELDS = ("generated_tokens", "prompt_tokens", "scored_tokens")
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem (Chen et al. 2021, eq. 1).
+
+    ``1 - C(n - c, k) / C(n, k)``: the probability that at least one of `k` samples drawn without
+    replacement from `n` samples, `c` of them correct, is correct. Computed as
+    ``1 - prod_{i = n - c + 1}^{n} (1 - k / i)``, which never forms large binomials.
+
+    Args:
+        n: Number of samples drawn for the problem (>= 1).
+        c: Number of correct samples (0 <= c <= n).
+        k: Number of samples the metric allows (1 <= k <= n).
+
+    Raises:
+        ValueError: A negative argument, ``k < 1``, ``k > n`` or ``c > n``.
+        TypeError: An argument is not an int.
+    """
+    _check_count("n", n)
+    _check_count("c", c)
+    _check_count("k", k)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k > n:
+        raise ValueError(f"k={k} is larger than the number of samples n={n}")
+    if c > n:
+        raise ValueError(f"c={c} correct samples is more than the number of samples n={n}")
+    if n - c < k:
+        return 1.0  # every k-subset contains a correct sample
+    miss = 1.0
+    for i in range(n - c + 1, n + 1):
+        miss *= 1.0 - k / i
+    return 1.0 - miss
+
+
+def normalize_answer(answer: str | None) -> str | None:
+    """The light normalisation used for voting: strip whitespace; None or blank -> None."""
+    if answer is None:
+        return None
+    text = str(answer).strip()
+    return text or None
+
+
+def majority_vote(answers: Sequence[str | None], k: int | None = None) -> int | None:
+    """Index of the first occurrence of the winning answer among the first `k`, or None.
+
+    Answers are compared after `normalize_answer`; None (or blank) answers do not vote; a tie
+    between answers with equally many votes goes to the one that appeared first.
+
+    Raises:
+        ValueError: ``k < 1`` or ``k > len(answers)``.
+    """
+    if k is None:
+        k = len(answers)
+    _check_count("k", k)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k > len(answers):
+        raise ValueError(f"k={k} is larger than the number of answers ({len(answers)})")
+    votes: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for i, raw in enumerate(answers[:k]):
+        a = normalize_answer(raw)
+        if a is None:
+            continue
+        votes[a] = votes.get(a, 0) + 1
+        first.setdefault(a, i)
+    if not votes:
+        return None
+    # max() keeps the first maximal element; dicts keep insertion (= first occurrence) order.
+    winner = max(votes, key=lambda a: votes[a])
+    return first[winner]
+
+
+def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int | None = None) -> bool:
+    """Whether the majority answer among the first `k` samples is correct (maj@k).
+
+    Self-consistency (Wang et al. 2022): answers are compared after `normalize_answer` (the
+    grader is not called), None answers do not vote, ties go to the answer that appeared first,
+    and the winner's correctness is that of its first occurrence. No vote at all -> False.
+
+    Args:
+        answers: Final answers of the samples, in sample order.
+        correct: Grade of each sample's answer, same length as `answers`.
+        k: How many leading samples vote (default: all).
+
+    Raises:
+        ValueError: `answers` and `correct` differ in length, ``k < 1`` or ``k > len(answers)``.
+    """
+    if len(answers) != len(correct):
+        raise ValueError(f"answers and correct differ in length ({len(answers)} != {len(correct)})")
+    winner = majority_vote(answers, k)
+    return False if winner is None else bool(correct[winner])
+
+
+def coverage_ks(k_max: int) -> list[int]:
+    """The k of the pass@k coverage curve: 1, 2, 4, ... up to `k_max`, and `k_max` itself."""
+    if k_max < 1:
+        return []
+    ks = []
+    k = 1
+    while k <= k_max:
+        ks.append(k)
+        k *= 2
+    if ks[-1] != k_max:
+        ks.append(k_max)
+    return ks
+
+
+@dataclass(frozen=True)
+class RunName:
+    """A run of `berry eval`: ``METHOD@BUDGET`` (``mctsr@8``, ``best-of-n@16``)."""
+
+    method: str
+    budget: int
+
+    @classmethod
+    def parse(cls, text: str) -> RunName:
+        """Split ``METHOD@BUDGET`` at its last ``@``.
+
+        Raises:
+            ValueError: No ``@``, an empty method, or a budget that is not an integer.
+        """
+        method, sep, budget = str(text).rpartition("@")
+        if not sep or not method:
+            raise ValueError(f"run name {text!r} is not METHOD@BUDGET")
+        try:
+            value = int(budget)
+        except ValueError:
+            raise ValueError(f"run name {text!r}: budget {budget!r} is not an integer") from None
+        return cls(method, value)
+
+    def __str__(self) -> str:
+        return f"{self.method}@{self.budget}"
+
+
+def _is_true(value: Any) -> bool:
+    return value is True
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
+
+
+def _samples(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The record's samples; a record without them counts as one sample (its top-level grade)."""
+    samples = record.get("samples")
+    if isinstance(samples, list) and samples:
+        return [s if isinstance(s, Mapping) else {} for s in samples]
+    return [
+        {
+            "answer": record.get("answer"),
+            "correct": record.get("correct"),
+            "verdict": record.get("verdict"),
+        }
+    ]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _sort_key(record: Mapping[str, Any]) -> tuple[int, str]:
+    index = record.get("index")
+    return (index if isinstance(index, int) else 1 << 62, str(record.get("id", "")))
+
+
+def summarize_run(
+    records: Sequence[Mapping[str, Any]], *, run: str | None = None
+) -> dict[str, Any]:
+    """Summarise one run's records (one per problem) into a JSON-ready dict.
+
+    Keys: ``run``, ``method``, ``budget`` (None when `run` is not METHOD@BUDGET), ``problems``,
+    ``samples`` (K, the smallest number of samples of any problem), ``accuracy`` (see the module
+    docstring; None without records), ``maj@K`` (only when K > 1), ``coverage`` (``pass@k`` for k
+    in `coverage_ks`), ``oracle`` (``oracle_any_node``, ``best_scored_node`` and
+    ``best_scored_node_problems``), ``cost`` (means per problem of the per-sample cost fields,
+    totals over the run, ``batch_wall_time`` (the sum over chunks of their longest search) and
+    ``wall_time_per_problem`` (that over the problems), ``no_answer``), ``wrong`` (sample 0's wrong answers, by index) and
+    ``warnings``.
+
+    Args:
+        records: The run's records (``openberry.eval-record`` objects).
+        run: The run name, ``METHOD@BUDGET``.
+    """
+    warnings: list[str] = []
+    method: str | None = None
+    budget: int | None = None
+    if run is not None:
+        try:
+            name = RunName.parse(run)
+            method, budget = name.method, name.budget
+        except ValueError as exc:
+            method = run
+            warnings.append(f"{exc}; it is left out of the budget plots")
+    records = sorted(records, key=_sort_key)
+    per_problem = [_samples(r) for r in records]
+    counts = [len(s) for s in per_problem]
+    k_max = min(counts) if counts else 0
+    if counts and max(counts) != k_max:
+        warnings.append(
+            f"problems have between {k_max} and {max(counts)} samples; maj@K and pass@k use "
+            f"K={k_max}, accuracy uses every sample"
+        )
+
+    n = len(records)
+    summary: dict[str, Any] = {
+        "run": run,
+        "method": method,
+        "budget": budget,
+        "problems": n,
+        "samples": k_max,
+    }
+    grades = [[_is_true(s.get("correct")) for s in samples] for samples in per_problem]
+    summary["accuracy"] = _mean([sum(g) / len(g) for g in grades])
+    if k_max > 1:
+        summary[f"maj@{k_max}"] = _mean(
+            [
+                float(maj_at_k([s.get("answer") for s in samples], g, k_max))
+                for samples, g in zip(per_problem, grades, strict=True)
+            ]
+        )
+    summary["coverage"] = {
+        f"pass@{k}": _mean([pass_at_k(len(g), sum(g), k) for g in grades])
+        for k in coverage_ks(k_max)
+    }
+
+    any_node: list[float] = []
+    best_scored: list[float] = []
+    for samples in per_problem:
+        first = samples[0]
+        candidates = [c for c in first.get("candidates") or [] if isinstance(c, Mapping)]
+        # The chosen answer is itself a node's answer, so it counts even if candidates is empty.
+        any_node.append(
+            float(
+                _is_true(first.get("correct"))
+                or any(_is_true(c.get("correct")) for c in candidates)
+            )
+        )
+        scored = [
+            c
+            for c in candidates
+            if isinstance(c.get("score"), (int, float))
+            and not isinstance(c.get("score"), bool)
+            and math.isfinite(c["score"])
+        ]
+        if scored:
+            best = max(scored, key=lambda c: c["score"])  # first of the best on ties
+            best_scored.append(float(_is_true(best.get("correct"))))
+    summary["oracle"] = {
+        "oracle_any_node": _mean(any_node),
+        "best_scored_node": _mean(best_scored),
+        "best_scored_node_problems": len(best_scored),
+    }
+
+    cost: dict[str, Any] = {}
+    for name in COST_FIELDS:
+        per = [sum(_number(s.get(name)) for s in samples) / len(samples) for samples in per_problem]
+        cost[name] = _mean(per)
+    totals = {
+        name: sum(_number(s.get(name)) for samples in per_problem for s in samples)
+        for name in _TOKEN_FIELDS
+    }
+    for name in _TOKEN_FIELDS:
+        cost[f"total_{name}"] = int(totals[name])
+    cost["total_tokens"] = int(sum(totals.values()))
+    cost["total_calls"] = int(sum(_number(s.get("calls")) for p in per_problem for s in p))
+    cost["total_wall_time"] = sum(_number(s.get("wall_time")) for p in per_problem for s in p)
+    # Problems of one chunk are searched together, and a record's wall_time is the time from the
+    # chunk's start to that problem's end: the chunk took the longest of them. Wall time per
+    # problem is the sum over chunks divided by the problems (what the run cost), while the mean
+    # of wall_time above is the latency a problem saw inside its batch.
+    chunk_wall: dict[Any, float] = {}
+    for pos, (r, samples) in enumerate(zip(records, per_problem, strict=True)):
+        key = r.get("chunk", f"record-{pos}")
+        longest = max(_number(s.get("wall_time")) for s in samples)
+        chunk_wall[key] = max(chunk_wall.get(key, 0.0), longest)
+    cost["batch_wall_time"] = sum(chunk_wall.values())
+    cost["wall_time_per_problem"] = cost["batch_wall_time"] / n if n else None
+    cost["no_answer"] = sum(normalize_answer(s[0].get("answer")) is None for s in per_problem)
+    summary["cost"] = cost
+
+    summary["wrong"] = [
+        {
+            "id": r.get("id"),
+            "index": r.get("index"),
+            "answer": samples[0].get("answer"),
+            "reference": r.get("reference"),
+            "verdict": samples[0].get("verdict"),
+            "tree": samples[0].get("tree"),
+        }
+        for r, samples, g in zip(records, per_problem, grades, strict=True)
+        if not g[0]
+    ]
+    summary["warnings"] = warnings
+    return summary

@@ -1,0 +1,647 @@
+"""`berry eval`: run search methods over a dataset, one durable record per problem.
+
+A *run* is one method at one budget (``mctsr@8``); an eval directory holds one or more runs over
+the same problems, model and seed (see docs/eval.md for the layout and the record format).
+
+How a run proceeds:
+
+- The problems are cut into fixed *chunks* of ``batch_size`` consecutive problems. A chunk is
+  searched as one batch by the engine (`openberry.search.run_search`), so its model calls are
+  shared; with ``samples`` K > 1 each problem is searched K times in the same batch.
+- As each problem's last sample finishes, its answer is graded against the reference (the only
+  place the reference is read: search gets `Problem` records, which have no answer field), its
+  trees are written, and its record is appended to ``records.jsonl`` with one ``write`` and an
+  ``fsync`` (`openberry.evaluation.store`).
+- ``resume=True`` reads the records (repairing a torn last line left by ``kill -9``), and skips
+  chunks whose problems all have records. A chunk that was cut short is searched again *whole*,
+  with its original seed, and only its missing records are written: the batch, and so every
+  sampled token, is the one the uninterrupted run had, so a resumed run writes the same records.
+- ``workers`` > 1 or a ``ray_address`` sends chunks to Ray actors, each holding its own backend
+  (or its own client to one OpenAI-compatible server). The driver grades and writes, so one
+  process owns the files. Chunks and seeds are the same as in-process, so the records are too.
+
+Seeds: chunk c of a run searches with seed ``derive(seed, c)`` (the engine derives every call's
+seed and every problem's randomness from it), independent of which worker runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openberry.errors import BerryError
+from openberry.evaluation.store import RecordFile
+from openberry.records import Example, Problem
+
+__all__ = [
+    "RECORD_SCHEMA",
+    "EvalConfig",
+    "EvalError",
+    "ModelSpec",
+    "RunSpec",
+    "evaluate",
+    "plan_runs",
+]
+
+logger = logging.getLogger(__name__)
+
+RECORD_SCHEMA = "openberry.eval-record"
+RECORD_VERSION = 1
+RUN_SCHEMA = "openberry.eval-run"
+
+
+class EvalError(BerryError, RuntimeError):
+    """An evaluation cannot start or go on (bad options, an output directory in the way...)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build a backend; picklable, so every Ray worker builds its own."""
+
+    model: str = "berry-tiny"
+    """Model directory, hub id, built-in name, or the served model name (openai backend)."""
+    backend: str = "hf"
+    """``hf`` (transformers, in process) or ``openai`` (any OpenAI-compatible server)."""
+    base_url: str | None = None
+    """Server URL for the openai backend."""
+    device: str | None = None
+    """hf: cpu, cuda, cuda:1 ..."""
+    dtype: str | None = None
+    """hf: float32, bfloat16, auto ..."""
+    chat_template: bool = False
+    """hf: wrap prompts in the model's chat template."""
+
+    def build(self) -> Any:
+        """Load the backend (imports torch for hf)."""
+        from openberry.models.base import ModelError
+
+        if self.backend == "openai":
+            if not self.base_url:
+                raise ModelError("the openai backend needs a base URL (--base-url)")
+            from openberry.models.openai import OpenAIPolicy
+
+            return OpenAIPolicy(self.base_url, self.model)
+        if self.backend != "hf":
+            raise ModelError(f"unknown backend {self.backend!r} (hf or openai)")
+        from openberry.models.hf import HFPolicy
+
+        return HFPolicy.from_pretrained(
+            self.model, device=self.device, dtype=self.dtype, use_chat_template=self.chat_template
+        )
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One ``berry eval`` command: which problems, methods, budgets and models."""
+
+    dataset: str
+    """Dataset name (``berry data list``) or a JSONL / JSON / parquet file."""
+    out: str
+    """Output directory."""
+    methods: tuple[str, ...] = ("greedy",)
+    """Search methods (see ``berry solve --help``)."""
+    budgets: tuple[int, ...] = (4,)
+    """Budgets (``--rollouts``) each method runs at; greedy runs once, at budget 1."""
+    path: str | None = None
+    """Read the dataset's rows from this file (JSONL, JSON array, parquet)."""
+    split: str | None = None
+    """Dataset split (default: the dataset's default split)."""
+    limit: int | None = None
+    """Evaluate the first N problems only."""
+    samples: int = 1
+    """Independent searches per problem (for maj@k and pass@k)."""
+    seed: int = 0
+    """Run seed."""
+    overrides: tuple[tuple[str, str, str], ...] = ()
+    """``(method or "", key, value)`` config overrides (``--set [METHOD:]KEY=VALUE``)."""
+    batch_size: int = 64
+    """Problems searched together in one batch (a chunk); part of the run's identity."""
+    policy: ModelSpec = field(default_factory=ModelSpec)
+    """The policy model."""
+    judge: ModelSpec | None = None
+    """A separate judge model (PPRM preferences); default: the policy judges."""
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise EvalError("no method given")
+        if any(b < 1 for b in self.budgets) or not self.budgets:
+            raise EvalError(f"budgets must be >= 1, got {list(self.budgets)}")
+        if self.samples < 1:
+            raise EvalError(f"samples must be >= 1, got {self.samples}")
+        if self.batch_size < 1:
+            raise EvalError(f"batch size must be >= 1, got {self.batch_size}")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the original (methods/budgets may grow)."""
+        return {
+            "dataset": self.dataset,
+            "path": self.path,
+            "split": self.split,
+            "limit": self.limit,
+            "samples": self.samples,
+            "seed": self.seed,
+            "overrides": [list(o) for o in self.overrides],
+            "batch_size": self.batch_size,
+            "policy": dataclasses.asdict(self.policy),
+            "judge": dataclasses.asdict(self.judge) if self.judge else None,
+        }
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One method at one budget."""
+
+    method: str
+    budget: int
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}@{self.budget}"
+
+
+def plan_runs(config: EvalConfig) -> list[RunSpec]:
+    """The runs of a config, checking every method and override before any model loads."""
+    from openberry.search import METHODS, make_search
+
+    known = set(METHODS)
+    for method in config.methods:
+        if method not in known:
+            raise EvalError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    for scope, _key, _value in config.overrides:
+        if scope and scope not in config.methods:
+            raise EvalError(
+                f"--set {scope}:...: {scope!r} is not one of the methods being run "
+                f"({', '.join(config.methods)})"
+            )
+    runs: list[RunSpec] = []
+    for method in dict.fromkeys(config.methods):
+        over = tuple((k, v) for scope, k, v in config.overrides if scope in ("", method))
+        budgets = (1,) if method == "greedy" else tuple(dict.fromkeys(config.budgets))
+        for budget in budgets:
+            run = RunSpec(method, budget, over)
+            try:
+                make_search(method, budget, dict(over))
+            except BerryError as exc:
+                raise EvalError(f"{run.name}: {exc}") from exc
+            runs.append(run)
+    return runs
+
+
+def _derive_seed(seed: int, *parts: object) -> int:
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One chunk of one run: what a worker searches."""
+
+    run: RunSpec
+    chunk: int
+    indices: tuple[int, ...]
+    problems: tuple[Problem, ...]
+    samples: int
+    seed: int
+
+
+@dataclass
+class _Finished:
+    """One problem's searches, back from a worker (trees included)."""
+
+    index: int
+    results: list[Any]  # SearchResult per sample
+
+
+def _search_unit(
+    unit: _Unit, models: Mapping[str, Any], on_problem: Callable[[_Finished], None]
+) -> None:
+    """Search one chunk as one batch; call ``on_problem`` as each problem's samples finish."""
+    from openberry.search import make_search, run_search
+
+    search = make_search(unit.run.method, unit.run.budget, dict(unit.run.overrides))
+    k = unit.samples
+    batch: list[Problem] = []
+    for p in unit.problems:
+        if k == 1:
+            batch.append(p)
+        else:  # distinct ids give each sample its own randomness
+            batch += [dataclasses.replace(p, id=f"{p.id}#s{j}") for j in range(k)]
+    got: dict[int, dict[int, Any]] = {}
+
+    def on_result(i: int, result: Any) -> None:
+        pos, j = divmod(i, k)
+        got.setdefault(pos, {})[j] = result
+        if len(got[pos]) == k:
+            done = got.pop(pos)
+            on_problem(_Finished(unit.indices[pos], [done[s] for s in range(k)]))
+
+    run_search(search, batch, models, seed=unit.seed, on_result=on_result)
+
+
+class _Worker:
+    """A Ray actor's body: builds its backends once, then searches chunks."""
+
+    def __init__(self, policy: ModelSpec, judge: ModelSpec | None) -> None:
+        self.models = {"policy": policy.build()}
+        if judge is not None:
+            self.models["judge"] = judge.build()
+
+    def run(self, unit: _Unit) -> list[_Finished]:
+        out: list[_Finished] = []
+        _search_unit(unit, self.models, out.append)
+        return out
+
+
+def _candidates(tree: Any) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for node in tree.nodes:
+        if node.answer is None:
+            continue
+        c = found.setdefault(node.answer, {"answer": node.answer, "count": 0, "score": None})
+        c["count"] += 1
+        if node.value is not None and (c["score"] is None or node.value > c["score"]):
+            c["score"] = node.value
+    return list(found.values())
+
+
+def _tree_file(index: int, sample: int) -> str:
+    return f"trees/{index:06d}-s{sample}.json"
+
+
+class _Writer:
+    """Grades finished problems and writes their trees and records (driver side only)."""
+
+    def __init__(self, run_dir: Path, run: RunSpec, examples: Sequence[Example], seed: int):
+        self.run_dir = run_dir
+        self.run = run
+        self.examples = examples
+        self.seed = seed
+        self.file = RecordFile(run_dir / "records.jsonl")
+        self.done: set[str] = set()
+        self.correct = 0
+        self.count = 0
+        self._grader: Any = None
+
+    def grade(self, pred: str | None, gold: str | None) -> tuple[bool, str]:
+        if self._grader is None:
+            from openberry.grading.grader import Grader
+
+            self._grader = Grader()
+        if pred is None:
+            return False, "no answer"
+        v = self._grader.grade(pred, gold)
+        return v.correct, "correct" if v.correct else (v.reason or "not equivalent")
+
+    def close(self) -> None:
+        if self._grader is not None:
+            self._grader.close()
+
+    def write(self, finished: _Finished, chunk: int) -> bool:
+        ex = self.examples[finished.index]
+        if ex.id in self.done:
+            return False
+        samples = []
+        verdicts: dict[str | None, tuple[bool, str]] = {}
+        for j, result in enumerate(finished.results):
+            tree = result.tree
+            rel = _tree_file(finished.index, j)
+            tree.save(self.run_dir / rel)
+            cands = _candidates(tree)
+            for c in cands:
+                if c["answer"] not in verdicts:
+                    verdicts[c["answer"]] = self.grade(c["answer"], ex.answer)
+                c["correct"] = verdicts[c["answer"]][0]
+            if result.answer not in verdicts:
+                verdicts[result.answer] = self.grade(result.answer, ex.answer)
+            ok, why = verdicts[result.answer]
+            s = result.stats
+            samples.append(
+                {
+                    "sample": j,
+                    "answer": result.answer,
+                    "correct": ok,
+                    "verdict": why,
+                    "generated_tokens": s.generated_tokens,
+                    "prompt_tokens": s.prompt_tokens,
+                    "scored_tokens": s.scored_tokens,
+                    "calls": s.calls,
+                    "rounds": s.rounds,
+                    "wall_time": round(s.wall_time, 4),
+                    "nodes": len(tree),
+                    "tree": rel,
+                    "candidates": cands,
+                }
+            )
+        record = {
+            "schema": RECORD_SCHEMA,
+            "version": RECORD_VERSION,
+            "run": self.run.name,
+            "method": self.run.method,
+            "budget": self.run.budget,
+            "seed": self.seed,
+            "index": finished.index,
+            "chunk": chunk,
+            "id": ex.id,
+            "question": ex.problem.question,
+            "reference": ex.answer,
+            "answer": samples[0]["answer"],
+            "correct": samples[0]["correct"],
+            "verdict": samples[0]["verdict"],
+            "samples": samples,
+        }
+        self.file.append(record)
+        self.done.add(ex.id)
+        self.count += 1
+        self.correct += bool(samples[0]["correct"])
+        return True
+
+
+def _load_examples(config: EvalConfig) -> list[Example]:
+    from openberry.data.datasets import load_examples
+
+    result = load_examples(config.dataset, path=config.path, split=config.split, limit=config.limit)
+    examples = list(result.examples)
+    if not examples:
+        raise EvalError(f"{config.dataset}: no problems to evaluate")
+    missing = [e.id for e in examples if e.answer is None]
+    if missing:
+        raise EvalError(
+            f"{config.dataset}: {len(missing)} problem(s) have no reference answer "
+            f"(first: {missing[0]}); evaluation needs one for every problem"
+        )
+    return examples
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("openberry", "torch", "transformers"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def _prepare_dir(config: EvalConfig, runs: list[RunSpec], resume: bool) -> dict[str, Any]:
+    out = Path(config.out)
+    meta_path = out / "run.json"
+    identity = config.identity()
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EvalError(f"{meta_path}: cannot read ({exc})") from exc
+        if not resume:
+            raise EvalError(
+                f"{out} already holds an evaluation; pass --resume to continue it, or choose "
+                "another --out"
+            )
+        old = meta.get("identity", {})
+        diff = [k for k in identity if old.get(k) != identity[k]]
+        if diff:
+            lines = [f"  {k}: was {old.get(k)!r}, now {identity[k]!r}" for k in diff]
+            raise EvalError(
+                f"{out}: --resume with different settings would mix two evaluations:\n"
+                + "\n".join(lines)
+            )
+        names = list(dict.fromkeys([*meta.get("runs", []), *(r.name for r in runs)]))
+    else:
+        if out.exists() and any(out.iterdir()) and not resume:
+            raise EvalError(f"{out} exists and is not empty; choose another --out")
+        meta = {
+            "schema": RUN_SCHEMA,
+            "version": 1,
+            "identity": identity,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": _versions(),
+            "oracle": "none: search sees Problem records only; references are read by grading",
+        }
+        names = [r.name for r in runs]
+    meta.update(
+        {
+            "dataset": config.dataset,
+            "split": config.split,
+            "model": config.policy.model,
+            "judge": config.judge.model if config.judge else None,
+            "backend": config.policy.backend,
+            "samples": config.samples,
+            "seed": config.seed,
+            "batch_size": config.batch_size,
+            "runs": names,
+            "overrides": [list(o) for o in config.overrides],
+            "command": " ".join(sys.argv),
+        }
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = meta_path.with_name("run.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(meta_path)
+    return meta
+
+
+def _units(
+    config: EvalConfig, run: RunSpec, examples: Sequence[Example], done: set[str]
+) -> Iterator[_Unit]:
+    b = config.batch_size
+    for chunk, lo in enumerate(range(0, len(examples), b)):
+        part = examples[lo : lo + b]
+        if all(e.id in done for e in part):
+            continue
+        yield _Unit(
+            run=run,
+            chunk=chunk,
+            indices=tuple(range(lo, lo + len(part))),
+            problems=tuple(e.problem for e in part),
+            samples=config.samples,
+            seed=_derive_seed(config.seed, "chunk", chunk),
+        )
+
+
+@dataclass
+class EvalSummary:
+    """What `evaluate` did."""
+
+    out: Path
+    runs: list[str]
+    written: int
+    skipped: int
+    wall_time: float
+
+
+def evaluate(
+    config: EvalConfig,
+    *,
+    resume: bool = False,
+    workers: int = 1,
+    ray_address: str | None = None,
+    models: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+) -> EvalSummary:
+    """Run every (method, budget) of ``config`` and write its records (see the module docstring).
+
+    Args:
+        config: What to evaluate.
+        resume: Continue an evaluation in ``config.out`` (same settings; may add runs).
+        workers: Ray actors to search with (1: in this process).
+        ray_address: Join this Ray cluster instead of starting a local one.
+        models: Ready backends ``{"policy": ..., "judge": ...}`` instead of building
+            ``config.policy`` / ``config.judge`` (in-process only).
+        progress: Show a progress bar (None: when stderr is a terminal).
+
+    Raises:
+        EvalError: Bad options, an output directory in the way, or settings that differ from
+            the evaluation being resumed.
+    """
+    start = time.perf_counter()
+    runs = plan_runs(config)
+    examples = _load_examples(config)
+    _prepare_dir(config, runs, resume)
+    out = Path(config.out)
+
+    writers: dict[str, _Writer] = {}
+    todo: list[_Unit] = []
+    skipped = 0
+    for run in runs:
+        writer = _Writer(out / run.name, run, examples, config.seed)
+        rows, _load_report = writer.file.load(repair=True)
+        ids = {e.id for e in examples}
+        for row in rows:
+            if row.get("id") in ids:
+                writer.done.add(row["id"])
+                writer.count += 1
+                writer.correct += bool(row.get("correct"))
+        skipped += len(writer.done)
+        writers[run.name] = writer
+        todo += list(_units(config, run, examples, writer.done))
+    pending = sum(
+        sum(1 for i in u.indices if examples[i].id not in writers[u.run.name].done) for u in todo
+    )
+    logger.info(
+        "%s: %d problem(s) x %d run(s); %d already recorded, %d to go in %d batch(es)",
+        config.dataset,
+        len(examples),
+        len(runs),
+        skipped,
+        pending,
+        len(todo),
+    )
+    bar = _progress_bar(pending, progress)
+    written = 0
+
+    def handle(unit: _Unit, finished: _Finished) -> None:
+        nonlocal written
+        writer = writers[unit.run.name]
+        if writer.write(finished, unit.chunk):
+            written += 1
+            if bar is not None:
+                bar.set_postfix_str(
+                    f"{unit.run.name} acc {100 * writer.correct / max(1, writer.count):.1f}%",
+                    refresh=False,
+                )
+                bar.update(1)
+
+    try:
+        if workers > 1 or ray_address:
+            if models is not None:
+                raise EvalError("ready-made models cannot be sent to Ray workers")
+            _run_ray(config, todo, workers, ray_address, handle)
+        else:
+            table = dict(models) if models is not None else _build_models(config)
+            for n, unit in enumerate(todo, start=1):
+                _search_unit(unit, table, lambda f, u=unit: handle(u, f))
+                if bar is None:
+                    w = writers[unit.run.name]
+                    logger.info(
+                        "batch %d/%d done (%s chunk %d): %s accuracy so far %.1f%% (%d problems)",
+                        n,
+                        len(todo),
+                        unit.run.name,
+                        unit.chunk,
+                        unit.run.name,
+                        100 * w.correct / max(1, w.count),
+                        w.count,
+                    )
+    finally:
+        if bar is not None:
+            bar.close()
+        for w in writers.values():
+            w.close()
+    return EvalSummary(
+        out=out,
+        runs=[r.name for r in runs],
+        written=written,
+        skipped=skipped,
+        wall_time=time.perf_counter() - start,
+    )
+
+
+def _build_models(config: EvalConfig) -> dict[str, Any]:
+    logger.info("loading policy %s (%s backend)", config.policy.model, config.policy.backend)
+    table = {"policy": config.policy.build()}
+    if config.judge is not None:
+        logger.info("loading judge %s (%s backend)", config.judge.model, config.judge.backend)
+        table["judge"] = config.judge.build()
+    return table
+
+
+def _progress_bar(total: int, show: bool | None) -> Any:
+    if show is None:
+        show = sys.stderr.isatty()
+    if not show or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="problem", desc="eval", dynamic_ncols=True)
+
+
+def _run_ray(
+    config: EvalConfig,
+    todo: list[_Unit],
+    workers: int,
+    address: str | None,
+    handle: Callable[[_Unit, _Finished], None],
+) -> None:
+    try:
+        import ray
+    except ImportError as exc:
+        raise EvalError("--workers/--ray-address need Ray: pip install 'openberry[ray]'") from exc
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        n = max(1, min(workers, len(todo)))
+        actor = ray.remote(num_cpus=1)(_Worker)
+        pool = [actor.remote(config.policy, config.judge) for _ in range(n)]
+        logger.info("searching %d batch(es) on %d Ray worker(s)", len(todo), n)
+        queue = list(todo)
+        running: dict[Any, tuple[Any, _Unit]] = {}
+        for a in pool:
+            if queue:
+                u = queue.pop(0)
+                running[a.run.remote(u)] = (a, u)
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            ref = ready[0]
+            a, u = running.pop(ref)
+            for finished in ray.get(ref):
+                handle(u, finished)
+            if queue:
+                nxt = queue.pop(0)
+                running[a.run.remote(nxt)] = (a, nxt)
+    finally:
+        if started:
+            ray.shutdown()
