@@ -325,3 +325,10 @@ def test_ray_address_joins_an_existing_cluster(tmp_path, ray_cluster) -> None:
             )
         )
     assert got[0] == got[1]
+
+
+def test_progress_bar_shows_running_accuracy(tmp_path, capsys) -> None:
+    cfg = config(tmp_path, methods=("self-consistency",))
+    evaluate(cfg, models={"policy": ArithmeticExpert(slips=lambda i: False)}, progress=True)
+    err = capsys.readouterr().err
+    assert "eval" in err and "6/6" in err and "self-consistency@3 acc 100.0%" in err

@@ -40,6 +40,8 @@ examples:
   berry grade '\\frac{1}{2}' '0.5'
   berry grade --file preds.jsonl --pred-field output --gold-field answer --out verdicts.jsonl
   berry solve "Compute 21 + 12 + 3." --method mctsr --rollouts 4 --out runs/solve
+  berry eval --dataset arithmetic --split test --limit 50 --method greedy,sr-mcts --out runs/ev
+  berry report runs/ev
   berry view tree.json --open
 
 Run 'berry COMMAND --help' for a command's options.

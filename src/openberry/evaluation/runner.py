@@ -639,6 +639,7 @@ def _run_ray(
             a, u = running.pop(ref)
             for finished in ray.get(ref):
                 handle(u, finished)
+            logger.debug("%s chunk %d done on a Ray worker", u.run.name, u.chunk)
             if queue:
                 nxt = queue.pop(0)
                 running[a.run.remote(nxt)] = (a, nxt)
