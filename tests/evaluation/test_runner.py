@@ -127,6 +127,8 @@ def test_plan_checks_methods_and_overrides_before_loading_anything(tmp_path) -> 
         plan_runs(config(tmp_path, methods=("mcts",)))
     with pytest.raises(EvalError, match="mctsr@3"):
         plan_runs(config(tmp_path, methods=("mctsr",), overrides=(("", "no_such_key", "1"),)))
+    with pytest.raises(EvalError, match="unknown scorer 'bogus'"):
+        plan_runs(config(tmp_path, methods=("best-of-n",), overrides=(("", "scorer", "bogus"),)))
     with pytest.raises(EvalError, match="not one of the methods"):
         plan_runs(config(tmp_path, methods=("mctsr",), overrides=(("beam", "width", "1"),)))
     runs = plan_runs(
@@ -332,3 +334,33 @@ def test_progress_bar_shows_running_accuracy(tmp_path, capsys) -> None:
     evaluate(cfg, models={"policy": ArithmeticExpert(slips=lambda i: False)}, progress=True)
     err = capsys.readouterr().err
     assert "eval" in err and "6/6" in err and "self-consistency@3 acc 100.0%" in err
+
+
+@pytest.mark.slow
+def test_openai_backend_and_ray_workers_sharing_one_server(tmp_path) -> None:
+    """Any backend: berry-tiny behind `berry serve`'s app, reached by one process and by two Ray
+    workers sharing the server, answers as berry-tiny in process (greedy decoding)."""
+    pytest.importorskip("fastapi")
+    from models.tiny import live_server
+    from openberry.models.hf import HFPolicy
+    from openberry.serve.app import create_app
+
+    data = str(write_dataset(tmp_path / "data.jsonl"))
+    local = EvalConfig(dataset=data, out=str(tmp_path / "hf"), methods=("greedy",), batch_size=3)
+    evaluate(local, models=_tiny_models())
+    want = {k: (r["answer"], r["correct"]) for k, r in records(Path(local.out), "greedy@1").items()}
+    policy = HFPolicy.from_pretrained("berry-tiny")
+    with live_server(create_app(policy, model_name="berry-tiny")) as url:
+        for name, workers in (("served", 1), ("served-ray", 2)):
+            if workers > 1:
+                pytest.importorskip("ray")
+            cfg = EvalConfig(
+                dataset=data,
+                out=str(tmp_path / name),
+                methods=("greedy",),
+                batch_size=3,
+                policy=ModelSpec("berry-tiny", backend="openai", base_url=url),
+            )
+            evaluate(cfg, workers=workers)
+            got = records(Path(cfg.out), "greedy@1")
+            assert {k: (r["answer"], r["correct"]) for k, r in got.items()} == want, name

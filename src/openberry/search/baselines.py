@@ -24,9 +24,10 @@ from openberry.formats.prompts import solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
 from openberry.search.common import TreeBuilder, answer_of_text, majority
-from openberry.search.engine import Generate, NextTokenProbs, SearchGen
+from openberry.search.engine import Generate, NextTokenProbs, SearchError, SearchGen
 from openberry.search.scorers import (
     RATING_TOKENS,
+    SCORERS,
     ScorerConfig,
     _rating_value,
     make_scorer,
@@ -84,6 +85,10 @@ class BestOfNConfig:
     """Most tokens per solution."""
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
     """Settings of the scorer."""
+
+    def __post_init__(self) -> None:
+        if self.scorer not in SCORERS:  # fail when configured, not mid-search
+            raise SearchError(f"unknown scorer {self.scorer!r}; choose from {', '.join(SCORERS)}")
 
 
 @dataclass(frozen=True)
