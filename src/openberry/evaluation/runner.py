@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import sys
@@ -41,6 +40,7 @@ from typing import Any
 from openberry.errors import BerryError
 from openberry.evaluation.store import RecordFile
 from openberry.records import Example, Problem
+from openberry.search.engine import derive_seed
 
 __all__ = [
     "RECORD_SCHEMA",
@@ -195,11 +195,6 @@ def plan_runs(config: EvalConfig) -> list[RunSpec]:
                 raise EvalError(f"{run.name}: {exc}") from exc
             runs.append(run)
     return runs
-
-
-def _derive_seed(seed: int, *parts: object) -> int:
-    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
 
 
 @dataclass(frozen=True)
@@ -463,7 +458,7 @@ def _units(
             indices=tuple(range(lo, lo + len(part))),
             problems=tuple(e.problem for e in part),
             samples=config.samples,
-            seed=_derive_seed(config.seed, "chunk", chunk),
+            seed=derive_seed(config.seed, "chunk", chunk),
         )
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "SearchFn",
     "SearchResult",
     "SearchStats",
+    "derive_seed",
     "run_search",
 ]
 
@@ -148,7 +149,8 @@ class SearchResult:
     stats: SearchStats = field(default_factory=SearchStats)
 
 
-def _derive_seed(seed: int, *parts: object) -> int:
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 31-bit seed derived from ``seed`` and ``parts`` (stable across runs and platforms)."""
     digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF
 
@@ -243,7 +245,7 @@ class _Driver:
             if key[0] == "generate":
                 params: SamplingParams = key[2]
                 if not params.greedy:
-                    params = replace(params, seed=_derive_seed(self.seed, self.round, g))
+                    params = replace(params, seed=derive_seed(self.seed, self.round, g))
                 out: list[Any] = self._chunked(
                     lambda lo, hi, p=params, m=model, fp=flat_prompts: m.generate(fp[lo:hi], p),
                     len(flat_prompts),
@@ -346,7 +348,7 @@ def run_search(
     table.setdefault("judge", table["policy"])
     stats = [SearchStats() for _ in problems]
     gens = [
-        search(p, random.Random(_derive_seed(seed, "problem", p.id, p.question))) for p in problems
+        search(p, random.Random(derive_seed(seed, "problem", p.id, p.question))) for p in problems
     ]
     read = answer_of or chosen_answer
     results: list[SearchResult | None] = [None] * len(problems)
