@@ -276,30 +276,24 @@ def _tree_file(index: int, sample: int) -> str:
 class _Writer:
     """Grades finished problems and writes their trees and records (driver side only)."""
 
-    def __init__(self, run_dir: Path, run: RunSpec, examples: Sequence[Example], seed: int):
+    def __init__(
+        self, run_dir: Path, run: RunSpec, examples: Sequence[Example], seed: int, grader: Any
+    ) -> None:
         self.run_dir = run_dir
         self.run = run
         self.examples = examples
         self.seed = seed
+        self.grader = grader
         self.file = RecordFile(run_dir / "records.jsonl")
         self.done: set[str] = set()
         self.correct = 0
         self.count = 0
-        self._grader: Any = None
 
     def grade(self, pred: str | None, gold: str | None) -> tuple[bool, str]:
-        if self._grader is None:
-            from openberry.grading.grader import Grader
-
-            self._grader = Grader()
         if pred is None:
             return False, "no answer"
-        v = self._grader.grade(pred, gold)
+        v = self.grader.grade(pred, gold)
         return v.correct, "correct" if v.correct else (v.reason or "not equivalent")
-
-    def close(self) -> None:
-        if self._grader is not None:
-            self._grader.close()
 
     def write(self, finished: _Finished, chunk: int) -> bool:
         ex = self.examples[finished.index]
@@ -498,18 +492,24 @@ def evaluate(
             the evaluation being resumed.
     """
     start = time.perf_counter()
+    use_ray = workers > 1 or bool(ray_address)
+    if use_ray and models is not None:
+        raise EvalError("ready-made models cannot be sent to Ray workers")
     runs = plan_runs(config)
     examples = _load_examples(config)
+    ids = {e.id for e in examples}
     _prepare_dir(config, runs, resume)
     out = Path(config.out)
 
+    from openberry.grading.grader import Grader
+
+    grader = Grader()  # one pool of grading processes for every run; started on first need
     writers: dict[str, _Writer] = {}
     todo: list[_Unit] = []
     skipped = 0
     for run in runs:
-        writer = _Writer(out / run.name, run, examples, config.seed)
+        writer = _Writer(out / run.name, run, examples, config.seed, grader)
         rows, _load_report = writer.file.load(repair=True)
-        ids = {e.id for e in examples}
         for row in rows:
             if row.get("id") in ids:
                 writer.done.add(row["id"])
@@ -546,9 +546,7 @@ def evaluate(
                 bar.update(1)
 
     try:
-        if workers > 1 or ray_address:
-            if models is not None:
-                raise EvalError("ready-made models cannot be sent to Ray workers")
+        if use_ray:
             _run_ray(config, todo, workers, ray_address, handle)
         else:
             table = dict(models) if models is not None else _build_models(config)
@@ -569,8 +567,7 @@ def evaluate(
     finally:
         if bar is not None:
             bar.close()
-        for w in writers.values():
-            w.close()
+        grader.close()
     return EvalSummary(
         out=out,
         runs=[r.name for r in runs],
