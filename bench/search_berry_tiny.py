@@ -26,8 +26,10 @@ from openberry.search import make_search, run_search
 RUNS: list[tuple[str, str, dict[str, str]]] = [
     ("self-consistency", "", {}),
     ("mctsr", "", {}),
-    ("sr-mcts", "judge", {"preference": "judge"}),
-    ("sr-mcts", "value", {"preference": "value"}),
+    ("sr-mcts", "judge-ebc", {"preference": "judge", "answer_selection": "ebc"}),
+    ("sr-mcts", "value-ebc", {"preference": "value", "answer_selection": "ebc"}),
+    ("sr-mcts", "judge-vote", {"preference": "judge", "answer_selection": "vote"}),
+    ("sr-mcts", "value-vote", {"preference": "value", "answer_selection": "vote"}),
     ("best-of-n", "value", {"scorer": "value"}),
     ("best-of-n", "pprm", {"scorer": "pprm"}),
     ("beam", "value", {}),
