@@ -17,9 +17,9 @@ After the last rollout every solution is ranked by EBC. The answer is, by defaul
 vote over the final answers of all the tree's solutions (the paper's maj@k, Appendix B), reached
 through that answer's top-EBC solution; ``answer_selection="ebc"`` takes the top-EBC solution
 itself (the paper's rm@k). No reference answer is involved in either. We chose the default on the
-arithmetic *validation* split with berry-tiny (200 problems, 8 rollouts: vote 72.5 %, EBC 63.5 %;
-16 rollouts: 75.5 % against 55.5 %): self-refinement moves the tree towards the right answer, and
-a vote over the refinements is robust to a judge that ranks near-identical solutions poorly
+arithmetic *validation* split with berry-tiny (200 problems; this rule 70.5 % at 8 rollouts and
+74.5 % at 16, top EBC 63.5 % and 55.5 %): self-refinement moves the tree towards the right answer,
+and a vote over the refinements is robust to a judge that ranks near-identical solutions poorly
 (BENCHMARKS.md, "Search").
 
 Preferences come from the judge model (``preference="judge"``: "Is solution A better than
