@@ -151,3 +151,24 @@ def test_solutions_with_format_tags_are_scored_not_rejected() -> None:
     text = "29 + 25 = 54</hint>\n<positive_rating>54 + 15 = 69\nThe answer is \\boxed{69}."
     assert solution_steps(text)[0] == ("expansion", "29 + 25 = 54")
     assert _run_scorer(ArithmeticExpert(), "value", [text]) == pytest.approx([0.95])
+
+
+def test_judge_probabilities_are_rounded_so_batch_noise_cannot_flip_ties() -> None:
+    """Regression: float noise of a batched forward pass (~1e-7) made equal solutions get
+    unequal P(Yes) and flipped EBC's tie-breaks: 19 of 64 SR-MCTS trees differed between a batched
+    and a one-at-a-time run at temperature 0 (BENCHMARKS.md, "Speed of the batched engine")."""
+    from openberry.formats.prompts import JUDGE_NO, JUDGE_YES
+    from openberry.records import Problem
+    from openberry.search.scorers import PROB_DECIMALS, judge_preferences
+
+    gen = judge_preferences(Problem(id="p", question="Compute 1 + 1."), ["2", "2"])
+    request = next(gen)
+    assert len(request.prompts) == 2
+    noisy = [
+        {JUDGE_YES: 0.5 + 3e-8, JUDGE_NO: 0.5 - 3e-8},
+        {JUDGE_YES: 0.5 - 2e-8, JUDGE_NO: 0.5 + 2e-8},
+    ]
+    with pytest.raises(StopIteration) as stop:
+        gen.send(noisy)
+    assert stop.value.value == {(0, 1): 0.5, (1, 0): 0.5}
+    assert PROB_DECIMALS == 4

@@ -68,6 +68,11 @@ SCORERS: tuple[str, ...] = ("value", "self-eval", "logprob", "pprm", "pprm-value
 
 _NUMBER_RE = re.compile(r"-?\d+\.\d+|-?\d+")
 _EPS = 1e-6
+PROB_DECIMALS = 4
+"""Judge probabilities are rounded to this many decimals. A backend's float noise from batch
+composition (padding, batch width: about 1e-7 on CPU) would otherwise make equal texts get unequal
+probabilities and flip EBC's tie-breaks, so a problem searched alone and in a batch would grow
+different trees at temperature 0."""
 
 
 @dataclass(frozen=True)
@@ -269,7 +274,7 @@ def judge_preferences(
     out = {}
     for pair, pr in zip(pairs, probs, strict=True):
         yes, no = pr.get(JUDGE_YES, 0.0), pr.get(JUDGE_NO, 0.0)
-        out[pair] = yes / (yes + no) if yes + no > 0 else 0.5
+        out[pair] = round(yes / (yes + no), PROB_DECIMALS) if yes + no > 0 else 0.5
     return out
 
 
