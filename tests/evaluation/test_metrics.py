@@ -13,7 +13,6 @@ from openberry.evaluation.metrics import (
     coverage_ks,
     maj_at_k,
     majority_vote,
-    normalize_answer,
     pass_at_k,
     summarize_run,
 )
@@ -101,8 +100,10 @@ def test_maj_at_k_normalises_whitespace_and_uses_first_occurrence_grade():
     # " 7" and "7 " are one answer; the winner's grade is that of its first occurrence.
     assert maj_at_k([" 7", "8", "7 "], [True, False, False]) is True
     assert maj_at_k(["8", "7 ", " 7"], [False, False, True]) is False
-    assert normalize_answer("  x \n") == "x"
-    assert normalize_answer("   ") is None
+    # The self-consistency method's normalisation: LaTeX forms of one answer vote together,
+    # blank answers do not vote.
+    assert maj_at_k(["3", "\\dfrac{1}{2}", "$\\frac{1}{2}$"], [False, True, True]) is True
+    assert maj_at_k(["   ", "", "4"], [False, False, True]) is True
 
 
 def test_maj_at_k_rejects_bad_arguments():

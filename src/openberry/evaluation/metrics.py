@@ -42,7 +42,6 @@ __all__ = [
     "coverage_ks",
     "maj_at_k",
     "majority_vote",
-    "normalize_answer",
     "pass_at_k",
     "summarize_run",
 ]
@@ -101,23 +100,23 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - miss
 
 
-def normalize_answer(answer: str | None) -> str | None:
-    """The light normalisation used for voting: strip whitespace; None or blank -> None."""
-    if answer is None:
-        return None
-    text = str(answer).strip()
-    return text or None
+def _answered(answer: str | None) -> bool:
+    return answer is not None and bool(str(answer).strip())
 
 
 def majority_vote(answers: Sequence[str | None], k: int | None = None) -> int | None:
     """Index of the first occurrence of the winning answer among the first `k`, or None.
 
-    Answers are compared after `normalize_answer`; None (or blank) answers do not vote; a tie
-    between answers with equally many votes goes to the one that appeared first.
+    The vote is the self-consistency method's own (`openberry.search.common.majority`):
+    answers are compared in normalised form (LaTeX spacing and wrappers removed, so ``$7$`` and
+    `` 7`` are one answer), None or blank answers do not vote, and a tie between answers with
+    equally many votes goes to the one that appeared first.
 
     Raises:
         ValueError: ``k < 1`` or ``k > len(answers)``.
     """
+    from openberry.search.common import majority
+
     if k is None:
         k = len(answers)
     _check_count("k", k)
@@ -125,27 +124,16 @@ def majority_vote(answers: Sequence[str | None], k: int | None = None) -> int | 
         raise ValueError(f"k must be >= 1, got {k}")
     if k > len(answers):
         raise ValueError(f"k={k} is larger than the number of answers ({len(answers)})")
-    votes: dict[str, int] = {}
-    first: dict[str, int] = {}
-    for i, raw in enumerate(answers[:k]):
-        a = normalize_answer(raw)
-        if a is None:
-            continue
-        votes[a] = votes.get(a, 0) + 1
-        first.setdefault(a, i)
-    if not votes:
-        return None
-    # max() keeps the first maximal element; dicts keep insertion (= first occurrence) order.
-    winner = max(votes, key=lambda a: votes[a])
-    return first[winner]
+    winner, _counts = majority([a if _answered(a) else None for a in answers[:k]])
+    return winner
 
 
 def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int | None = None) -> bool:
     """Whether the majority answer among the first `k` samples is correct (maj@k).
 
-    Self-consistency (Wang et al. 2022): answers are compared after `normalize_answer` (the
-    grader is not called), None answers do not vote, ties go to the answer that appeared first,
-    and the winner's correctness is that of its first occurrence. No vote at all -> False.
+    Self-consistency (Wang et al. 2022), voting as `majority_vote` (the grader is not called):
+    None answers do not vote, ties go to the answer that appeared first, and the winner's
+    correctness is that of its first occurrence. No vote at all -> False.
 
     Args:
         answers: Final answers of the samples, in sample order.
@@ -348,7 +336,7 @@ def summarize_run(
         chunk_wall[key] = max(chunk_wall.get(key, 0.0), longest)
     cost["batch_wall_time"] = sum(chunk_wall.values())
     cost["wall_time_per_problem"] = cost["batch_wall_time"] / n if n else None
-    cost["no_answer"] = sum(normalize_answer(s[0].get("answer")) is None for s in per_problem)
+    cost["no_answer"] = sum(not _answered(s[0].get("answer")) for s in per_problem)
     summary["cost"] = cost
 
     summary["wrong"] = [
