@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from openberry.errors import BerryError
+from openberry.fileio import replace_atomically
 
 __all__ = ["JSONLError", "iter_jsonl", "write_jsonl"]
 
@@ -48,19 +49,16 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
     """Write rows atomically (to a temporary file renamed into place); returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    try:
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
         with tmp.open("w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
+                count += 1
             f.flush()
             os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave a half-written file behind
-        raise
-    return n
+
+    replace_atomically(path, write)
+    return count

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from openberry.fileio import write_text_atomic
 from openberry.records import Problem, RecordError
 
 __all__ = [
@@ -350,12 +351,7 @@ class Tree:
 
     def save(self, path: str | Path) -> Path:
         """Write the tree as JSON atomically (a crash never leaves half a file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json(indent=1), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, self.to_json(indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> Tree:

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from openberry.errors import BerryError
 from openberry.evaluation.store import RecordFile
+from openberry.fileio import replace_atomically, write_text_atomic
 
 __all__ = [
     "COVERAGE_TITLE",
@@ -380,14 +381,7 @@ def _report_md(summary: Mapping[str, Any], skipped: str | None) -> str:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text_atomic(path, text)
 
 
 def _write_json(path: Path, data: Any) -> Path:
@@ -508,15 +502,9 @@ def _write_plots(
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-        path = plot_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            fig.savefig(tmp, format="png", dpi=120)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return replace_atomically(
+            plot_dir / name, lambda tmp: fig.savefig(tmp, format="png", dpi=120)
+        )
 
     written = [
         draw(

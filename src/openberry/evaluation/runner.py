@@ -39,6 +39,7 @@ from typing import Any
 
 from openberry.errors import BerryError
 from openberry.evaluation.store import RecordFile
+from openberry.fileio import write_text_atomic
 from openberry.records import Example, Problem
 from openberry.search.engine import derive_seed
 
@@ -431,10 +432,7 @@ def _prepare_dir(config: EvalConfig, runs: list[RunSpec], resume: bool) -> dict[
             "command": " ".join(sys.argv),
         }
     )
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = meta_path.with_name("run.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(meta_path)
+    write_text_atomic(meta_path, json.dumps(meta, indent=1) + "\n", durable=True)
     return meta
 
 

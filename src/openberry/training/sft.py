@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from openberry.errors import BerryError
+from openberry.fileio import write_text_atomic
 
 __all__ = [
     "RECIPES",
@@ -691,14 +692,8 @@ def _truncate_metrics(path: Path, max_step: int) -> float:
         for r in _read_metrics(path)
         if int(r.get("step", 0)) <= max_step and "train_runtime" not in r
     ]
-    _write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
     return max((float(r.get("elapsed_s", 0.0)) for r in kept), default=0.0)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _metrics_callback(path: Path, elapsed_offset: float) -> Any:
@@ -916,7 +911,7 @@ def _save_final(model: Any, tokenizer: Any, path: Path, save_dtype: str | None, 
         for key in ("dtype", "torch_dtype"):
             if key in values:
                 values[key] = save_dtype
-        _write_atomic(config_file, json.dumps(values, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(config_file, json.dumps(values, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(path))
 
 
@@ -1078,7 +1073,9 @@ def train_sft(
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     args = _training_args(config, eval_ds is not None, checkpoint is not None)
-    _write_atomic(out / "sft_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    write_text_atomic(
+        out / "sft_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n"
+    )
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -1114,7 +1111,9 @@ def train_sft(
         final_dir=str(final_dir),
     )
     if trainer.is_world_process_zero():
-        _write_atomic(out / "result.json", json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+        write_text_atomic(
+            out / "result.json", json.dumps(dataclasses.asdict(result), indent=2) + "\n"
+        )
     if result.eval_loss is not None and not math.isfinite(result.eval_loss):
         logger.warning("the final eval loss is not finite: %s", result.eval_loss)
     return result

@@ -23,6 +23,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from openberry.fileio import write_text_atomic
 from openberry.tree import Tree
 
 __all__ = ["render_tree_html", "tree_json_for_html", "write_tree_html"]
@@ -138,14 +139,6 @@ def write_tree_html(tree: Tree, path: str | Path, *, title: str | None = None) -
     Returns:
         `path` as a `Path`.
     """
-    path = Path(path)
-    text = render_tree_html(tree, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    path = write_text_atomic(path, render_tree_html(tree, title=title))
     logger.debug("wrote tree viewer page for %d node(s) to %s", len(tree), path)
     return path
