@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from openberry.errors import BerryError
+from openberry.evaluation.metrics import RunName
 from openberry.evaluation.store import RecordFile
 from openberry.fileio import write_text_atomic
 from openberry.records import Example, Problem
@@ -167,7 +168,8 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.method}@{self.budget}"
+        """The run's name and directory, ``METHOD@BUDGET`` (`RunName`)."""
+        return str(RunName(self.method, self.budget))
 
 
 def plan_runs(config: EvalConfig) -> list[RunSpec]:
