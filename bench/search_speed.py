@@ -31,18 +31,23 @@ from openberry.models.hf import HFPolicy
 from openberry.search import make_search, run_search
 
 
-def comparable(tree) -> list:
-    """Structure, texts, answers and the chosen path exactly; numbers rounded to 1e-4 (batched
-    and single forward passes differ in the last float bits)."""
+def same_tree(a, b, tol: float = 1e-4) -> bool:
+    """Structure, texts, answers, visits and the chosen path exactly; values and priors within
+    `tol` (batched and single forward passes differ in the last float bits, and values are
+    rounded to 4 decimals, so a value next to a rounding boundary may land 1e-4 apart)."""
+    if a.chosen != b.chosen or len(a.nodes) != len(b.nodes):
+        return False
 
-    def r(x):
-        return None if x is None else round(x, 4)
+    def close(x, y) -> bool:
+        return (x is None) == (y is None) and (x is None or abs(x - y) <= tol + 1e-9)
 
-    nodes = [
-        (n.parent, n.text, n.meta_action, n.answer, r(n.value), r(n.prior), n.visits)
-        for n in tree.nodes
-    ]
-    return [tree.chosen, nodes]
+    return all(
+        (m.parent, m.text, m.meta_action, m.answer, m.visits)
+        == (n.parent, n.text, n.meta_action, n.answer, n.visits)
+        and close(m.value, n.value)
+        and close(m.prior, n.prior)
+        for m, n in zip(a.nodes, b.nodes, strict=True)
+    )
 
 
 def main() -> None:
@@ -97,9 +102,7 @@ def main() -> None:
         start = time.perf_counter()
         alone = [run_search(search, [p], policy, seed=0)[0] for p in problems]
         single_s = time.perf_counter() - start
-        same = sum(
-            comparable(a.tree) == comparable(b.tree) for a, b in zip(together, alone, strict=True)
-        )
+        same = sum(same_tree(a.tree, b.tree) for a, b in zip(together, alone, strict=True))
         # Throughput of a sampled search (the default temperature), batched.
         sampled = make_search(
             method,

@@ -77,3 +77,28 @@ def test_groups(policies) -> None:
     by_members = {tuple(sorted(m)): length for length, m in groups}
     assert by_members[(0, 2, 4)] == 40
     assert shared._prefix_groups([[1, 2, 3], [4, 5]]) is None
+
+
+def test_next_token_probs_equal_with_and_without_sharing(policies, monkeypatch) -> None:
+    """`next_token_probs` runs a shared prefix once too (judge prompts that show the same first
+    solution, value prompts of siblings): the probabilities equal the unshared ones."""
+    import openberry.models.hf as hf_module
+
+    shared, plain = policies
+    cands = [shared.tokenizer.decode([i]) for i in (5, 6, 7)]
+    cands = [c for c in cands if len(shared.tokenizer.encode(c, add_special_tokens=False)) == 1]
+    assert cands
+    calls = []
+    real = hf_module.HFPolicy._prefill_shared
+    monkeypatch.setattr(
+        hf_module.HFPolicy,
+        "_prefill_shared",
+        lambda self, *a: calls.append(1) or real(self, *a),
+    )
+    got = shared.next_token_probs(SIBLINGS, cands)
+    want = plain.next_token_probs(SIBLINGS, cands)
+    assert calls, "the shared prefix path was not taken"
+    for g, w in zip(got, want, strict=True):
+        assert g.keys() == w.keys()
+        for c in cands:
+            assert g[c] == pytest.approx(w[c], abs=1e-5)

@@ -29,8 +29,8 @@ from openberry.search.scorers import (
     RATING_TOKENS,
     SCORERS,
     ScorerConfig,
-    _rating_value,
     make_scorer,
+    rating_value,
     solution_steps,
     step_value_prompts,
 )
@@ -223,7 +223,7 @@ def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
             cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
             probs = yield NextTokenProbs(tuple(prompts), cands)
             for c, p in zip(new, probs, strict=True):
-                builder[c.node].value = _rating_value(p)
+                builder[c.node].value = rating_value(p)
         for c in candidates:
             if config.step_scorer == "value":
                 path = builder.path(c.node)[1:]

@@ -71,6 +71,7 @@ from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
 from openberry.search.common import MutableNode, TreeBuilder, answer_of_text, strip_tags
 from openberry.search.engine import Generate, NextTokenProbs, SearchGen
+from openberry.search.scorers import rating_value
 from openberry.tree import META_ACTIONS
 
 __all__ = [
@@ -379,8 +380,7 @@ def meta_mcts(
         cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
         probs = yield NextTokenProbs(vprompts, cands)
         for c, p in zip(new, probs, strict=True):
-            pos, neg = p.get(cands[0], 0.0), p.get(cands[1], 0.0)
-            c.value = pos / (pos + neg) if pos + neg > 0 else 0.5
+            c.value = rating_value(p)
             c.info["original_value"] = c.value
         # Priors: sequence probabilities normalised over each node's children (B17).
         for nid in set(node_ids):

@@ -57,6 +57,7 @@ __all__ = [
     "judge_preferences",
     "make_scorer",
     "parse_score",
+    "rating_value",
     "solution_steps",
     "step_value_prompts",
     "value_preferences",
@@ -69,7 +70,7 @@ SCORERS: tuple[str, ...] = ("value", "self-eval", "logprob", "pprm", "pprm-value
 _NUMBER_RE = re.compile(r"-?\d+\.\d+|-?\d+")
 _EPS = 1e-6
 PROB_DECIMALS = 4
-"""Judge probabilities are rounded to this many decimals. A backend's float noise from batch
+"""Judge probabilities and value-head ratings are rounded to this many decimals. A backend's float noise from batch
 composition (padding, batch width: about 1e-7 on CPU) would otherwise make equal texts get unequal
 probabilities and flip EBC's tie-breaks, so a problem searched alone and in a batch would grow
 different trees at temperature 0."""
@@ -151,11 +152,12 @@ def step_value_prompts(
     return prompts
 
 
-def _rating_value(probs: dict[str, float]) -> float:
+def rating_value(probs: dict[str, float]) -> float:
+    """P(positive) renormalised over the two rating tokens, rounded (see `PROB_DECIMALS`)."""
     pos = probs.get(RATING_TOKENS["positive"], 0.0)
     neg = probs.get(RATING_TOKENS["negative"], 0.0)
     total = pos + neg
-    return pos / total if total > 0 else 0.5
+    return round(pos / total, PROB_DECIMALS) if total > 0 else 0.5
 
 
 def _aggregate(values: Sequence[float], how: str) -> float:
@@ -184,7 +186,7 @@ def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfi
         return [0.0] * len(solutions)
     cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
     probs = yield NextTokenProbs(tuple(prompts), cands)
-    values = [_rating_value(p) for p in probs]
+    values = [rating_value(p) for p in probs]
     return [
         _aggregate(_kept(values[lo:hi], st, config), config.value_aggregate)
         for (lo, hi), st in zip(spans, steps, strict=True)
@@ -219,7 +221,7 @@ def _sequential_value_scores(
         )
         probs = yield NextTokenProbs(prompts, cands)
         for i, p in zip(todo, probs, strict=True):
-            v = _rating_value(p)
+            v = rating_value(p)
             values[i].append(v)
             ratings[i].append("positive" if v >= 0.5 else "negative")
     return [
