@@ -80,12 +80,12 @@ def test_solve_json_step_method(_torch, capsys) -> None:
 
 
 def test_unknown_setting_is_an_error_before_loading(monkeypatch, capsys) -> None:
-    import openberry.cli.solve as solve
+    from openberry.models.base import ModelSpec
 
     def no_load(*_a, **_k):
         raise AssertionError("the model must not be loaded for a bad --set")
 
-    monkeypatch.setattr(solve, "_load_policy", no_load)
+    monkeypatch.setattr(ModelSpec, "build", no_load)
     assert berry("solve", QUESTION, "--set", "no_such_knob=1") == 2
     err = capsys.readouterr().err
     assert "berry solve: error:" in err and "no_such_knob" in err and "rollouts" in err

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["int_at_least"]
+__all__ = ["add_backend_args", "int_at_least", "model_spec"]
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -22,3 +23,30 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"int_at_least_{minimum}"
     return parse
+
+
+def add_backend_args(parser: Any) -> None:
+    """Add the backend options shared by the commands that load a model (``--backend``,
+    ``--base-url``, ``--device``, ``--dtype``, ``--chat-template``) to a parser or group."""
+    parser.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
+    parser.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")
+    parser.add_argument("--device", metavar="D", help="hf: cpu, cuda, cuda:1 ...")
+    parser.add_argument("--dtype", metavar="T", help="hf: float32, bfloat16, auto ...")
+    parser.add_argument(
+        "--chat-template", action="store_true", help="hf: wrap prompts in the chat template"
+    )
+
+
+def model_spec(args: argparse.Namespace, model: str | None = None) -> Any:
+    """The `openberry.models.base.ModelSpec` of ``model`` (default ``args.model``) with the
+    backend options of `add_backend_args`."""
+    from openberry.models.base import ModelSpec
+
+    return ModelSpec(
+        model=args.model if model is None else model,
+        backend=args.backend,
+        base_url=args.base_url,
+        device=args.device,
+        dtype=args.dtype,
+        chat_template=args.chat_template,
+    )

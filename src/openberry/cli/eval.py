@@ -10,7 +10,7 @@ import argparse
 import logging
 from typing import Any
 
-from openberry.cli._args import int_at_least
+from openberry.cli._args import add_backend_args, int_at_least, model_spec
 from openberry.cli.solve import METHOD_HELP
 from openberry.models.builtin import DEFAULT_MODEL
 
@@ -142,11 +142,7 @@ def register(subparsers: Any) -> None:
         help=f"policy: directory, hub id, built-in or served name (default: {DEFAULT_MODEL})",
     )
     m.add_argument("--judge", metavar="PATH_OR_ID", help="separate PPRM judge model")
-    m.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
-    m.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")
-    m.add_argument("--device", metavar="D", help="hf: cpu, cuda, cuda:1 ...")
-    m.add_argument("--dtype", metavar="T", help="hf: float32, bfloat16, auto ...")
-    m.add_argument("--chat-template", action="store_true", help="hf: use the chat template")
+    add_backend_args(m)
 
     o = p.add_argument_group("running and output")
     o.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -190,15 +186,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``berry eval`` (see ``berry eval --help``)."""
-    from openberry.evaluation.runner import EvalConfig, ModelSpec, evaluate
+    from openberry.evaluation.runner import EvalConfig, evaluate
 
-    spec = {
-        "backend": args.backend,
-        "base_url": args.base_url,
-        "device": args.device,
-        "dtype": args.dtype,
-        "chat_template": args.chat_template,
-    }
     budgets = args.budget_sweep or ((args.rollouts,) if args.rollouts else (4,))
     config = EvalConfig(
         dataset=args.dataset,
@@ -212,8 +201,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         overrides=tuple(args.overrides),
         batch_size=args.batch_size,
-        policy=ModelSpec(model=args.model, **spec),
-        judge=ModelSpec(model=args.judge, **spec) if args.judge else None,
+        policy=model_spec(args),
+        judge=model_spec(args, args.judge) if args.judge else None,
     )
     summary = evaluate(
         config,

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from openberry.cli._args import int_at_least
+from openberry.cli._args import add_backend_args, int_at_least, model_spec
 from openberry.models.builtin import DEFAULT_MODEL
 
 __all__ = ["register"]
@@ -46,8 +46,7 @@ def register(subparsers: Any) -> None:
         metavar="PATH_OR_ID",
         help=f"model directory, hub id, or built-in name (default: {DEFAULT_MODEL}, offline)",
     )
-    parser.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
-    parser.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")
+    add_backend_args(parser)
     parser.add_argument("--n", type=int_at_least(1), default=1, metavar="N", help="samples/prompt")
     parser.add_argument(
         "--max-new-tokens", type=int_at_least(1), default=128, metavar="N", help="default: 128"
@@ -59,33 +58,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--stop", nargs="+", default=[], metavar="S", help="stop strings")
     parser.add_argument("--seed", type=int, default=None, metavar="S", help="sampling seed")
     parser.add_argument("--logprobs", action="store_true", help="print per-token logprobs")
-    parser.add_argument("--device", metavar="D", help="hf: cpu, cuda, cuda:1 ...")
-    parser.add_argument("--dtype", metavar="T", help="hf: float32, bfloat16, auto ...")
-    parser.add_argument(
-        "--chat-template", action="store_true", help="hf: wrap prompts in the chat template"
-    )
     parser.set_defaults(func=_cmd_generate)
 
 
 def _unescape(text: str) -> str:
     r"""Turn the escapes ``\n`` and ``\t`` typed on a command line into the characters."""
     return text.replace("\\n", "\n").replace("\\t", "\t")
-
-
-def _build_policy(args: argparse.Namespace) -> Any:
-    from openberry.models.base import ModelError
-
-    if args.backend == "openai":
-        if not args.base_url:
-            raise ModelError("--backend openai needs --base-url")
-        from openberry.models.openai import OpenAIPolicy
-
-        return OpenAIPolicy(args.base_url, args.model)
-    from openberry.models.hf import HFPolicy
-
-    return HFPolicy.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, use_chat_template=args.chat_template
-    )
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -104,7 +82,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"berry generate: error: {exc}", file=sys.stderr)
         return 2
-    policy = _build_policy(args)
+    policy = model_spec(args).build()
     results = policy.generate(prompts, params)
     tokenizer = getattr(policy, "tokenizer", None)
     for p, row in enumerate(results):

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from openberry.cli._args import int_at_least
+from openberry.cli._args import add_backend_args, int_at_least, model_spec
 from openberry.models.builtin import DEFAULT_MODEL
 
 __all__ = ["METHOD_HELP", "register"]
@@ -127,13 +127,7 @@ def register(subparsers: Any) -> None:
         help="separate judge model for PPRM preferences (sr-mcts; best-of-n with "
         "--set scorer=pprm), same backend options (default: the policy judges)",
     )
-    p.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
-    p.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")
-    p.add_argument("--device", metavar="D", help="hf: cpu, cuda, cuda:1 ...")
-    p.add_argument("--dtype", metavar="T", help="hf: float32, bfloat16, auto ...")
-    p.add_argument(
-        "--chat-template", action="store_true", help="hf: wrap prompts in the chat template"
-    )
+    add_backend_args(p)
     p.add_argument("--seed", type=int, default=0, metavar="S", help="run seed (default: 0)")
     p.add_argument(
         "--set",
@@ -147,12 +141,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="write DIR/tree.json and DIR/tree.html")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
-
-
-def _load_policy(args: argparse.Namespace, model: str) -> Any:
-    from openberry.cli.generate import _build_policy
-
-    return _build_policy(argparse.Namespace(**{**vars(args), "model": model}))
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -187,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
     config = search.config  # type: ignore[attr-defined]
 
     logger.info("loading policy %s (%s backend)", args.model, args.backend)
-    models = {"policy": _load_policy(args, args.model)}
+    models = {"policy": model_spec(args).build()}
     if args.judge:
         logger.info("loading judge %s (%s backend)", args.judge, args.backend)
-        models["judge"] = _load_policy(args, args.judge)
+        models["judge"] = model_spec(args, args.judge).build()
 
     logger.info("searching with %s, rollouts %d, seed %d", args.method, args.rollouts, args.seed)
     problem = Problem(id=PROBLEM_ID, question=question, source="cli")

@@ -41,6 +41,8 @@ from openberry.errors import BerryError
 from openberry.evaluation.metrics import RunName
 from openberry.evaluation.store import RecordFile
 from openberry.fileio import write_text_atomic
+from openberry.models.base import ModelSpec
+from openberry.models.builtin import DEFAULT_MODEL
 from openberry.records import Example, Problem
 from openberry.search.engine import derive_seed
 
@@ -63,42 +65,6 @@ RUN_SCHEMA = "openberry.eval-run"
 
 class EvalError(BerryError, RuntimeError):
     """An evaluation cannot start or go on (bad options, an output directory in the way...)."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to build a backend; picklable, so every Ray worker builds its own."""
-
-    model: str = "berry-tiny"
-    """Model directory, hub id, built-in name, or the served model name (openai backend)."""
-    backend: str = "hf"
-    """``hf`` (transformers, in process) or ``openai`` (any OpenAI-compatible server)."""
-    base_url: str | None = None
-    """Server URL for the openai backend."""
-    device: str | None = None
-    """hf: cpu, cuda, cuda:1 ..."""
-    dtype: str | None = None
-    """hf: float32, bfloat16, auto ..."""
-    chat_template: bool = False
-    """hf: wrap prompts in the model's chat template."""
-
-    def build(self) -> Any:
-        """Load the backend (imports torch for hf)."""
-        from openberry.models.base import ModelError
-
-        if self.backend == "openai":
-            if not self.base_url:
-                raise ModelError("the openai backend needs a base URL (--base-url)")
-            from openberry.models.openai import OpenAIPolicy
-
-            return OpenAIPolicy(self.base_url, self.model)
-        if self.backend != "hf":
-            raise ModelError(f"unknown backend {self.backend!r} (hf or openai)")
-        from openberry.models.hf import HFPolicy
-
-        return HFPolicy.from_pretrained(
-            self.model, device=self.device, dtype=self.dtype, use_chat_template=self.chat_template
-        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +93,7 @@ class EvalConfig:
     """``(method or "", key, value)`` config overrides (``--set [METHOD:]KEY=VALUE``)."""
     batch_size: int = 64
     """Problems searched together in one batch (a chunk); part of the run's identity."""
-    policy: ModelSpec = field(default_factory=ModelSpec)
+    policy: ModelSpec = field(default_factory=lambda: ModelSpec(DEFAULT_MODEL))
     """The policy model."""
     judge: ModelSpec | None = None
     """A separate judge model (PPRM preferences); default: the policy judges."""
