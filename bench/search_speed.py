@@ -27,7 +27,7 @@ import torch
 from openberry.data.arithmetic import load_split
 from openberry.formats.prompts import solve_prompt
 from openberry.models import SamplingParams
-from openberry.models.hf import HFPolicy
+from openberry.models.hf import HFPolicy, tune_cpu_malloc
 from openberry.search import make_search, run_search
 
 
@@ -59,11 +59,27 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=64)
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--prefix-cache-mb", type=float, default=1024.0, help="HFPolicy prefix store (0: off)"
+    )
+    ap.add_argument(
+        "--no-tune-malloc",
+        action="store_true",
+        help="leave glibc's allocator as it is (berry commands call tune_cpu_malloc)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    policy = HFPolicy.from_pretrained(args.model)
+    tuned = False if args.no_tune_malloc else tune_cpu_malloc()
+    policy = HFPolicy.from_pretrained(args.model, prefix_cache_mb=args.prefix_cache_mb)
     problems = [e.problem for e in load_split("test", limit=args.problems)]
-    report: dict = {"problems": len(problems), "rollouts": args.rollouts, "threads": args.threads}
+    report: dict = {
+        "problems": len(problems),
+        "rollouts": args.rollouts,
+        "threads": args.threads,
+        "prefix_cache_mb": args.prefix_cache_mb,
+        "malloc_tuned": tuned,
+    }
+    print(json.dumps(report), flush=True)
 
     # Plain batched generation: the reference throughput.
     policy.generate(

@@ -364,3 +364,13 @@ def test_openai_backend_and_ray_workers_sharing_one_server(tmp_path) -> None:
             evaluate(cfg, workers=workers)
             got = records(Path(cfg.out), "greedy@1")
             assert {k: (r["answer"], r["correct"]) for k, r in got.items()} == want, name
+
+
+def test_prefix_cache_budget_is_not_part_of_a_runs_identity(tmp_path: Path) -> None:
+    """The prefix cache changes float rounding only: `--resume` accepts another budget."""
+    a = config(tmp_path, policy=ModelSpec("berry-tiny", prefix_cache_mb=0))
+    b = config(tmp_path, policy=ModelSpec("berry-tiny"), judge=ModelSpec("x", prefix_cache_mb=5))
+    c = config(tmp_path, policy=ModelSpec("berry-tiny", dtype="bfloat16"))
+    assert a.identity() == {**b.identity(), "judge": None}
+    assert "prefix_cache_mb" not in b.identity()["judge"]
+    assert a.identity() != c.identity()

@@ -27,7 +27,7 @@ def policies():
     tokenizer = tiny_tokenizer()
     model = tiny_llama(len(tokenizer))
     shared = HFPolicy(model, tokenizer, name="tiny", min_shared_prefix=16)
-    plain = HFPolicy(model, tokenizer, name="tiny", share_prefixes=False)
+    plain = HFPolicy(model, tokenizer, name="tiny", share_prefixes=False, prefix_cache_mb=0)
     return shared, plain
 
 
@@ -89,10 +89,11 @@ def test_next_token_probs_equal_with_and_without_sharing(policies, monkeypatch) 
     cands = [c for c in cands if len(shared.tokenizer.encode(c, add_special_tokens=False)) == 1]
     assert cands
     calls = []
-    real = hf_module.HFPolicy._prefill_shared
+    real = hf_module.HFPolicy._store_shared_prefixes
+    shared.reset_prefix_cache()
     monkeypatch.setattr(
         hf_module.HFPolicy,
-        "_prefill_shared",
+        "_store_shared_prefixes",
         lambda self, *a: calls.append(1) or real(self, *a),
     )
     got = shared.next_token_probs(SIBLINGS, cands)

@@ -107,8 +107,8 @@ def spy_cache_shrinks(monkeypatch: Any) -> list[int]:
     shrinks: list[int] = []
     real_new_cache = hf_module._new_cache
 
-    def spying_cache(model: Any) -> Any:
-        cache = real_new_cache(model)
+    def spying_cache(model: Any, *args: Any) -> Any:
+        cache = real_new_cache(model, *args)
         real = cache.reorder_cache
 
         def reorder(index: Any) -> Any:

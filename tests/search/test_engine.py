@@ -144,3 +144,21 @@ def test_on_result_reports_each_problem_as_it_finishes() -> None:
     # Reported in the order problems finish: by the number of rounds they took.
     rounds = [r.stats.rounds for _, r in seen]
     assert rounds == sorted(rounds) and rounds[0] < rounds[-1]
+
+
+def test_run_search_resets_backend_prefix_caches() -> None:
+    """A search must not depend on what ran before it: run_search empties each distinct
+    model's prefix cache (`HFPolicy.reset_prefix_cache`) once, before the first call."""
+
+    class Cached(FakePolicy):
+        resets = 0
+
+        def reset_prefix_cache(self) -> None:
+            self.resets += 1
+
+    policy, judge = Cached(), Cached()
+    problems = [e.problem for e in load_split("test", limit=2)]
+    run_search(make_search("greedy"), problems, policy)
+    assert policy.resets == 1
+    run_search(make_search("sr-mcts", rollouts=1), problems, {"policy": policy, "judge": judge})
+    assert (policy.resets, judge.resets) == (2, 1)

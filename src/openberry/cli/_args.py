@@ -27,13 +27,22 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 def add_backend_args(parser: Any) -> None:
     """Add the backend options shared by the commands that load a model (``--backend``,
-    ``--base-url``, ``--device``, ``--dtype``, ``--chat-template``) to a parser or group."""
+    ``--base-url``, ``--device``, ``--dtype``, ``--chat-template``, ``--prefix-cache-mb``) to a
+    parser or group."""
     parser.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
     parser.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")
     parser.add_argument("--device", metavar="D", help="hf: cpu, cuda, cuda:1 ...")
     parser.add_argument("--dtype", metavar="T", help="hf: float32, bfloat16, auto ...")
     parser.add_argument(
         "--chat-template", action="store_true", help="hf: wrap prompts in the chat template"
+    )
+    parser.add_argument(
+        "--prefix-cache-mb",
+        type=float,
+        default=1024.0,
+        metavar="MB",
+        help="hf: MiB of keys/values of earlier prompts kept for re-use, so tree search does "
+        "not re-read a node's path at every call (0: off; default: 1024)",
     )
 
 
@@ -49,4 +58,5 @@ def model_spec(args: argparse.Namespace, model: str | None = None) -> Any:
         device=args.device,
         dtype=args.dtype,
         chat_template=args.chat_template,
+        prefix_cache_mb=args.prefix_cache_mb,
     )

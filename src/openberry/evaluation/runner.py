@@ -119,9 +119,17 @@ class EvalConfig:
             "seed": self.seed,
             "overrides": [list(o) for o in self.overrides],
             "batch_size": self.batch_size,
-            "policy": dataclasses.asdict(self.policy),
-            "judge": dataclasses.asdict(self.judge) if self.judge else None,
+            "policy": _spec_identity(self.policy),
+            "judge": _spec_identity(self.judge) if self.judge else None,
         }
+
+
+def _spec_identity(spec: ModelSpec) -> dict[str, Any]:
+    """A model's settings that change results (the prefix cache changes only float rounding,
+    and a resumed run may use another budget)."""
+    out = dataclasses.asdict(spec)
+    out.pop("prefix_cache_mb", None)
+    return out
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,8 @@ class ModelSpec:
     """hf: float32, bfloat16, auto ..."""
     chat_template: bool = False
     """hf: wrap prompts in the model's chat template."""
+    prefix_cache_mb: float = 1024.0
+    """hf: MiB of keys and values of earlier prompts kept for re-use across calls (0: off)."""
 
     def build(self) -> Policy:
         """Load the backend (imports torch for hf)."""
@@ -178,8 +180,14 @@ class ModelSpec:
             return OpenAIPolicy(self.base_url, self.model)
         if self.backend != "hf":
             raise ModelError(f"unknown backend {self.backend!r} (hf or openai)")
-        from openberry.models.hf import HFPolicy
+        from openberry.models.hf import HFPolicy, tune_cpu_malloc
 
+        if self.device in (None, "cpu"):
+            tune_cpu_malloc()
         return HFPolicy.from_pretrained(
-            self.model, device=self.device, dtype=self.dtype, use_chat_template=self.chat_template
+            self.model,
+            device=self.device,
+            dtype=self.dtype,
+            use_chat_template=self.chat_template,
+            prefix_cache_mb=self.prefix_cache_mb,
         )

@@ -9,18 +9,25 @@ What is implemented:
   and explicit ``position_ids`` (so left padding does not shift positions). With ``n > 1`` each
   prompt is run once and its KV cache copied to its n samples. Rows that finish (EOS or a
   stop string) are dropped from the batch and the cache once a quarter of the batch is done, so
-  short answers do not pay for long ones. Stop strings are checked after every step on the
-  decoded tail of each row (the whole row is decoded only when the tail contains a stop).
-- Prefix sharing across prompts (``share_prefixes=True``, the default): the distinct prompts of a
-  batch are sorted and grouped by their longest common token prefix (at least
-  ``min_shared_prefix`` tokens; sibling nodes in tree search share their whole path). Each group's
-  prefix is run once, its KV cache is copied to the group's prompts, and each prompt's remaining
-  suffix (left-padded, so the batch has padding in the middle, masked out) is run with positions
-  continuing from its prefix length. Greedy outputs equal those of the unshared path up to float
-  rounding (tested within 1e-4 on logprobs). `next_token_probs` shares prefixes the same way
-  inside each of its length-sorted passes (PPRM prompts that show the same first solution, value
-  prompts of sibling thoughts): SR-MCTS's batched search on 64 problems took 3.1-4.9 s with it
-  against 6.1-7.0 s without (BENCHMARKS, "Speed of the batched engine").
+  short answers do not pay for long ones. Stop strings are checked after a step only when the
+  new token's text holds a stop string's last character (`HFPolicy._may_stop`), on the decoded
+  tail of the row (the whole row is decoded only when the tail contains a stop).
+- Prefix re-use within and across calls (full-attention models; `openberry.models.kv_cache`):
+  the cache is a `GrowingLayer` per layer, written in place (transformers' `DynamicLayer`
+  copies the whole cache at every decode step). A prompt starts from the longest prefix of it
+  in the **prefix store** (``prefix_cache_mb``, kept across calls: tree search re-sends each
+  node's path, and a value or judge prompt repeats text an earlier call read), and with
+  ``share_prefixes=True`` prefixes that several prompts of one call share (at least
+  ``min_shared_prefix`` tokens: sibling nodes share their whole path) are run once first. Each
+  row's known prefix is copied into one left-padded cache, and the rest of each prompt
+  (left-padded too, so the batch has padding in the middle, masked out) is run with positions
+  continuing from its prefix length. Every prompt read is then added to the store. Outputs
+  equal those without re-use up to float rounding (tested within 1e-4 on logprobs, 1e-5 on
+  probabilities). `reset_prefix_cache` empties the store; the search engine calls it before
+  each search, so a search never depends on what ran before it. On berry-tiny this took
+  meta-action MCTS on 64 problems from 8.6-9.3 s to about 5.4 s (BENCHMARKS, "Speed of the
+  batched engine"). Models with sliding-window or other non-full-attention layers keep
+  transformers' cache and run every prompt whole.
 - `HFPolicy.score`: one left-padded forward pass per batch over prompt + completion, keeping only
   the logits of the last positions (``logits_to_keep``).
 - `HFPolicy.next_token_probs`: one forward pass, softmax at the last position.
@@ -55,18 +62,26 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from openberry.models.base import ModelError, SamplingParams
 from openberry.records import FinishReason, Generation
 
-__all__ = ["HFPolicy"]
+__all__ = ["HFPolicy", "tune_cpu_malloc"]
 
 PREFILL_ROWS = 64
 """Rows per forward pass of `score` and `next_token_probs` when no `batch_size` is set: their
 rows are sorted by length first, so small passes waste little on padding (the search engine sends
 hundreds of judge and value prompts of mixed lengths in one call)."""
+
+ENCODED_PROMPTS = 4096
+"""Prompt encodings `HFPolicy.encode_prompt` remembers."""
+
+RESERVE_TOKENS = 128
+"""Spare cache positions `generate` allocates up front for decoding (the cache doubles past it)."""
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +105,9 @@ class HFPolicy:
         share_prefixes: in `generate` and `next_token_probs`, run a token prefix shared by several
             prompts only once.
         min_shared_prefix: fewest shared tokens for prompts to be grouped.
+        prefix_cache_mb: budget (MiB) of the prefix store kept across calls: the keys and values
+            of prompts already read, re-used by later prompts that start with them (tree search
+            re-sends each node's path). 0 turns it off. `reset_prefix_cache` empties it.
     """
 
     def __init__(
@@ -107,6 +125,7 @@ class HFPolicy:
         name: str | None = None,
         share_prefixes: bool = True,
         min_shared_prefix: int = 32,
+        prefix_cache_mb: float = 1024.0,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -156,6 +175,23 @@ class HFPolicy:
             pad = min(self.eos_token_ids) if self.eos_token_ids else 0
         self.pad_token_id = int(pad)
         self._cache_kwarg = _cache_kwarg(model)
+        self._encoded: OrderedDict[tuple[bool, str], tuple[int, ...]] = OrderedDict()
+        self._token_text: dict[int, str] = {}
+        if prefix_cache_mb < 0:
+            raise ModelError(f"prefix_cache_mb must be >= 0, got {prefix_cache_mb}")
+        self._kv: Any = _kv_module(model)
+        self._kv_shape: tuple[int, int, int, Any] | None = None
+        self._pool: Any = None
+        self.prefix_store: Any = None
+        """The `PrefixStore` kept across calls (None when off or unsupported by the model)."""
+        if self._kv is not None and prefix_cache_mb > 0:
+            self.prefix_store = self._kv.PrefixStore(int(prefix_cache_mb * 2**20))
+
+    def reset_prefix_cache(self) -> None:
+        """Empty the prefix store, so later results do not depend on earlier calls' float
+        rounding (the search engine calls this at the start of every search)."""
+        if self.prefix_store is not None:
+            self.prefix_store.clear()
 
     @classmethod
     def from_pretrained(cls, name_or_path: Any, **kwargs: Any) -> HFPolicy:
@@ -181,10 +217,37 @@ class HFPolicy:
         return prompt
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Token ids the model sees for `prompt` (chat template applied when asked)."""
-        if self._chat:
-            return list(self.tokenizer.encode(self._format(prompt), add_special_tokens=False))
-        return list(self.tokenizer.encode(prompt))
+        """Token ids the model sees for `prompt` (chat template applied when asked).
+
+        The last `ENCODED_PROMPTS` encodings are remembered: search sends a prompt to
+        `count_tokens` and to `generate` or `next_token_probs`.
+        """
+        key = (self._chat, prompt)
+        ids = self._encoded.get(key)
+        if ids is None:
+            if key[0]:
+                text = self._format(prompt)
+                ids = tuple(self.tokenizer.encode(text, add_special_tokens=False))
+            else:
+                ids = tuple(self.tokenizer.encode(prompt))
+            self._encoded[key] = ids
+            if len(self._encoded) > ENCODED_PROMPTS:
+                self._encoded.popitem(last=False)
+        else:
+            self._encoded.move_to_end(key)
+        return list(ids)
+
+    def _may_stop(self, token: int, stop_ends: set[str]) -> bool:
+        """False when appending `token` cannot complete a stop string: its text alone holds no
+        stop string's last character. Conservative where a token's text alone is not its text
+        in context: partial UTF-8 bytes (U+FFFD), empty text, and stops ending in whitespace
+        (SentencePiece drops a leading space when a token is decoded alone)."""
+        text = self._token_text.get(token)
+        if text is None:
+            text = self._token_text[token] = self._decode([token])
+        if not text or "\ufffd" in text:
+            return True
+        return any(c.isspace() or c in text for c in stop_ends)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens of each text as a prompt (the search engine's cost accounting)."""
@@ -275,15 +338,10 @@ class HFPolicy:
         torch = self._torch
         n = params.n
         rows = [r for r in prompt_rows for _ in range(n)]
-        cache = _new_cache(self.model)
-        can_copy = hasattr(cache, "batch_repeat_interleave") and hasattr(cache, "reorder_cache")
-        groups = self._prefix_groups(prompt_rows) if self.share_prefixes and can_copy else None
-        if groups is not None:
-            logits, mask, pos = self._prefill_shared(prompt_rows, groups, cache)
-        else:
-            ids, mask, pos = self._left_pad(prompt_rows if n > 1 and can_copy else rows)
-            logits = self._forward(ids, mask, pos, cache=cache, keep=1)[:, -1, :]
-        if n > 1 and can_copy:
+        logits, mask, pos, cache = self._prefill(
+            prompt_rows, reserve=min(params.max_new_tokens, RESERVE_TOKENS)
+        )
+        if n > 1:
             # Each prompt was run once: copy its KV cache to its n samples.
             cache.batch_repeat_interleave(n)
             logits = logits.repeat_interleave(n, dim=0)
@@ -302,6 +360,7 @@ class HFPolicy:
         live = list(range(b))
         eos = torch.tensor(sorted(self.eos_token_ids) or [-1], device=self.device)
         window = 4 * max((len(s) for s in params.stop), default=0) + 8
+        stop_ends = {s[-1] for s in params.stop}
         for step in range(params.max_new_tokens):
             logits = logits.float()
             logp = torch.log_softmax(logits, dim=-1)
@@ -325,14 +384,14 @@ class HFPolicy:
                     done[i] = self._make(
                         rows[i], out_ids[i], out_lps[i], "eos", len(out_ids[i]) - 1, stats
                     )
-                elif params.stop:
+                elif params.stop and self._may_stop(nxt_l[j], stop_ends):
                     done[i] = self._check_stop(
                         rows[i], out_ids[i], out_lps[i], params.stop, window, stats
                     )
             keep = [j for j, i in enumerate(live) if done[i] is None]
             if not keep or step == params.max_new_tokens - 1:
                 break
-            if can_copy and len(keep) <= 3 * len(live) // 4:
+            if len(keep) <= 3 * len(live) // 4:
                 index = torch.tensor(keep, dtype=torch.long, device=self.device)
                 cache.reorder_cache(index)
                 mask, pos, nxt = mask[index], pos[index], nxt[index]
@@ -389,33 +448,129 @@ class HFPolicy:
             groups.append((max(len(row) - 1, 0), [i]))
         return groups if shared else None
 
-    def _prefill_shared(
-        self, prompt_rows: list[list[int]], groups: list[tuple[int, list[int]]], cache: Any
-    ) -> tuple[Any, Any, Any]:
-        """Run each group's prefix once, copy its cache to the group, then run the suffixes.
+    def _prefill(self, rows: list[list[int]], reserve: int = 0) -> tuple[Any, Any, Any, Any]:
+        """Run the prompts `rows` into a fresh KV cache, re-using what is already known.
+
+        With a growing cache (full-attention models): each row starts from the longest prefix
+        in the prefix store, prefixes shared by several rows of this call are run once first
+        (`share_prefixes`), and the rows are added to the store afterwards. Otherwise the rows
+        are left-padded and run whole.
+
+        Args:
+            rows: prompt token ids.
+            reserve: spare cache positions to allocate for tokens decoded afterwards.
 
         Returns:
-            Last-position logits, attention mask and position ids of the prompts, in prompt order.
+            Last-position logits [B, V], attention mask [B, T] and position ids of the rows' last
+            forward pass [B, t], and the cache, in row order.
+        """
+        if self._kv is None or not (self.share_prefixes or self.prefix_store is not None):
+            cache = _new_cache(self.model)
+            ids, mask, pos = self._left_pad(rows)
+            logits = self._forward(ids, mask, pos, cache=cache, keep=1)[:, -1, :]
+            return logits, mask, pos, cache
+        store = self.prefix_store if self.prefix_store is not None else self._kv.PrefixStore(None)
+        if self.share_prefixes:
+            self._store_shared_prefixes(rows, store)
+        logits, mask, pos, cache, row_kv = self._prefill_stored(rows, store, reserve)
+        if self.prefix_store is not None:
+            for b, row in enumerate(rows):
+                store.add(row, row_kv(b))
+        return logits, mask, pos, cache
+
+    def _store_shared_prefixes(self, rows: list[list[int]], store: Any) -> None:
+        """Run, in one batch, the prefixes several rows share (`_prefix_groups`) that the store
+        does not hold yet, and add them to it."""
+        groups = self._prefix_groups(rows)
+        if groups is None:
+            return
+        todo = []
+        for length, members in groups:
+            if len(members) < 2:
+                continue
+            prefix = rows[members[0]][:length]
+            if length - store.matched(prefix, length) >= self.min_shared_prefix:
+                todo.append(prefix)
+        if todo:
+            *_, row_kv = self._prefill_stored(todo, store, 0)
+            for b, prefix in enumerate(todo):
+                store.add(prefix, row_kv(b))
+
+    def _prefill_stored(
+        self, rows: list[list[int]], store: Any, reserve: int
+    ) -> tuple[Any, Any, Any, Any, Any]:
+        """Assemble each row's stored prefix into one left-padded cache (padding in the middle:
+        stored prefix, then the rest of the row, both left-padded and masked) and run the rests.
+
+        Returns:
+            logits, mask, positions, cache (as `_prefill`), and ``row_kv(b)``: row b's keys and
+            values [layers, 2, H, len, D], valid until the cache is decoded into.
         """
         torch = self._torch
-        prefixes = [prompt_rows[members[0]][:length] for length, members in groups]
-        p_ids, p_mask, p_pos = self._left_pad(prefixes)
-        self._forward(p_ids, p_mask, p_pos, cache=cache, keep=1)
-        group_of = [0] * len(prompt_rows)
-        prefix_len = [0] * len(prompt_rows)
-        for g, (length, members) in enumerate(groups):
-            for i in members:
-                group_of[i] = g
-                prefix_len[i] = length
-        index = torch.tensor(group_of, dtype=torch.long, device=self.device)
-        cache.reorder_cache(index)
-        suffixes = [row[prefix_len[i] :] for i, row in enumerate(prompt_rows)]
-        s_ids, s_mask, _ = self._left_pad(suffixes)
-        offsets = torch.tensor(prefix_len, dtype=torch.long, device=self.device)[:, None]
+        n_layers, heads, head_dim, dtype = self._kv_layout()
+        hits = [store.lookup(r, len(r) - 1) for r in rows]
+        known = [s for _, s in hits]
+        width = max(known)
+        rests = [r[s:] for r, s in zip(rows, known, strict=True)]
+        rest_width = max(len(r) for r in rests)
+        buf = self._kv_buffer(
+            (n_layers, 2, len(rows), heads, width + rest_width + reserve, head_dim), dtype
+        )
+        p_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, (kv, s) in enumerate(hits):
+            # Masked positions still enter attention as 0 * value: no garbage (NaN) allowed.
+            if s < width:
+                buf[:, :, b, :, : width - s].zero_()
+            if s:
+                buf[:, :, b, :, width - s : width] = kv[..., :s, :]
+                p_mask[b, width - s :] = 1
+        layers = [self._kv.GrowingLayer.adopt(buf[i, 0], buf[i, 1], width) for i in range(n_layers)]
+        cache = _new_cache(self.model, layers)
+        s_ids, s_mask, _ = self._left_pad(rests)
+        offsets = torch.tensor(known, dtype=torch.long, device=self.device)[:, None]
         s_pos = (offsets + s_mask.cumsum(-1) - 1).clamp(min=0)
-        mask = torch.cat([p_mask.index_select(0, index), s_mask], dim=-1)
+        mask = torch.cat([p_mask.to(self.device), s_mask], dim=-1)
         logits = self._forward(s_ids, mask, s_pos, cache=cache, keep=1)[:, -1, :]
-        return logits, mask, s_pos
+        end = width + rest_width
+
+        def row_kv(b: int) -> Any:
+            s, rest = known[b], len(rests[b])
+            tail = buf[:, :, b, :, end - rest : end]
+            if not s:
+                return tail.clone()
+            return torch.cat([buf[:, :, b, :, width - s : width], tail], dim=-2)
+
+        return logits, mask, s_pos, cache, row_kv
+
+    def _kv_buffer(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """An uninitialised tensor of `shape` for a call's KV cache. On a CPU it is a view of
+        one buffer kept across calls (a fresh multi-MB tensor costs a page fault per page,
+        which on berry-tiny took as long as the attention itself); a GPU's caching allocator
+        already does this. Only one call's cache may use it at a time."""
+        torch = self._torch
+        size = math.prod(shape)
+        if self.device.type != "cpu":
+            return torch.empty(shape, dtype=dtype, device=self.device)
+        pool = self._pool
+        if pool is None or pool.dtype != dtype or pool.numel() < size:
+            pool = self._pool = torch.empty(size + size // 4, dtype=dtype, device=self.device)
+        return pool[:size].view(shape)
+
+    def _kv_layout(self) -> tuple[int, int, int, Any]:
+        """(layers, key/value heads, head dim, dtype) of the model's KV cache, from one probe."""
+        if self._kv_shape is None:
+            torch = self._torch
+            cache = _new_cache(self.model)
+            ids = torch.tensor([[self.pad_token_id]], dtype=torch.long, device=self.device)
+            with torch.inference_mode():
+                self._forward(ids, torch.ones_like(ids), torch.zeros_like(ids), cache, keep=1)
+            shapes = {tuple(layer.keys.shape[1:2] + layer.keys.shape[3:]) for layer in cache.layers}
+            if len(shapes) != 1:
+                raise ModelError(f"layers with different KV shapes {sorted(shapes)}")
+            ((heads, head_dim),) = shapes
+            dtype = cache.layers[0].keys.dtype
+            self._kv_shape = (len(cache.layers), int(heads), int(head_dim), dtype)
+        return self._kv_shape
 
     def _choose(self, logits: Any, params: SamplingParams, gen: Any) -> Any:
         """Next token per row: argmax, or tempered nucleus sampling."""
@@ -535,14 +690,7 @@ class HFPolicy:
         result: list[dict[str, float]] = [{} for _ in rows]
         with torch.inference_mode():
             for chunk in self._prefill_chunks([len(r) for r in rows]):
-                part = [rows[i] for i in chunk]
-                groups = self._prefix_groups(part) if self.share_prefixes else None
-                cache = _new_cache(self.model) if groups is not None else None
-                if cache is not None and hasattr(cache, "reorder_cache"):
-                    logits, _, _ = self._prefill_shared(part, groups, cache)
-                else:
-                    ids, mask, pos = self._left_pad(part)
-                    logits = self._forward(ids, mask, pos, keep=1)[:, -1, :]
+                logits, *_ = self._prefill([rows[i] for i in chunk])
                 probs = torch.softmax(logits.float(), dim=-1)[:, index].tolist()
                 for i, row in zip(chunk, probs, strict=True):
                     result[i] = dict(zip(cand_ids, row, strict=True))
@@ -645,6 +793,37 @@ class HFPolicy:
         return result
 
 
+_MALLOC_TUNED = False
+
+
+def tune_cpu_malloc() -> bool:
+    """Keep freed memory in this process instead of handing it back to the OS (glibc only).
+
+    A CPU forward pass allocates and frees multi-MB tensors at every step. glibc serves those
+    with fresh ``mmap`` pages (or trims the heap after them), so each step page-faults its
+    buffers in again: on berry-tiny's batched meta-action MCTS that was about a million page
+    faults and a quarter of the wall time. Raising glibc's mmap and trim thresholds keeps the
+    pages (the same effect as PyTorch's advice to preload jemalloc or tcmalloc); the cost is
+    that the process keeps its peak memory. `ModelSpec.build` (every ``berry`` command) calls
+    this for the hf backend on a CPU; library users may call it once at start. Returns True
+    when the settings were applied (False off glibc).
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 31))
+    _MALLOC_TUNED = ok
+    return ok
+
+
 def _entropy_varentropy(logp: Any) -> tuple[Any, Any]:
     """Per-row entropy and varentropy of log-probabilities [B, V] (float32): two [B] tensors.
 
@@ -708,7 +887,21 @@ def _cache_kwarg(model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _new_cache(model: Any) -> Any:
+def _kv_module(model: Any) -> Any:
+    """`openberry.models.kv_cache` when this transformers and `model` support it, else None."""
+    try:
+        from openberry.models import kv_cache
+    except ImportError:  # transformers without cache layers (< 4.56)
+        return None
+    return kv_cache if kv_cache.supports_growing_cache(model) else None
+
+
+def _new_cache(model: Any, layers: Any = None) -> Any:
+    """A cache over the given `GrowingLayer`s, else transformers' `DynamicCache` for `model`."""
+    if layers is not None:
+        from openberry.models.kv_cache import growing_cache
+
+        return growing_cache(layers)
     from transformers import DynamicCache
 
     try:

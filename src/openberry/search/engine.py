@@ -346,6 +346,12 @@ def run_search(
     if "policy" not in table:
         raise SearchError("models must include a 'policy'")
     table.setdefault("judge", table["policy"])
+    for model in {id(m): m for m in table.values()}.values():
+        # A backend's cache of earlier prompts (HFPolicy's prefix store) changes results by
+        # float rounding only, but a search should not depend on what ran before it.
+        reset = getattr(model, "reset_prefix_cache", None)
+        if callable(reset):
+            reset()
     stats = [SearchStats() for _ in problems]
     gens = [
         search(p, random.Random(derive_seed(seed, "problem", p.id, p.question))) for p in problems

@@ -1,0 +1,251 @@
+"""`openberry.models.kv_cache`: the in-place growing cache layer, the cross-call prefix store,
+and `HFPolicy` results with the store equal to those without it (tiny Llama)."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.tiny import tiny_llama, tiny_tokenizer
+from openberry.models import SamplingParams
+
+torch = pytest.importorskip("torch")
+kv_cache = pytest.importorskip("openberry.models.kv_cache")
+
+PATH = "Problem: find x such that 3*x + 5 = 20.\nStep 1: subtract 5 from both sides, 3*x = 15.\n"
+
+
+# ------------------------------------------------------------------------ GrowingLayer
+
+
+def _pair(b: int, t: int, seed: int) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 2, t, 4, generator=g), torch.randn(b, 2, t, 4, generator=g)
+
+
+def test_growing_layer_equals_dynamic_layer() -> None:
+    """Prefill, decode past the capacity (so it grows), drop rows, reorder, repeat and crop:
+    the growing layer's keys and values equal transformers' DynamicLayer's at every step."""
+    from transformers.cache_utils import DynamicLayer
+
+    grow, dyn = kv_cache.GrowingLayer(), DynamicLayer()
+    for step, t in enumerate([50, 1, 1, 20, 1]):
+        k, v = _pair(6, t, step)
+        a, b = grow.update(k, v), dyn.update(k, v)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert grow.capacity >= 73 and grow.get_seq_length() == dyn.get_seq_length() == 73
+    for index in ([0, 2, 3, 5], [3, 0, 1]):  # finished rows dropped, then any order
+        grow.reorder_cache(torch.tensor(index))
+        dyn.reorder_cache(torch.tensor(index))
+        assert torch.equal(grow.keys, dyn.keys) and torch.equal(grow.values, dyn.values)
+    grow.batch_repeat_interleave(2)
+    dyn.batch_repeat_interleave(2)
+    k, v = _pair(6, 1, 9)
+    a, b = grow.update(k, v), dyn.update(k, v)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    grow.crop(-4)
+    dyn.crop(-4)
+    assert torch.equal(grow.keys, dyn.keys) and grow.get_seq_length() == 70
+
+
+def test_growing_layer_adopts_a_filled_buffer() -> None:
+    keys, values = torch.zeros(2, 2, 10, 4), torch.ones(2, 2, 10, 4)
+    layer = kv_cache.GrowingLayer.adopt(keys, values, 3)
+    assert layer.get_seq_length() == 3 and layer.capacity == 10
+    k, v = _pair(2, 2, 0)
+    out_k, _ = layer.update(k, v)
+    assert out_k.shape[-2] == 5 and torch.equal(keys[..., 3:5, :], k)  # written in place
+
+
+def test_supports_growing_cache() -> None:
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tokenizer = tiny_tokenizer()
+    assert kv_cache.supports_growing_cache(tiny_llama(len(tokenizer)))
+    config = MistralConfig(
+        vocab_size=50,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        sliding_window=8,
+    )
+    assert not kv_cache.supports_growing_cache(MistralForCausalLM(config))
+
+
+# ------------------------------------------------------------------------ PrefixStore
+
+
+def _kv(n: int, fill: float = 0.0) -> torch.Tensor:
+    """kv [layers=1, 2, H=1, n, D=2] whose position i holds i + fill."""
+    pos = torch.arange(n, dtype=torch.float32) + fill
+    return pos[None, None, None, :, None].expand(1, 2, 1, n, 2).clone()
+
+
+def test_lookup_finds_the_longest_prefix_past_a_block() -> None:
+    store = kv_cache.PrefixStore(None, block=4)
+    tokens = list(range(10))
+    store.add(tokens, _kv(10))
+    kv, n = store.lookup([*range(7), 99, 98], limit=9)
+    assert n == 7 and kv is not None and kv[0, 0, 0, 6, 0] == 6  # 4-token block, then 3 more
+    assert store.lookup(tokens, limit=9)[1] == 9  # the limit caps the match
+    assert store.lookup([5, *tokens], limit=11) == (None, 0)
+    assert store.lookup([0, 1, 2], limit=3) == (None, 0)  # shorter than one block
+    assert store.hit_tokens == 16
+
+
+def test_an_entry_that_is_a_prefix_of_a_new_one_is_dropped() -> None:
+    store = kv_cache.PrefixStore(None, block=4)
+    store.add(list(range(8)), _kv(8))
+    store.add(list(range(12)), _kv(12))
+    assert len(store) == 1 and store.nbytes == _kv(12).numel() * 4
+    store.add(list(range(6)), _kv(6))  # already inside the longer entry: not stored again
+    assert len(store) == 1
+    store.add([*range(8), 50, 51], _kv(10, fill=0.5))  # a sibling: both kept
+    assert len(store) == 2
+    assert store.lookup([*range(8), 50, 51, 52], limit=11)[1] == 10
+    assert store.lookup(list(range(12)), limit=12)[1] == 12
+
+
+def test_least_recently_used_entries_leave_first() -> None:
+    one = _kv(8).numel() * 4
+    store = kv_cache.PrefixStore(2 * one, block=4)
+    a, b, c = ([k] * 8 for k in (1, 2, 3))
+    store.add(a, _kv(8))
+    store.add(b, _kv(8))
+    store.lookup(a, 8)  # a is now more recent than b
+    store.add(c, _kv(8))
+    assert store.matched(a, 8) == 8 and store.matched(c, 8) == 8 and store.matched(b, 8) == 0
+    assert store.nbytes == 2 * one
+    store.add([4] * 40, _kv(40))  # larger than the whole budget: not stored, nothing evicted
+    assert len(store) == 2
+    store.clear()
+    assert len(store) == 0 and store.nbytes == 0 and store.hit_tokens == 0
+
+
+def test_a_hash_collision_is_not_a_match() -> None:
+    """The block index is only a hint: the tokens are compared before a prefix is used."""
+    store = kv_cache.PrefixStore(None, block=4)
+    store.add([1, 2, 3, 4, 5], _kv(5))
+    (key,) = store._entries[0].keys
+    other = [9, 9, 9, 9, 9]
+    # Forge the index so that the other sequence's first block "hashes" to the stored entry.
+    store._index[hash((0, tuple(other[:4])))] = store._index[key]
+    assert store.lookup(other, 5) == (None, 0)
+
+
+def test_add_checks_the_shapes() -> None:
+    with pytest.raises(ValueError, match="positions"):
+        kv_cache.PrefixStore(None).add(list(range(20)), _kv(19))
+    with pytest.raises(ValueError, match="block"):
+        kv_cache.PrefixStore(None, block=0)
+
+
+# ------------------------------------------------------------------------ HFPolicy with the store
+
+
+@pytest.fixture(scope="module")
+def pair():
+    from openberry.models.hf import HFPolicy
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer))
+    stored = HFPolicy(model, tokenizer, name="tiny", min_shared_prefix=8)
+    plain = HFPolicy(model, tokenizer, name="tiny", share_prefixes=False, prefix_cache_mb=0)
+    assert stored.prefix_store is not None and plain.prefix_store is None
+    return stored, plain
+
+
+def _same(a, b) -> None:
+    for row_a, row_b in zip(a, b, strict=True):
+        for ga, gb in zip(row_a, row_b, strict=True):
+            assert (ga.token_ids, ga.text, ga.finish_reason) == (
+                gb.token_ids,
+                gb.text,
+                gb.finish_reason,
+            )
+            assert ga.prompt_tokens == gb.prompt_tokens
+            assert ga.logprobs == pytest.approx(gb.logprobs, abs=1e-4)
+
+
+def test_later_calls_reuse_earlier_prompts_and_match_the_plain_path(pair) -> None:
+    """A tree-search pattern: read a path, then extend it in later calls (children of a node,
+    a value prompt of a new thought, a new prompt mixed with known ones). Greedy outputs and
+    rating probabilities equal the policy without any prefix re-use."""
+    stored, plain = pair
+    stored.reset_prefix_cache()
+    params = SamplingParams(temperature=0, max_new_tokens=12, stop=("\n",))
+    first = [PATH + "Step 2:", "What is 2 + 2?\n"]
+    _same(stored.generate(first, params), plain.generate(first, params))
+    assert stored.prefix_store.hit_tokens == 0
+    children = [PATH + "Step 2: divide", PATH + "Step 2: so x", "unrelated new prompt, long enough"]
+    _same(stored.generate(children, params), plain.generate(children, params))
+    assert stored.prefix_store.hit_tokens >= 2 * len(stored.encode_prompt(PATH))
+    values = [p + " x = 5.<" for p in children]
+    got = stored.next_token_probs(values, ["<positive_rating>", "<negative_rating>"])
+    want = plain.next_token_probs(values, ["<positive_rating>", "<negative_rating>"])
+    for g, w in zip(got, want, strict=True):
+        assert g == pytest.approx(w, abs=1e-5)
+    sampled = SamplingParams(n=3, max_new_tokens=8, seed=3, temperature=0)
+    _same(stored.generate(children, sampled), plain.generate(children, sampled))
+
+
+def test_reset_prefix_cache_empties_the_store(pair) -> None:
+    stored, _ = pair
+    stored.generate([PATH], SamplingParams(temperature=0, max_new_tokens=2))
+    assert len(stored.prefix_store) > 0
+    stored.reset_prefix_cache()
+    assert len(stored.prefix_store) == 0
+
+
+def test_models_without_full_attention_keep_transformers_cache(monkeypatch) -> None:
+    """A sliding-window model gets no growing cache and no store, and still generates."""
+    from openberry.models import hf as hf_module
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer))
+    monkeypatch.setattr(kv_cache, "supports_growing_cache", lambda model: False)
+    policy = hf_module.HFPolicy(model, tokenizer, name="tiny")
+    assert policy.prefix_store is None and policy._kv is None
+    plain = hf_module.HFPolicy(model, tokenizer, share_prefixes=False, prefix_cache_mb=0)
+    params = SamplingParams(n=2, temperature=0, max_new_tokens=6)
+    _same(policy.generate([PATH, PATH + "A"], params), plain.generate([PATH, PATH + "A"], params))
+
+
+def test_negative_budget_is_refused() -> None:
+    from openberry.models.base import ModelError
+    from openberry.models.hf import HFPolicy
+
+    tokenizer = tiny_tokenizer()
+    with pytest.raises(ModelError, match="prefix_cache_mb"):
+        HFPolicy(tiny_llama(len(tokenizer)), tokenizer, prefix_cache_mb=-1)
+
+
+def test_stop_prefilter_keeps_multi_token_stops(pair, monkeypatch) -> None:
+    """Regression for the stop-string pre-check (`_may_stop`): a stop spread over several
+    tokens, or ending in whitespace, still stops exactly where the full check stops."""
+    from openberry.models.hf import HFPolicy
+
+    stored, _ = pair
+    prompts = [PATH + "Step 2:", "abc", PATH]
+    for stop in (("p ",), ("de", "x"), ("2:",), (" ",)):
+        params = SamplingParams(temperature=0, max_new_tokens=16, stop=stop)
+        fast = stored.generate(prompts, params)
+        with monkeypatch.context() as m:
+            m.setattr(HFPolicy, "_may_stop", lambda self, token, ends: True)
+            full = stored.generate(prompts, params)
+        _same(fast, full)
+
+
+def test_encodings_are_remembered_per_template_setting(pair) -> None:
+    stored, _ = pair
+    ids = stored.encode_prompt("hello")
+    ids.append(999)  # callers get a copy
+    assert stored.encode_prompt("hello") == list(stored.tokenizer.encode("hello"))
+
+
+def test_tune_cpu_malloc_is_idempotent() -> None:
+    from openberry.models.hf import tune_cpu_malloc
+
+    first = tune_cpu_malloc()
+    assert tune_cpu_malloc() is first
