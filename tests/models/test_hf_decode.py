@@ -69,3 +69,44 @@ def test_prefill_calls_sort_rows_and_return_them_in_order() -> None:
         assert together[i] == pytest.approx(alone, abs=1e-5)
         (p,) = policy.next_token_probs([prompts[i]], ["a", "b"])
         assert probs[i] == pytest.approx(p, abs=1e-6)
+
+
+def _scripted_choose(policy, monkeypatch, script: dict[int, list[str]], filler: str) -> None:
+    """Make `HFPolicy._choose` emit, at step s, ``script[s]`` (one token per row) or `filler`
+    for every row (the model still runs; only the chosen tokens are scripted)."""
+    tok = policy.tokenizer
+    ids = {t: tok.convert_tokens_to_ids(t) for s in script.values() for t in s} | {
+        filler: tok.convert_tokens_to_ids(filler)
+    }
+    step = {"n": 0}
+
+    def choose(self, logits, params, gen):
+        row = script.get(step["n"])
+        step["n"] += 1
+        import torch
+
+        chosen = [ids[t] for t in row] if row else [ids[filler]] * logits.shape[0]
+        return torch.tensor(chosen[: logits.shape[0]], dtype=torch.long)
+
+    monkeypatch.setattr(type(policy), "_choose", choose)
+
+
+def test_regression_finished_row_kept_in_batch_is_not_revived(policy, monkeypatch) -> None:
+    """Regression: a row that finished while fewer than a quarter of the batch had (so it stays
+    in the batch) went on receiving tokens. A later EOS overwrote its result with the tokens
+    after its first EOS, and a stop string that had left the checked tail revived it, ending
+    with finish reason "length" and the stop string inside its text."""
+    eos = policy.tokenizer.eos_token
+    _scripted_choose(policy, monkeypatch, {0: [eos, "y", "y", "y", "y"], 2: [eos] * 5}, "y")
+    out = policy.generate(["p"] * 5, SamplingParams(temperature=0, max_new_tokens=6))
+    assert out[0][0].finish_reason == "eos" and out[0][0].text == ""
+    assert len(out[0][0].token_ids) == 1
+    assert [o[0].finish_reason for o in out[1:]] == ["eos"] * 4  # they stop at step 2
+
+    script = {0: ["a", "y", "y", "y", "y"], 1: ["b", "y", "y", "y", "y"]} | {
+        s: ["b"] * 5 for s in range(20, 40)
+    }
+    _scripted_choose(policy, monkeypatch, script, "y")
+    out = policy.generate(["p"] * 5, SamplingParams(temperature=0, max_new_tokens=40, stop=("ab",)))
+    assert out[0][0].finish_reason == "stop" and out[0][0].text == ""
+    assert [o[0].finish_reason for o in out[1:]] == ["length"] * 4

@@ -374,6 +374,10 @@ class HFPolicy:
                 # One transfer for the three per-row numbers.
                 lp_l, ent_l, var_l = torch.stack([chosen_lp, *_entropy_varentropy(logp)]).tolist()
             for j, i in enumerate(live):
+                if done[i] is not None:
+                    # Finished, still in the batch until a quarter of it is done: its later
+                    # tokens are not its output (nor may they overwrite or revive its result).
+                    continue
                 out_ids[i].append(nxt_l[j])
                 out_lps[i].append(lp_l[j])
                 stats = None
