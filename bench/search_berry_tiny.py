@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from openberry.data.arithmetic import load_split
-from openberry.models.hf import HFPolicy
+from openberry.models.hf import HFPolicy, tune_cpu_malloc
 from openberry.search import make_search, run_search
 
 RUNS: list[tuple[str, str, dict[str, str]]] = [
@@ -91,6 +91,7 @@ def main() -> None:
     if args.table:
         print(table(args.table))
         return
+    tune_cpu_malloc()  # as every berry command does on a CPU
     policy = HFPolicy.from_pretrained(args.model)
     examples = load_split("test", limit=args.limit)
     args.out.parent.mkdir(parents=True, exist_ok=True)

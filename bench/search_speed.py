@@ -2,7 +2,8 @@
 
 1. **Batching**: 64 problems searched together against the same 64 searched one at a time, at
    temperature 0; the trees must be identical (checked here) and the batch faster (target: at
-   least 5x).
+   least 5x). Wall times on a shared CPU swing by a third between runs, so every batched and
+   plain measurement is repeated (``--repeats``) and the median reported with all runs.
 2. **Throughput**: generated tokens per second during a batched search (every model call
    included: generation, rewards, critiques, judges, values) against plain batched generation on
    the same model: one ``generate`` call of the same 64 solve prompts at temperature 1, with 8
@@ -19,7 +20,9 @@ Run it on an otherwise idle machine: wall-clock figures are only as good as the 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import statistics
 import time
 
 import torch
@@ -60,6 +63,13 @@ def main() -> None:
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of each batched and plain measurement; the median is reported (the "
+        "one-at-a-time run, 64 searches in a row, runs once)",
+    )
+    ap.add_argument(
         "--prefix-cache-mb", type=float, default=1024.0, help="HFPolicy prefix store (0: off)"
     )
     ap.add_argument(
@@ -86,35 +96,46 @@ def main() -> None:
         [solve_prompt(p.question) for p in problems[:8]], SamplingParams(max_new_tokens=8)
     )
 
-    def plain(n: int) -> tuple[int, float]:
-        """Generated tokens and seconds of one plain `generate` call, `n` samples per prompt."""
-        start = time.perf_counter()
-        out = policy.generate(
-            [solve_prompt(p.question) for p in problems],
-            SamplingParams(n=n, max_new_tokens=256, temperature=1.0, seed=0),
+    def timed(fn):
+        """(result of the last run, median seconds, all seconds) over `args.repeats` runs."""
+        times, out = [], None
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - start)
+        return out, statistics.median(times), [round(t, 2) for t in times]
+
+    def plain(n: int) -> float:
+        """Generated tokens per second of one plain `generate` call, `n` samples per prompt
+        (median over the repeats)."""
+        out, seconds, runs = timed(
+            lambda: policy.generate(
+                [solve_prompt(p.question) for p in problems],
+                SamplingParams(n=n, max_new_tokens=256, temperature=1.0, seed=0),
+            )
         )
-        seconds = time.perf_counter() - start
         tokens = sum(g.num_tokens for row in out for g in row)
         report[f"plain_n{n}"] = {
             "tokens": tokens,
             "seconds": round(seconds, 2),
+            "runs_s": runs,
             "tokens_per_s": round(tokens / seconds),
         }
         print(json.dumps({f"plain_n{n}": report[f"plain_n{n}"]}), flush=True)
-        return tokens, seconds
+        return tokens / seconds
 
-    plain_tokens, plain_s = plain(8)
+    plain_rate = plain(8)
     # The same batch width as one search round: one sample per problem.
-    one_tokens, one_s = plain(1)
+    one_rate = plain(1)
 
     for method in args.methods.split(","):
         overrides = {"temperature": "0"}
         if method == "meta-mcts":
             overrides["meta_policy"] = "model"
         search = make_search(method, rollouts=args.rollouts, overrides=overrides)
-        start = time.perf_counter()
-        together = run_search(search, problems, policy, seed=0)
-        batch_s = time.perf_counter() - start
+        together, batch_s, batch_runs = timed(
+            functools.partial(run_search, search, problems, policy, seed=0)
+        )
         start = time.perf_counter()
         alone = [run_search(search, [p], policy, seed=0)[0] for p in problems]
         single_s = time.perf_counter() - start
@@ -125,19 +146,21 @@ def main() -> None:
             rollouts=args.rollouts,
             overrides={"meta_policy": "model"} if method == "meta-mcts" else {},
         )
-        start = time.perf_counter()
-        results = run_search(sampled, problems, policy, seed=0)
-        search_s = time.perf_counter() - start
+        results, search_s, search_runs = timed(
+            functools.partial(run_search, sampled, problems, policy, seed=0)
+        )
         tokens = sum(r.stats.generated_tokens for r in results)
         row = {
             "method": method,
             "batched_s": round(batch_s, 2),
+            "batched_runs_s": batch_runs,
             "one_at_a_time_s": round(single_s, 2),
             "speedup": round(single_s / batch_s, 2),
             "identical_trees": f"{same}/{len(problems)}",
+            "sampled_runs_s": search_runs,
             "search_tokens_per_s": round(tokens / search_s),
-            "share_of_plain_n8": round((tokens / search_s) / (plain_tokens / plain_s), 3),
-            "share_of_plain_n1": round((tokens / search_s) / (one_tokens / one_s), 3),
+            "share_of_plain_n8": round((tokens / search_s) / plain_rate, 3),
+            "share_of_plain_n1": round((tokens / search_s) / one_rate, 3),
         }
         report[method] = row
         print(json.dumps(row), flush=True)

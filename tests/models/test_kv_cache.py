@@ -249,3 +249,35 @@ def test_tune_cpu_malloc_is_idempotent() -> None:
 
     first = tune_cpu_malloc()
     assert tune_cpu_malloc() is first
+
+
+def test_a_long_unknown_rest_is_read_in_its_own_pass(pair, monkeypatch) -> None:
+    """One new long prompt among rows that extend a stored path is read first, alone, so the
+    other rows are not padded to its length; results are unchanged."""
+    from openberry.models.hf import HFPolicy
+
+    stored, plain = pair
+    stored.reset_prefix_cache()
+    stored.generate([PATH], SamplingParams(temperature=0, max_new_tokens=1))
+    rows = [PATH + c for c in "abcdefghijkl"] + ["a new prompt " * 6]
+    passes: list[int] = []
+    real = HFPolicy._prefill_stored
+    monkeypatch.setattr(
+        HFPolicy, "_prefill_stored", lambda self, r, *a: passes.append(len(r)) or real(self, r, *a)
+    )
+    cands = ["<positive_rating>", "<negative_rating>"]
+    got = stored.next_token_probs(rows, cands)
+    assert passes == [1, len(rows)]
+    for g, w in zip(got, plain.next_token_probs(rows, cands), strict=True):
+        assert g == pytest.approx(w, abs=1e-5)
+
+
+def test_encode_prompts_equals_one_at_a_time(pair) -> None:
+    """Batch encoding (new prompts in one tokenizer call, repeats from memory) gives the ids
+    the tokenizer gives each prompt alone, in order, duplicates included."""
+    stored, _ = pair
+    prompts = ["a b", PATH, "a b", "", "zz " * 40]
+    want = [list(stored.tokenizer.encode(p)) for p in prompts]
+    assert stored.encode_prompts(prompts) == want
+    assert stored.encode_prompts(list(reversed(prompts))) == list(reversed(want))
+    assert stored.count_tokens(prompts) == [len(w) for w in want]

@@ -221,25 +221,33 @@ class HFPolicy:
         return prompt
 
     def encode_prompt(self, prompt: str) -> list[int]:
-        """Token ids the model sees for `prompt` (chat template applied when asked).
+        """Token ids the model sees for `prompt` (chat template applied when asked)."""
+        return self.encode_prompts([prompt])[0]
+
+    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        """`encode_prompt` of each prompt; the ones not seen lately are encoded in one batch
+        (the fast tokenizer spreads a batch over threads).
 
         The last `ENCODED_PROMPTS` encodings are remembered: search sends a prompt to
         `count_tokens` and to `generate` or `next_token_probs`.
         """
-        key = (self._chat, prompt)
-        ids = self._encoded.get(key)
-        if ids is None:
-            if key[0]:
-                text = self._format(prompt)
-                ids = tuple(self.tokenizer.encode(text, add_special_tokens=False))
+        chat = self._chat
+        todo = list(dict.fromkeys(p for p in prompts if (chat, p) not in self._encoded))
+        if todo:
+            if chat:
+                texts = [self._format(p) for p in todo]
+                encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
             else:
-                ids = tuple(self.tokenizer.encode(prompt))
-            self._encoded[key] = ids
-            if len(self._encoded) > ENCODED_PROMPTS:
-                self._encoded.popitem(last=False)
-        else:
-            self._encoded.move_to_end(key)
-        return list(ids)
+                encoded = self.tokenizer(todo)["input_ids"]
+            for prompt, ids in zip(todo, encoded, strict=True):
+                self._encoded[(chat, prompt)] = tuple(ids)
+        out = []
+        for prompt in prompts:
+            self._encoded.move_to_end((chat, prompt))
+            out.append(list(self._encoded[(chat, prompt)]))
+        while len(self._encoded) > max(ENCODED_PROMPTS, len(prompts)):
+            self._encoded.popitem(last=False)
+        return out
 
     def _may_stop(self, token: int, stop_ends: set[str]) -> bool:
         """False when appending `token` cannot complete a stop string: its text alone holds no
@@ -255,7 +263,7 @@ class HFPolicy:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens of each text as a prompt (the search engine's cost accounting)."""
-        return [len(self.encode_prompt(t)) for t in texts]
+        return [len(ids) for ids in self.encode_prompts(texts)]
 
     def _encode_completion(self, prompt: str, prompt_ids: list[int], completion: str) -> list[int]:
         if not completion:
@@ -322,7 +330,7 @@ class HFPolicy:
         conventions.
         """
         torch = self._torch
-        prompt_ids = [self.encode_prompt(p) for p in prompts]
+        prompt_ids = self.encode_prompts(prompts)
         gen = None
         if params.seed is not None and not params.greedy:
             gen = torch.Generator(device=self.device)
@@ -721,7 +729,7 @@ class HFPolicy:
             if len(toks) != 1:
                 raise ModelError(f"candidate {cand!r} is {len(toks)} tokens, not one")
             cand_ids[cand] = int(toks[0])
-        rows = [self.encode_prompt(p) for p in prompts]
+        rows = self.encode_prompts(prompts)
         index = torch.tensor(list(cand_ids.values()), dtype=torch.long, device=self.device)
         result: list[dict[str, float]] = [{} for _ in rows]
         with torch.inference_mode():
