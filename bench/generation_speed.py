@@ -126,7 +126,8 @@ def ours_generate(policy: HFPolicy, prompts: list[str], new: int, sample: bool) 
 def bench_decode(
     model: Any, tokenizer: Any, batches: list[int], new: int, repeats: int
 ) -> list[str]:
-    policy = HFPolicy(model, tokenizer, name="bench")
+    # No prefix store: the same prompts are timed repeatedly, and model.generate has none.
+    policy = HFPolicy(model, tokenizer, name="bench", prefix_cache_mb=0)
     rng = random.Random(0)
     lines = [
         "| batch | mode | plain `generate` tok/s | ours tok/s | ours / plain |",
@@ -154,8 +155,10 @@ def bench_decode(
 
 
 def bench_prefix(model: Any, tokenizer: Any, prefix_len: int, new: int, repeats: int) -> list[str]:
-    shared = HFPolicy(model, tokenizer, name="bench", share_prefixes=True)
-    plain = HFPolicy(model, tokenizer, name="bench", share_prefixes=False)
+    # Sharing within one call only: no prefix store, or repeated timings would re-use the prefix
+    # of the previous repeat.
+    shared = HFPolicy(model, tokenizer, name="bench", share_prefixes=True, prefix_cache_mb=0)
+    plain = HFPolicy(model, tokenizer, name="bench", share_prefixes=False, prefix_cache_mb=0)
     rng = random.Random(1)
     prefix = random_text(rng, prefix_len)
     suffixes = ["<step>", " Step 2:", " So x =", " Next,", "<meta>", " Check:", " Thus", " Wait,"]

@@ -292,3 +292,30 @@ def test_tail_candidates_zero_when_server_cannot_echo(caplog) -> None:
     assert [row["No"] for row in rows] == [0.0, 0.0]
     assert rows[0]["Yes"] == pytest.approx(math.exp(-0.1))
     assert sum("probability 0" in r.message for r in caplog.records) == 1
+
+
+def test_regression_echo_refusal_warned_once_under_concurrency(caplog) -> None:
+    """Regression: requests run in threads, and when several found echo refused at the same time
+    each logged the warning (test_tail_candidates_zero_when_server_cannot_echo was flaky). The
+    handler holds every echo request until all have arrived, so they fail together."""
+    import threading
+
+    arrived = threading.Barrier(4, timeout=10)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body.get("echo"):
+            arrived.wait()
+            return httpx.Response(400, json={"error": {"message": "echo is not supported"}})
+        lp = {"tokens": ["Yes"], "token_logprobs": [-0.1], "top_logprobs": [{"Yes": -0.1}]}
+        lp["text_offset"] = [0]
+        choice = {"index": 0, "text": "Yes", "logprobs": lp, "finish_reason": "length"}
+        return httpx.Response(200, json={"choices": [choice]})
+
+    policy = OpenAIPolicy(
+        "http://srv", "m", transport=httpx.MockTransport(handler), max_concurrency=4
+    )
+    with caplog.at_level(logging.WARNING):
+        rows = policy.next_token_probs(["a", "b", "c", "d"], ["Yes", "No"])
+    assert [row["No"] for row in rows] == [0.0] * 4
+    assert sum("probability 0" in r.message for r in caplog.records) == 1

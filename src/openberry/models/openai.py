@@ -137,6 +137,7 @@ class OpenAIPolicy:
         self.max_concurrency = max_concurrency
         self.retry = RetryConfig(max_retries=max_retries, backoff=backoff)
         self._echo_failed = False  # set once the server refused echo scoring
+        self._echo_lock = threading.Lock()
         key = api_key or os.environ.get("OPENAI_API_KEY") or os.environ.get("BERRY_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(
@@ -417,10 +418,14 @@ class OpenAIPolicy:
             try:
                 values = self._score_one((prompt, candidate))
             except ModelError as exc:
-                self._echo_failed = True
-                logger.warning(
-                    "candidates outside the server's top logprobs get probability 0: %s", exc
-                )
+                # Requests run in threads: several may find echo refused at once; warn once.
+                with self._echo_lock:
+                    first = not self._echo_failed
+                    self._echo_failed = True
+                if first:
+                    logger.warning(
+                        "candidates outside the server's top logprobs get probability 0: %s", exc
+                    )
             else:
                 if len(values) != 1:
                     raise ModelError(f"candidate {candidate!r} is {len(values)} tokens, not one")
