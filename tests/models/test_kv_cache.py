@@ -281,3 +281,24 @@ def test_encode_prompts_equals_one_at_a_time(pair) -> None:
     assert stored.encode_prompts(prompts) == want
     assert stored.encode_prompts(list(reversed(prompts))) == list(reversed(want))
     assert stored.count_tokens(prompts) == [len(w) for w in want]
+
+
+def test_layers_with_different_key_shapes_fall_back_to_whole_prompts(monkeypatch) -> None:
+    """One buffer holds every layer's keys, so a model whose layers differ (heads, head dim,
+    dtype) reads prompts whole, without a store, instead of failing."""
+    from openberry.models import hf as hf_module
+
+    same = [torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 5, 4)]
+    assert hf_module._uniform_kv_layout(same) == (2, 2, 4, torch.float32)
+    assert hf_module._uniform_kv_layout([*same, torch.zeros(1, 1, 3, 4)]) is None
+    assert hf_module._uniform_kv_layout([*same, torch.zeros(1, 2, 3, 8)]) is None
+    assert hf_module._uniform_kv_layout([]) is None
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_llama(len(tokenizer))
+    monkeypatch.setattr(hf_module, "_uniform_kv_layout", lambda keys: None)
+    policy = hf_module.HFPolicy(model, tokenizer, name="tiny")
+    plain = hf_module.HFPolicy(model, tokenizer, share_prefixes=False, prefix_cache_mb=0)
+    params = SamplingParams(n=2, temperature=0, max_new_tokens=6)
+    _same(policy.generate([PATH, PATH + "A"], params), plain.generate([PATH, PATH + "A"], params))
+    assert policy.prefix_store is None and policy._kv is None

@@ -484,7 +484,7 @@ class HFPolicy:
             Last-position logits [B, V], attention mask [B, T] and position ids of the rows' last
             forward pass [B, t], and the cache, in row order.
         """
-        if self._kv is None:
+        if self._kv is None or self._kv_layout() is None:
             cache = _new_cache(self.model)
             ids, mask, pos = self._left_pad(rows)
             logits = self._forward(ids, mask, pos, cache=cache, keep=1)[:, -1, :]
@@ -555,7 +555,9 @@ class HFPolicy:
             values [layers, 2, H, len, D], valid until the cache is decoded into.
         """
         torch = self._torch
-        n_layers, heads, head_dim, dtype = self._kv_layout()
+        layout = self._kv_layout()
+        assert layout is not None  # _prefill checked it
+        n_layers, heads, head_dim, dtype = layout
         hits = [store.lookup(r, len(r) - 1) for r in rows]
         known = [s for _, s in hits]
         width = max(known)
@@ -604,20 +606,25 @@ class HFPolicy:
             pool = self._pool = torch.empty(size + size // 4, dtype=dtype, device=self.device)
         return pool[:size].view(shape)
 
-    def _kv_layout(self) -> tuple[int, int, int, Any]:
-        """(layers, key/value heads, head dim, dtype) of the model's KV cache, from one probe."""
-        if self._kv_shape is None:
+    def _kv_layout(self) -> tuple[int, int, int, Any] | None:
+        """(layers, key/value heads, head dim, dtype) of the model's KV cache, from one probe;
+        None (and no growing cache or prefix store from then on) when the layers' key shapes
+        differ, since one buffer holds every layer."""
+        if self._kv_shape is None and self._kv is not None:
             torch = self._torch
             cache = _new_cache(self.model)
             ids = torch.tensor([[self.pad_token_id]], dtype=torch.long, device=self.device)
             with torch.inference_mode():
                 self._forward(ids, torch.ones_like(ids), torch.zeros_like(ids), cache, keep=1)
-            shapes = {tuple(layer.keys.shape[1:2] + layer.keys.shape[3:]) for layer in cache.layers}
-            if len(shapes) != 1:
-                raise ModelError(f"layers with different KV shapes {sorted(shapes)}")
-            ((heads, head_dim),) = shapes
-            dtype = cache.layers[0].keys.dtype
-            self._kv_shape = (len(cache.layers), int(heads), int(head_dim), dtype)
+            layout = _uniform_kv_layout([layer.keys for layer in cache.layers])
+            if layout is None:
+                logger.warning(
+                    "%s: layers have different key/value shapes; prompts are read whole, "
+                    "without the prefix store",
+                    self.name,
+                )
+                self._kv = self.prefix_store = None
+            self._kv_shape = layout
         return self._kv_shape
 
     def _choose(self, logits: Any, params: SamplingParams, gen: Any) -> Any:
@@ -917,6 +924,16 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
     return ids
+
+
+def _uniform_kv_layout(keys: Sequence[Any]) -> tuple[int, int, int, Any] | None:
+    """(layers, heads, head dim, dtype) of per-layer key tensors [B, H, T, D], or None when the
+    layers differ in heads, head dim or dtype (or there are none)."""
+    shapes = {(int(k.shape[1]), int(k.shape[3]), k.dtype) for k in keys}
+    if len(shapes) != 1:
+        return None
+    ((heads, head_dim, dtype),) = shapes
+    return len(keys), heads, head_dim, dtype
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:
