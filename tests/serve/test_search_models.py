@@ -175,6 +175,16 @@ def test_cli_flags() -> None:
     assert args.search_methods is True and args.search_rollouts == 4
     args = parser.parse_args(["serve", "--no-search-methods", "--search-rollouts", "8"])
     assert args.search_methods is False and args.search_rollouts == 8
+    assert parser.parse_args(["serve"]).prefix_cache_mb == 1024.0
+    assert parser.parse_args(["serve", "--prefix-cache-mb", "0"]).prefix_cache_mb == 0.0
+
+
+def test_cli_refuses_a_negative_prefix_cache(capsys) -> None:
+    from openberry.cli import main as cli_main
+
+    code = cli_main.main(["serve", "--model", "/nonexistent", "--prefix-cache-mb", "-1"])
+    assert code == 2
+    assert "--prefix-cache-mb must be >= 0" in capsys.readouterr().err
 
 
 def test_served_search_matches_berry_solve(client, capsys) -> None:

@@ -77,6 +77,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dtype", default="float32", help="torch dtype (default: float32)")
     p.add_argument(
+        "--prefix-cache-mb",
+        type=float,
+        default=1024.0,
+        metavar="MB",
+        help="MiB of keys/values of earlier prompts kept for re-use across requests "
+        "(0: off; default: 1024)",
+    )
+    p.add_argument(
         "--search-methods",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -122,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     check_bind(args.host, api_key)
     if not 0 <= args.port <= 65535:
         raise BerryError(f"--port must be in 0..65535, got {args.port}")
+    if args.prefix_cache_mb < 0:
+        raise BerryError(f"--prefix-cache-mb must be >= 0, got {args.prefix_cache_mb}")
     from openberry.serve.search_models import MAX_SEARCH_ROLLOUTS
 
     if args.search_rollouts > MAX_SEARCH_ROLLOUTS:
@@ -134,10 +144,16 @@ def run(args: argparse.Namespace) -> int:
         raise BerryError(
             f"berry serve needs the 'serve' extra (pip install 'openberry[serve]'): {exc}"
         ) from exc
-    from openberry.models.hf import HFPolicy
+    from openberry.models.hf import HFPolicy, tune_cpu_malloc
 
+    if args.device in (None, "cpu"):
+        tune_cpu_malloc()
     policy = HFPolicy.from_pretrained(
-        args.model, adapter=args.adapter, device=args.device, dtype=args.dtype
+        args.model,
+        adapter=args.adapter,
+        device=args.device,
+        dtype=args.dtype,
+        prefix_cache_mb=args.prefix_cache_mb,
     )
     name = args.name or args.model
     try:

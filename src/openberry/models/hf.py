@@ -859,9 +859,9 @@ def tune_cpu_malloc() -> bool:
     buffers in again: on berry-tiny's batched meta-action MCTS that was about a million page
     faults and a quarter of the wall time. Raising glibc's mmap and trim thresholds keeps the
     pages (the same effect as PyTorch's advice to preload jemalloc or tcmalloc); the cost is
-    that the process keeps its peak memory. `ModelSpec.build` (every ``berry`` command) calls
-    this for the hf backend on a CPU; library users may call it once at start. Returns True
-    when the settings were applied (False off glibc).
+    that the process keeps its peak memory. `ModelSpec.build` (``berry generate``, ``solve``,
+    ``eval``) and ``berry serve`` call this for the hf backend on a CPU; library users may call
+    it once at start. Returns True when the settings were applied (False off glibc).
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
