@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_backend_args", "int_at_least", "model_spec"]
+__all__ = ["add_backend_args", "add_prefix_cache_arg", "int_at_least", "model_spec"]
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -36,13 +36,18 @@ def add_backend_args(parser: Any) -> None:
     parser.add_argument(
         "--chat-template", action="store_true", help="hf: wrap prompts in the chat template"
     )
+    add_prefix_cache_arg(parser, "hf: ")
+
+
+def add_prefix_cache_arg(parser: Any, prefix: str = "") -> None:
+    """Add ``--prefix-cache-mb`` (`HFPolicy`'s prefix store budget) to a parser or group."""
     parser.add_argument(
         "--prefix-cache-mb",
         type=float,
         default=1024.0,
         metavar="MB",
-        help="hf: MiB of keys/values of earlier prompts kept for re-use, so tree search does "
-        "not re-read a node's path at every call (0: off; default: 1024)",
+        help=f"{prefix}MiB of keys/values of earlier prompts kept for re-use, so tree search "
+        "does not re-read a node's path at every call (0: off; default: 1024)",
     )
 
 

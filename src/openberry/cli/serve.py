@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Any
 
-from openberry.cli._args import int_at_least
+from openberry.cli._args import add_prefix_cache_arg, int_at_least
 from openberry.errors import BerryError
 from openberry.models.builtin import DEFAULT_MODEL
 
@@ -76,14 +76,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dtype", default="float32", help="torch dtype (default: float32)")
-    p.add_argument(
-        "--prefix-cache-mb",
-        type=float,
-        default=1024.0,
-        metavar="MB",
-        help="MiB of keys/values of earlier prompts kept for re-use across requests "
-        "(0: off; default: 1024)",
-    )
+    add_prefix_cache_arg(p)
     p.add_argument(
         "--search-methods",
         action=argparse.BooleanOptionalAction,

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -219,26 +219,25 @@ class PrefixStore:
         self.lookups = 0
         self.hit_tokens = 0
 
-    def _chain(self, tokens: Sequence[int], limit: int) -> list[int]:
-        keys: list[int] = []
+    def _chain(self, tokens: Sequence[int], limit: int) -> Iterator[tuple[int, int]]:
+        """(prefix length, key) for each whole block of ``tokens[:limit]``: the key hashes the
+        previous key with the block, so it stands for the whole prefix. `add` indexes an entry
+        under all of them; `_find` walks them until one is missing."""
         h = 0
         for start in range(0, limit - self.block + 1, self.block):
             h = hash((h, tuple(tokens[start : start + self.block])))
-            keys.append(h)
-        return keys
+            yield start + self.block, h
 
     def _find(self, tokens: Sequence[int], limit: int) -> tuple[int | None, int]:
         """(entry id, matched length) of the longest stored prefix of ``tokens[:limit]``."""
         limit = min(limit, len(tokens))
         best: int | None = None
         matched = 0
-        h = 0
-        for start in range(0, limit - self.block + 1, self.block):
-            h = hash((h, tuple(tokens[start : start + self.block])))
-            ids = self._index.get(h)
+        for length, key in self._chain(tokens, limit):
+            ids = self._index.get(key)
             if not ids:
                 break
-            best, matched = next(reversed(ids)), start + self.block
+            best, matched = next(reversed(ids)), length
         if best is None:
             return None, 0
         entry = self._entries[best]
@@ -278,7 +277,7 @@ class PrefixStore:
                 return
             if matched == len(old.tokens):  # the old entry is a prefix of this one
                 self._remove(eid)
-        entry = _Entry(tuple(tokens), kv, self._chain(tokens, len(tokens)))
+        entry = _Entry(tuple(tokens), kv, [key for _, key in self._chain(tokens, len(tokens))])
         if self.max_bytes is not None and entry.nbytes > self.max_bytes:
             return
         eid = self._next_id
