@@ -77,10 +77,20 @@ def main() -> None:
         action="store_true",
         help="leave glibc's allocator as it is (berry commands call tune_cpu_malloc)",
     )
+    ap.add_argument(
+        "--no-cpu-decode-attention",
+        action="store_true",
+        help="keep transformers' SDPA for decode steps on a CPU (HFPolicy's default computes "
+        "them with openberry.models.cpu_attention)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tuned = False if args.no_tune_malloc else tune_cpu_malloc()
-    policy = HFPolicy.from_pretrained(args.model, prefix_cache_mb=args.prefix_cache_mb)
+    policy = HFPolicy.from_pretrained(
+        args.model,
+        prefix_cache_mb=args.prefix_cache_mb,
+        cpu_decode_attention=not args.no_cpu_decode_attention,
+    )
     problems = [e.problem for e in load_split("test", limit=args.problems)]
     report: dict = {
         "problems": len(problems),
@@ -88,6 +98,7 @@ def main() -> None:
         "threads": args.threads,
         "prefix_cache_mb": args.prefix_cache_mb,
         "malloc_tuned": tuned,
+        "attention": policy.model.config._attn_implementation,
     }
     print(json.dumps(report), flush=True)
 

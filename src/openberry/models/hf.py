@@ -114,6 +114,9 @@ class HFPolicy:
         prefix_cache_mb: budget (MiB) of the prefix store kept across calls: the keys and values
             of prompts already read, re-used by later prompts that start with them (tree search
             re-sends each node's path). 0 turns it off. `reset_prefix_cache` empties it.
+        cpu_decode_attention: on a CPU, compute decode steps of an ``sdpa`` model with
+            `openberry.models.cpu_attention` (two matrix products; faster there than SDPA's
+            fused kernel). False keeps the model's attention as it is.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class HFPolicy:
         share_prefixes: bool = True,
         min_shared_prefix: int = 32,
         prefix_cache_mb: float = 1024.0,
+        cpu_decode_attention: bool = True,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -167,6 +171,13 @@ class HFPolicy:
             if merge_adapter:
                 model = model.merge_and_unload()
         model.eval()
+        if cpu_decode_attention and next(model.parameters()).device.type == "cpu":
+            try:
+                from openberry.models.cpu_attention import use_decode_attention
+            except ImportError:  # a transformers without pluggable attention
+                pass
+            else:
+                use_decode_attention(model)
         self.model = model
         self.tokenizer = tokenizer
         self.use_chat_template = use_chat_template
