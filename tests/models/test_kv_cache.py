@@ -82,34 +82,52 @@ def _kv(n: int, fill: float = 0.0) -> torch.Tensor:
     return pos[None, None, None, :, None].expand(1, 2, 1, n, 2).clone()
 
 
-def test_lookup_finds_the_longest_prefix_past_a_block() -> None:
-    store = kv_cache.PrefixStore(None, block=4)
+def _joined(pieces: list) -> torch.Tensor:
+    return torch.cat(pieces, dim=-2)
+
+
+def test_lookup_finds_the_longest_prefix() -> None:
+    store = kv_cache.PrefixStore(None)
     tokens = list(range(10))
     store.add(tokens, _kv(10))
-    kv, n = store.lookup([*range(7), 99, 98], limit=9)
-    assert n == 7 and kv is not None and kv[0, 0, 0, 6, 0] == 6  # 4-token block, then 3 more
+    pieces, n = store.lookup([*range(7), 99, 98], limit=9)
+    assert n == 7 and torch.equal(_joined(pieces), _kv(7))
     assert store.lookup(tokens, limit=9)[1] == 9  # the limit caps the match
-    assert store.lookup([5, *tokens], limit=11) == (None, 0)
-    assert store.lookup([0, 1, 2], limit=3) == (None, 0)  # shorter than one block
-    assert store.hit_tokens == 16
+    assert store.lookup([5, *tokens], limit=11) == ([], 0)
+    assert store.lookup([0, 1, 2], limit=3)[1] == 3
+    assert store.hit_tokens == 19 and store.lookups == 4
 
 
-def test_an_entry_that_is_a_prefix_of_a_new_one_is_dropped() -> None:
-    store = kv_cache.PrefixStore(None, block=4)
+def test_an_extension_stores_only_its_new_tokens() -> None:
+    store = kv_cache.PrefixStore(None)
     store.add(list(range(8)), _kv(8))
-    store.add(list(range(12)), _kv(12))
+    store.add(list(range(12)), _kv(12))  # extends a leaf: one longer segment
     assert len(store) == 1 and store.nbytes == _kv(12).numel() * 4
-    store.add(list(range(6)), _kv(6))  # already inside the longer entry: not stored again
+    store.add(list(range(6)), _kv(6))  # already inside the stored sequence: nothing stored
     assert len(store) == 1
-    store.add([*range(8), 50, 51], _kv(10, fill=0.5))  # a sibling: both kept
-    assert len(store) == 2
-    assert store.lookup([*range(8), 50, 51, 52], limit=11)[1] == 10
-    assert store.lookup(list(range(12)), limit=12)[1] == 12
+    store.add([*range(8), 50, 51], _kv(10, fill=0.5))  # a sibling: the segment is split
+    assert len(store) == 3 and store.nbytes == (_kv(12).numel() + _kv(2).numel()) * 4
+    pieces, n = store.lookup([*range(8), 50, 51, 52], limit=11)
+    assert n == 10 and [p.shape[-2] for p in pieces] == [8, 2]
+    assert torch.equal(_joined(pieces), torch.cat([_kv(8), _kv(10, fill=0.5)[..., 8:, :]], -2))
+    pieces, n = store.lookup(list(range(12)), limit=12)
+    assert n == 12 and torch.equal(_joined(pieces), _kv(12))
 
 
-def test_least_recently_used_entries_leave_first() -> None:
+def test_add_copies_only_what_is_new() -> None:
+    """With ``kv(start)``, the store asks only for the positions past what it holds."""
+    store = kv_cache.PrefixStore(None)
+    store.add(list(range(8)), _kv(8))
+    asked: list[int] = []
+    store.add(list(range(11)), lambda start: asked.append(start) or _kv(11)[..., start:, :])
+    assert asked == [8]
+    assert torch.equal(_joined(store.lookup(list(range(11)), 11)[0]), _kv(11))
+    store.add(list(range(5)), lambda start: pytest.fail("nothing is new"))
+
+
+def test_least_recently_used_segments_leave_first() -> None:
     one = _kv(8).numel() * 4
-    store = kv_cache.PrefixStore(2 * one, block=4)
+    store = kv_cache.PrefixStore(2 * one)
     a, b, c = ([k] * 8 for k in (1, 2, 3))
     store.add(a, _kv(8))
     store.add(b, _kv(8))
@@ -123,22 +141,30 @@ def test_least_recently_used_entries_leave_first() -> None:
     assert len(store) == 0 and store.nbytes == 0 and store.hit_tokens == 0
 
 
-def test_a_hash_collision_is_not_a_match() -> None:
-    """The block index is only a hint: the tokens are compared before a prefix is used."""
-    store = kv_cache.PrefixStore(None, block=4)
-    store.add([1, 2, 3, 4, 5], _kv(5))
-    (key,) = store._entries[0].keys
-    other = [9, 9, 9, 9, 9]
-    # Forge the index so that the other sequence's first block "hashes" to the stored entry.
-    store._index[hash((0, tuple(other[:4])))] = store._index[key]
-    assert store.lookup(other, 5) == (None, 0)
+def test_a_shared_prefix_outlives_its_evicted_branches() -> None:
+    """Eviction takes leaves, least recently used first: a prefix that a newer branch runs
+    through stays while an older branch goes."""
+    seg = _kv(4).numel() * 4
+    store = kv_cache.PrefixStore(4 * seg)
+    trunk = [7] * 8
+    store.add([*trunk, 1, 1, 1, 1], _kv(12))
+    store.add([*trunk, 2, 2, 2, 2], _kv(12, fill=0.25))  # split: trunk (2 seg) + two leaves
+    assert len(store) == 3 and store.nbytes == 4 * seg
+    store.lookup([*trunk, 1, 1, 1, 1], 12)  # branch 1 used last
+    store.add([*trunk, 3, 3, 3, 3], _kv(12, fill=0.5))  # over budget: branch 2 leaves
+    assert store.matched([*trunk, 2, 2, 2, 2], 12) == 8
+    assert store.matched([*trunk, 1, 1, 1, 1], 12) == 12
+    assert store.matched([*trunk, 3, 3, 3, 3], 12) == 12
+    assert store.nbytes == 4 * seg
 
 
 def test_add_checks_the_shapes() -> None:
     with pytest.raises(ValueError, match="positions"):
         kv_cache.PrefixStore(None).add(list(range(20)), _kv(19))
-    with pytest.raises(ValueError, match="block"):
-        kv_cache.PrefixStore(None, block=0)
+    store = kv_cache.PrefixStore(None)
+    store.add(list(range(4)), _kv(4))
+    with pytest.raises(ValueError, match="new tokens"):
+        store.add(list(range(8)), lambda start: _kv(8))
 
 
 # ------------------------------------------------------------------------ HFPolicy with the store
@@ -232,9 +258,20 @@ def test_stop_prefilter_keeps_multi_token_stops(pair, monkeypatch) -> None:
         params = SamplingParams(temperature=0, max_new_tokens=16, stop=stop)
         fast = stored.generate(prompts, params)
         with monkeypatch.context() as m:
-            m.setattr(HFPolicy, "_may_stop", lambda self, token, ends: True)
+            m.setattr(HFPolicy, "_may_stop", lambda self, token, stops: True)
             full = stored.generate(prompts, params)
         _same(fast, full)
+
+
+def test_a_stop_can_end_in_a_token_only_where_the_token_ends_it() -> None:
+    from openberry.models.hf import _may_end_in
+
+    stop = "<end_of_thought>"
+    assert not _may_end_in("<expansion>", stop)  # holds '>' but cannot end the stop
+    assert _may_end_in("thought>", stop) and _may_end_in(">", stop) and _may_end_in(stop, stop)
+    assert _may_end_in("x<end_of_thought>y", stop)
+    assert not _may_end_in("thought", stop) and not _may_end_in("ab", "b c")
+    assert _may_end_in("b", "a b") and _may_end_in("c ab", "ab")
 
 
 def test_encodings_are_remembered_per_template_setting(pair) -> None:

@@ -119,4 +119,15 @@ def spy_cache_shrinks(monkeypatch: Any) -> list[int]:
         return cache
 
     monkeypatch.setattr(hf_module, "_new_cache", spying_cache)
+    try:
+        from openberry.models import kv_cache
+    except ImportError:
+        return shrinks
+    real_select = kv_cache.select_rows
+
+    def select_rows(cache: Any, rows: Any) -> None:
+        shrinks.append(len(rows))
+        real_select(cache, rows)
+
+    monkeypatch.setattr(kv_cache, "select_rows", select_rows)
     return shrinks

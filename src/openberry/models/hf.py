@@ -9,8 +9,8 @@ What is implemented:
   and explicit ``position_ids`` (so left padding does not shift positions). With ``n > 1`` each
   prompt is run once and its KV cache copied to its n samples. Rows that finish (EOS or a
   stop string) are dropped from the batch and the cache once a quarter of the batch is done, so
-  short answers do not pay for long ones. Stop strings are checked after a step only when the
-  new token's text holds a stop string's last character (`HFPolicy._may_stop`), on the decoded
+  short answers do not pay for long ones. Stop strings are checked after a step only when a
+  stop string could end inside the new token's text (`HFPolicy._may_stop`), on the decoded
   tail of the row (the whole row is decoded only when the tail contains a stop).
 - Prefix re-use within and across calls (full-attention models; `openberry.models.kv_cache`):
   the cache is a `GrowingLayer` per layer, written in place (transformers' `DynamicLayer`
@@ -85,6 +85,9 @@ ENCODED_PROMPTS = 4096
 PREPASS_TOKENS = 256
 """What one extra forward pass is worth, in padded positions, when `HFPolicy` decides whether
 to read a call's few long prompt rests in a pass of their own (`_store_long_rests`)."""
+
+MAY_STOP_MEMO = 1 << 16
+"""Most (token, stop strings) answers `HFPolicy._may_stop` remembers."""
 
 RESERVE_TOKENS = 128
 """Spare cache positions `generate` allocates up front for decoding (the cache doubles past it)."""
@@ -193,7 +196,7 @@ class HFPolicy:
         self.pad_token_id = int(pad)
         self._cache_kwarg = _cache_kwarg(model)
         self._encoded: OrderedDict[tuple[bool, str], tuple[int, ...]] = OrderedDict()
-        self._token_text: dict[int, str] = {}
+        self._may_stop_memo: dict[tuple[int, tuple[str, ...]], bool] = {}
         if prefix_cache_mb < 0:
             raise ModelError(f"prefix_cache_mb must be >= 0, got {prefix_cache_mb}")
         self._kv: Any = _kv_module(model)
@@ -262,17 +265,24 @@ class HFPolicy:
             self._encoded.popitem(last=False)
         return out
 
-    def _may_stop(self, token: int, stop_ends: set[str]) -> bool:
-        """False when appending `token` cannot complete a stop string: its text alone holds no
-        stop string's last character. Conservative where a token's text alone is not its text
-        in context: partial UTF-8 bytes (U+FFFD), empty text, and stops ending in whitespace
-        (SentencePiece drops a leading space when a token is decoded alone)."""
-        text = self._token_text.get(token)
-        if text is None:
-            text = self._token_text[token] = self._decode([token])
+    def _may_stop(self, token: int, stops: tuple[str, ...]) -> bool:
+        """False when appending `token` cannot complete a stop string: no stop can end inside
+        the token's text (`_may_end_in`), whatever text came before it. Conservative where a
+        token's text alone is not its text in context: partial UTF-8 bytes (U+FFFD), empty text,
+        and stops ending in whitespace (SentencePiece drops a leading space when a token is
+        decoded alone). Answers are remembered per token and stop strings."""
+        key = (token, stops)
+        known = self._may_stop_memo.get(key)
+        if known is not None:
+            return known
+        text = self._decode([token])
         if not text or "\ufffd" in text:
-            return True
-        return any(c.isspace() or c in text for c in stop_ends)
+            answer = True
+        else:
+            answer = any(s[-1].isspace() or _may_end_in(text, s) for s in stops)
+        if len(self._may_stop_memo) < MAY_STOP_MEMO:
+            self._may_stop_memo[key] = answer
+        return answer
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens of each text as a prompt (the search engine's cost accounting)."""
@@ -326,10 +336,22 @@ class HFPolicy:
         size = self.batch_size or max(n, 1)
         return [range(i, min(i + size, n)) for i in range(0, n, size)]
 
+    def _unknown_lengths(self, rows: list[list[int]]) -> list[int]:
+        """Tokens of each row that a forward pass must read: what the prefix store does not
+        hold, after the prefixes several rows share (`_store_shared_prefixes`) were read once
+        for the whole call. Without a store, the rows' lengths."""
+        store = self.prefix_store
+        if store is None or self._kv is None or self._kv_layout() is None:
+            return [len(r) for r in rows]
+        if self.share_prefixes:
+            self._store_shared_prefixes(rows, store)
+        return [len(r) - store.matched(r, len(r) - 1) for r in rows]
+
     def _prefill_chunks(self, lengths: Sequence[int]) -> list[list[int]]:
         """Row indices of prefill-only forward passes (`score`, `next_token_probs`): rows sorted
-        by length, at most `batch_size` (None: `PREFILL_ROWS`) per pass, so that short rows are
-        not padded to the longest of the whole call. Results go back in the caller's order."""
+        by the tokens a pass must read (`lengths`), at most `batch_size` (None: `PREFILL_ROWS`)
+        per pass, so that short rows are not padded to the longest of the whole call. Results
+        go back in the caller's order."""
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         size = self.batch_size or PREFILL_ROWS
         return [order[i : i + size] for i in range(0, len(order), size)]
@@ -368,7 +390,10 @@ class HFPolicy:
         )
         if n > 1:
             # Each prompt was run once: copy its KV cache to its n samples.
-            cache.batch_repeat_interleave(n)
+            if self._kv is not None:
+                self._kv.repeat_rows(cache, n)
+            else:
+                cache.batch_repeat_interleave(n)
             logits = logits.repeat_interleave(n, dim=0)
             mask = mask.repeat_interleave(n, dim=0)
             pos = pos.repeat_interleave(n, dim=0)
@@ -383,9 +408,13 @@ class HFPolicy:
         # live[j] is the original row of batch row j; finished rows are dropped from the batch
         # (and from the KV cache) once at least a quarter of the batch has finished.
         live = list(range(b))
+        # fed[i]: generated tokens of row i whose keys and values are in the cache (a token is
+        # fed at the step after it is chosen; a finished row still in the batch is fed tokens
+        # that are not its output, so only the first len(out_ids[i]) count).
+        fed = [0] * b
+        keep_kv = self.prefix_store is not None and self._kv is not None
         eos = torch.tensor(sorted(self.eos_token_ids) or [-1], device=self.device)
         window = 4 * max((len(s) for s in params.stop), default=0) + 8
-        stop_ends = {s[-1] for s in params.stop}
         for step in range(params.max_new_tokens):
             logits = logits.float()
             logp = torch.log_softmax(logits, dim=-1)
@@ -413,7 +442,7 @@ class HFPolicy:
                     done[i] = self._make(
                         rows[i], out_ids[i], out_lps[i], "eos", len(out_ids[i]) - 1, stats
                     )
-                elif params.stop and self._may_stop(nxt_l[j], stop_ends):
+                elif params.stop and self._may_stop(nxt_l[j], params.stop):
                     done[i] = self._check_stop(
                         rows[i], out_ids[i], out_lps[i], params.stop, window, stats
                     )
@@ -421,13 +450,35 @@ class HFPolicy:
             if not keep or step == params.max_new_tokens - 1:
                 break
             if len(keep) <= 3 * len(live) // 4:
+                if keep_kv:
+                    gone = [j for j, i in enumerate(live) if done[i] is not None]
+                    self._store_decoded(
+                        cache,
+                        mask,
+                        gone,
+                        [rows[live[j]] for j in gone],
+                        [out_ids[live[j]][: fed[live[j]]] for j in gone],
+                    )
                 index = torch.tensor(keep, dtype=torch.long, device=self.device)
-                cache.reorder_cache(index)
+                if self._kv is not None:
+                    self._kv.select_rows(cache, keep)
+                else:
+                    cache.reorder_cache(index)
                 mask, pos, nxt = mask[index], pos[index], nxt[index]
                 live = [live[j] for j in keep]
             mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=-1)
             pos = pos[:, -1:] + 1
             logits = self._forward(nxt[:, None], mask, pos, cache=cache, keep=1)[:, -1, :]
+            for i in live:
+                fed[i] = min(fed[i] + 1, len(out_ids[i]))
+        if keep_kv:
+            self._store_decoded(
+                cache,
+                mask,
+                range(len(live)),
+                [rows[i] for i in live],
+                [out_ids[i][: fed[i]] for i in live],
+            )
         return [
             d
             if d is not None
@@ -441,6 +492,45 @@ class HFPolicy:
             )
             for i, d in enumerate(done)
         ]
+
+    def _store_decoded(
+        self,
+        cache: Any,
+        mask: Any,
+        batch_rows: Sequence[int],
+        prompts: Sequence[list[int]],
+        generated: Sequence[list[int]],
+    ) -> None:
+        """Add to the prefix store the keys and values of prompt + generated tokens of the
+        given batch rows, read from the decode cache (its valid positions are the mask's ones,
+        in order: stored prefix, prompt rest, then each fed token).
+
+        Tree search reads what it generated again: a value prompt is the policy prompt plus the
+        new thought, a refine prompt the review prompt plus the review, a beam's next step its
+        path plus the last step. Serving engines cache generated tokens for the same reason
+        (SGLang's radix cache inserts finished requests)."""
+        torch = self._torch
+        todo = []
+        for j, prompt, gen in zip(batch_rows, prompts, generated, strict=True):
+            tokens = [*prompt, *gen]
+            if gen:
+                where = mask[j].nonzero()[: len(tokens), 0]
+                if where.numel() == len(tokens):  # else not all of them are in the cache
+                    todo.append((j, tokens, where))
+        if not todo:
+            return
+        whole = self._kv.arena(cache)
+        if whole is None:  # a layer grew on its own: gather the rows of every layer first
+            index = torch.tensor([j for j, _, _ in todo], dtype=torch.long, device=self.device)
+            whole = torch.stack(
+                [torch.stack((layer.keys[index], layer.values[index])) for layer in cache.layers]
+            )
+            todo = [(r, tokens, where) for r, (_, tokens, where) in enumerate(todo)]
+        for j, tokens, where in todo:
+            self.prefix_store.add(
+                tokens,
+                lambda start, j=j, where=where: whole[:, :, j].index_select(-2, where[start:]),
+            )
 
     def _prefix_groups(self, prompt_rows: list[list[int]]) -> list[tuple[int, list[int]]] | None:
         """Group prompts by a shared token prefix, or None when no two prompts share enough.
@@ -563,14 +653,15 @@ class HFPolicy:
 
         Returns:
             logits, mask, positions, cache (as `_prefill`), and ``row_kv(b)``: row b's keys and
-            values [layers, 2, H, len, D], valid until the cache is decoded into.
+            values as `PrefixStore.add` takes them (``kv(start)``: the positions from start on),
+            valid until the cache is decoded into.
         """
         torch = self._torch
         layout = self._kv_layout()
         assert layout is not None  # _prefill checked it
         n_layers, heads, head_dim, dtype = layout
         hits = [store.lookup(r, len(r) - 1) for r in rows]
-        known = [s for _, s in hits]
+        known = [n for _, n in hits]
         width = max(known)
         rests = [r[s:] for r, s in zip(rows, known, strict=True)]
         rest_width = max(len(r) for r in rests)
@@ -578,13 +669,15 @@ class HFPolicy:
             (n_layers, 2, len(rows), heads, width + rest_width + reserve, head_dim), dtype
         )
         p_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, (kv, s) in enumerate(hits):
+        for b, (pieces, s) in enumerate(hits):
             # Masked positions still enter attention as 0 * value: no garbage (NaN) allowed.
             if s < width:
                 buf[:, :, b, :, : width - s].zero_()
-            if s:
-                buf[:, :, b, :, width - s : width] = kv[..., :s, :]
-                p_mask[b, width - s :] = 1
+            at = width - s
+            for piece in pieces:
+                buf[:, :, b, :, at : at + piece.shape[-2]] = piece
+                at += piece.shape[-2]
+            p_mask[b, width - s :] = 1
         layers = [self._kv.GrowingLayer.adopt(buf[i, 0], buf[i, 1], width) for i in range(n_layers)]
         cache = _new_cache(self.model, layers)
         s_ids, s_mask, _ = self._left_pad(rests)
@@ -595,11 +688,16 @@ class HFPolicy:
         end = width + rest_width
 
         def row_kv(b: int) -> Any:
+            """`PrefixStore.add`'s ``kv(start)`` for row b: its positions from start on."""
             s, rest = known[b], len(rests[b])
-            tail = buf[:, :, b, :, end - rest : end]
-            if not s:
-                return tail.clone()
-            return torch.cat([buf[:, :, b, :, width - s : width], tail], dim=-2)
+
+            def positions(start: int) -> Any:
+                tail = buf[:, :, b, :, end - rest + max(start - s, 0) : end]
+                if start >= s:
+                    return tail.clone()
+                return torch.cat([buf[:, :, b, :, width - s + start : width], tail], dim=-2)
+
+            return positions
 
         return logits, mask, s_pos, cache, row_kv
 
@@ -755,7 +853,7 @@ class HFPolicy:
         index = torch.tensor(list(cand_ids.values()), dtype=torch.long, device=self.device)
         result: list[dict[str, float]] = [{} for _ in rows]
         with torch.inference_mode():
-            for chunk in self._prefill_chunks([len(r) for r in rows]):
+            for chunk in self._prefill_chunks(self._unknown_lengths(rows)):
                 logits, *_ = self._prefill([rows[i] for i in chunk])
                 probs = torch.softmax(logits.float(), dim=-1)[:, index].tolist()
                 for i, row in zip(chunk, probs, strict=True):
@@ -888,6 +986,19 @@ def tune_cpu_malloc() -> bool:
     ok = bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 31))
     _MALLOC_TUNED = ok
     return ok
+
+
+def _may_end_in(text: str, stop: str) -> bool:
+    """True when an occurrence of `stop` could end inside `text`, whatever text precedes it:
+    `stop` ends at some position e of `text`, with the part of `text` up to e equal to the
+    matching end of `stop` (all of `stop`, or the start of `text` being the end of `stop`)."""
+    last = stop[-1]
+    for e, c in enumerate(text):
+        if c == last:
+            k = min(e + 1, len(stop))
+            if text[e + 1 - k : e + 1] == stop[len(stop) - k :]:
+                return True
+    return False
 
 
 def _entropy_varentropy(logp: Any) -> tuple[Any, Any]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -41,7 +41,15 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
-__all__ = ["GrowingLayer", "PrefixStore", "growing_cache", "supports_growing_cache"]
+__all__ = [
+    "GrowingLayer",
+    "PrefixStore",
+    "arena",
+    "growing_cache",
+    "repeat_rows",
+    "select_rows",
+    "supports_growing_cache",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -173,128 +181,253 @@ def growing_cache(layers: Sequence[GrowingLayer]) -> Cache:
     return Cache(layers=list(layers))
 
 
-@dataclass
-class _Entry:
+def arena(cache: Cache, positions: int | None = None) -> torch.Tensor | None:
+    """The keys and values of every layer of `cache` as one view [layers, 2, B, H, P, D], or None.
+
+    `HFPolicy` allocates one buffer [layers, 2, B, H, capacity, D] per call and gives layer i
+    the views ``[i, 0]`` (keys) and ``[i, 1]`` (values). While the layers still live there (no
+    layer has grown on its own), a row of every layer is one slice of this view, so copying a
+    row (compacting the batch, storing a row's prefix) is one tensor operation instead of one
+    per layer and per keys/values. P is `positions` (default: the cached length).
+    """
+    layers = cache.layers
+    if not layers or not all(
+        isinstance(layer, GrowingLayer) and layer._kbuf is not None and layer._vbuf is not None
+        for layer in layers
+    ):
+        return None
+    first = layers[0]
+    assert first._kbuf is not None and first._vbuf is not None
+    base = first._kbuf.storage_offset()
+    kv_step = first._vbuf.storage_offset() - base
+    layer_step = layers[1]._kbuf.storage_offset() - base if len(layers) > 1 else 0
+    storage = first._kbuf.untyped_storage().data_ptr()
+    for i, layer in enumerate(layers):
+        if layer._len != first._len:
+            return None
+        for buf, offset in (
+            (layer._kbuf, base + i * layer_step),
+            (layer._vbuf, base + i * layer_step + kv_step),
+        ):
+            if (
+                buf.untyped_storage().data_ptr() != storage
+                or buf.storage_offset() != offset
+                or buf.shape != first._kbuf.shape
+                or buf.stride() != first._kbuf.stride()
+            ):
+                return None
+    if kv_step == 0 or (len(layers) > 1 and layer_step == 0):
+        return None
+    b, h, _, d = first._kbuf.shape
+    size = (len(layers), 2, b, h, first._len if positions is None else positions, d)
+    return first._kbuf.as_strided(size, (layer_step, kv_step, *first._kbuf.stride()), base)
+
+
+def select_rows(cache: Cache, rows: Sequence[int]) -> None:
+    """Keep the batch rows `rows` (increasing) of `cache`, compacted in place: one copy per
+    moved row for all layers when they share one buffer (`arena`), else each layer's own
+    `batch_select_indices`."""
+    whole = arena(cache)
+    if whole is None or any(a >= b for a, b in pairwise(rows)):
+        index = torch.tensor(list(rows), dtype=torch.long, device=cache.layers[0].keys.device)
+        cache.reorder_cache(index)
+        return
+    for new, old in enumerate(rows):
+        if new != old:
+            whole[:, :, new].copy_(whole[:, :, old])
+    for layer in cache.layers:
+        assert isinstance(layer, GrowingLayer) and layer._kbuf is not None
+        layer._kbuf = layer._kbuf[: len(rows)]
+        layer._vbuf = layer._vbuf[: len(rows)]  # type: ignore[index]
+        layer._views()
+
+
+def repeat_rows(cache: Cache, repeats: int) -> None:
+    """Repeat every batch row of `cache` `repeats` times (row-major: r0, r0, r1, r1, ...),
+    keeping the layers in one new buffer (`arena`) when they were in one."""
+    first = cache.layers[0] if cache.layers else None
+    whole = None if not isinstance(first, GrowingLayer) else arena(cache, first.capacity)
+    if whole is None:
+        cache.batch_repeat_interleave(repeats)
+        return
+    new = whole.repeat_interleave(repeats, dim=2)
+    for i, layer in enumerate(cache.layers):
+        assert isinstance(layer, GrowingLayer)
+        layer._kbuf, layer._vbuf = new[i, 0], new[i, 1]
+        layer._views()
+
+
+KV = torch.Tensor | Callable[[int], torch.Tensor]
+"""What `PrefixStore.add` takes for a sequence's keys and values: the tensor
+[layers, 2, H, len(tokens), D], or a function ``kv(start)`` that returns the positions from
+`start` on as a fresh tensor the store may keep (so that only what is new gets copied)."""
+
+
+@dataclass(eq=False)
+class _Node:
+    """A segment of stored tokens: the edge of the radix tree from `parent` down to here."""
+
     tokens: tuple[int, ...]
-    kv: torch.Tensor
-    """[layers, 2, H, len(tokens), D]: keys (index 0) and values (index 1) of every token."""
-    keys: list[int] = field(default_factory=list)
-    """Block hash-chain keys this entry is indexed under."""
+    kv: torch.Tensor | None
+    """[layers, 2, H, len(tokens), D]: keys (index 0) and values (index 1); None at the root."""
+    parent: _Node | None
+    children: dict[int, _Node] = field(default_factory=dict)
+    """Child segments by their first token."""
 
     @property
     def nbytes(self) -> int:
-        return self.kv.numel() * self.kv.element_size()
+        return 0 if self.kv is None else self.kv.numel() * self.kv.element_size()
 
 
 class PrefixStore:
     """Keys and values of token sequences already read, for re-use by later prompts.
 
+    A radix tree of token segments, as SGLang's RadixAttention keeps them: a sequence that
+    extends a stored one stores only its new tokens, and sequences that share a prefix share its
+    segments. A lookup returns the segments of the longest stored prefix, in order.
+
     Args:
-        max_bytes: budget of stored tensors; least recently used entries go first. None: no
-            limit (a store that lives for one call).
-        block: tokens per hash block of the index (matches are then extended token by token).
+        max_bytes: budget of stored tensors; the least recently used segments go first (always a
+            leaf: a segment is used whenever a longer sequence through it is). None: no limit
+            (a store that lives for one call).
     """
 
-    def __init__(self, max_bytes: int | None, block: int = 16) -> None:
-        if block < 1:
-            raise ValueError(f"block must be >= 1, got {block}")
+    def __init__(self, max_bytes: int | None) -> None:
         self.max_bytes = max_bytes
-        self.block = block
-        self._entries: OrderedDict[int, _Entry] = OrderedDict()
-        self._index: dict[int, dict[int, None]] = {}
-        self._next_id = 0
+        self._root = _Node((), None, None)
+        self._lru: OrderedDict[_Node, None] = OrderedDict()
+        """Every segment, least recently used first; a segment is never older than its
+        children (`_touch` moves a path leaf first), so the first is a leaf."""
         self.nbytes = 0
         self.lookups = 0
         self.hit_tokens = 0
         """Prompt tokens served from the store since the last `clear` (a statistic)."""
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """Stored segments."""
+        return len(self._lru)
 
     def clear(self) -> None:
-        """Drop every entry and reset the statistics."""
-        self._entries.clear()
-        self._index.clear()
+        """Drop every segment and reset the statistics."""
+        self._root.children.clear()
+        self._lru.clear()
         self.nbytes = 0
         self.lookups = 0
         self.hit_tokens = 0
 
-    def _chain(self, tokens: Sequence[int], limit: int) -> Iterator[tuple[int, int]]:
-        """(prefix length, key) for each whole block of ``tokens[:limit]``: the key hashes the
-        previous key with the block, so it stands for the whole prefix. `add` indexes an entry
-        under all of them; `_find` walks them until one is missing."""
-        h = 0
-        for start in range(0, limit - self.block + 1, self.block):
-            h = hash((h, tuple(tokens[start : start + self.block])))
-            yield start + self.block, h
-
-    def _find(self, tokens: Sequence[int], limit: int) -> tuple[int | None, int]:
-        """(entry id, matched length) of the longest stored prefix of ``tokens[:limit]``."""
+    def _walk(self, tokens: Sequence[int], limit: int) -> tuple[list[tuple[_Node, int]], int]:
+        """The segments the longest stored prefix of ``tokens[:limit]`` runs through, each with
+        how many of its tokens it uses (all but maybe the last's), and the prefix's length."""
         limit = min(limit, len(tokens))
-        best: int | None = None
-        matched = 0
-        for length, key in self._chain(tokens, limit):
-            ids = self._index.get(key)
-            if not ids:
+        path: list[tuple[_Node, int]] = []
+        node, pos = self._root, 0
+        while pos < limit:
+            child = node.children.get(tokens[pos])
+            if child is None:
                 break
-            best, matched = next(reversed(ids)), length
-        if best is None:
-            return None, 0
-        entry = self._entries[best]
-        if list(entry.tokens[:matched]) != list(tokens[:matched]):  # a hash collision
-            return None, 0
-        end = min(limit, len(entry.tokens))
-        while matched < end and entry.tokens[matched] == tokens[matched]:
-            matched += 1
-        return best, matched
+            seg = child.tokens
+            n = min(len(seg), limit - pos)
+            m = 1
+            while m < n and seg[m] == tokens[pos + m]:
+                m += 1
+            path.append((child, m))
+            pos += m
+            if m < len(seg):
+                break
+            node = child
+        return path, pos
+
+    def _touch(self, node: _Node) -> None:
+        """Mark `node` and its ancestors used, the node first (so parents stay more recent)."""
+        while node.parent is not None:
+            self._lru.move_to_end(node)
+            node = node.parent
 
     def matched(self, tokens: Sequence[int], limit: int) -> int:
         """Length of the longest stored prefix of ``tokens[:limit]`` (no statistics, no LRU)."""
-        return self._find(tokens, limit)[1]
+        return self._walk(tokens, limit)[1]
 
-    def lookup(self, tokens: Sequence[int], limit: int) -> tuple[torch.Tensor | None, int]:
-        """The longest stored prefix of ``tokens[:limit]``: (kv [layers, 2, H, >=n, D], n), or
-        (None, 0). Only the first n positions of the tensor belong to the prefix."""
+    def lookup(self, tokens: Sequence[int], limit: int) -> tuple[list[torch.Tensor], int]:
+        """The longest stored prefix of ``tokens[:limit]``: its keys and values as segments
+        [layers, 2, H, n_i, D] in order (views of the store's tensors: copy, do not keep), and
+        its length (the sum of the n_i; 0 with no segments)."""
         self.lookups += 1
-        eid, matched = self._find(tokens, limit)
-        if eid is None or matched == 0:
-            return None, 0
-        self._entries.move_to_end(eid)
+        path, matched = self._walk(tokens, limit)
+        if not path:
+            return [], 0
+        self._touch(path[-1][0])
         self.hit_tokens += matched
-        return self._entries[eid].kv, matched
+        pieces = []
+        for node, m in path:
+            assert node.kv is not None
+            pieces.append(node.kv if m == len(node.tokens) else node.kv[..., :m, :])
+        return pieces, matched
 
-    def add(self, tokens: Sequence[int], kv: torch.Tensor) -> None:
-        """Store the keys and values `kv` [layers, 2, H, len(tokens), D] of `tokens`."""
-        if kv.shape[-2] != len(tokens):
+    def add(self, tokens: Sequence[int], kv: KV) -> None:
+        """Store the keys and values of `tokens` (see `KV`); only the tokens past the longest
+        stored prefix are copied. A leaf that the new tokens extend is rewritten as one longer
+        segment, so a path grown a step at a time is not cut into one segment per step."""
+        tokens = tuple(tokens)
+        if isinstance(kv, torch.Tensor) and kv.shape[-2] != len(tokens):
             raise ValueError(f"kv holds {kv.shape[-2]} positions for {len(tokens)} tokens")
-        if len(tokens) < self.block:
+        path, matched = self._walk(tokens, len(tokens))
+        if matched == len(tokens):  # already stored
+            if path:
+                self._touch(path[-1][0])
             return
-        eid, matched = self._find(tokens, len(tokens))
-        if eid is not None:
-            old = self._entries[eid]
-            if matched == len(tokens):  # already stored inside a longer entry
-                self._entries.move_to_end(eid)
+        new = kv[..., matched:, :].clone() if isinstance(kv, torch.Tensor) else kv(matched)
+        if new.shape[-2] != len(tokens) - matched:
+            raise ValueError(
+                f"kv holds {new.shape[-2]} positions for {len(tokens) - matched} new tokens"
+            )
+        if self.max_bytes is not None and new.numel() * new.element_size() > self.max_bytes:
+            return
+        parent = self._root
+        if path:
+            last, m = path[-1]
+            if m < len(last.tokens):
+                parent = self._split(last, m)
+            elif not last.children and last.parent is not None:
+                # Extend the leaf in place of a new child.
+                assert last.kv is not None
+                self.nbytes -= last.nbytes
+                last.tokens += tokens[matched:]
+                last.kv = torch.cat((last.kv, new), dim=-2)
+                self.nbytes += last.nbytes
+                self._touch(last)
+                self._evict()
                 return
-            if matched == len(old.tokens):  # the old entry is a prefix of this one
-                self._remove(eid)
-        entry = _Entry(tuple(tokens), kv, [key for _, key in self._chain(tokens, len(tokens))])
-        if self.max_bytes is not None and entry.nbytes > self.max_bytes:
-            return
-        eid = self._next_id
-        self._next_id += 1
-        self._entries[eid] = entry
-        for key in entry.keys:
-            self._index.setdefault(key, {})[eid] = None
-        self.nbytes += entry.nbytes
-        while self.max_bytes is not None and self.nbytes > self.max_bytes:
-            self._remove(next(iter(self._entries)))
+            else:
+                parent = last
+        node = _Node(tokens[matched:], new, parent)
+        parent.children[node.tokens[0]] = node
+        self._lru[node] = None
+        self.nbytes += node.nbytes
+        self._touch(node)
+        self._evict()
 
-    def _remove(self, eid: int) -> None:
-        entry = self._entries.pop(eid)
-        self.nbytes -= entry.nbytes
-        for key in entry.keys:
-            ids = self._index.get(key)
-            if ids is not None:
-                ids.pop(eid, None)
-                if not ids:
-                    del self._index[key]
+    def _split(self, node: _Node, m: int) -> _Node:
+        """Cut `node`'s segment after its first `m` tokens; returns the new upper part."""
+        assert node.kv is not None and node.parent is not None
+        upper = _Node(node.tokens[:m], node.kv[..., :m, :].clone(), node.parent)
+        node.parent.children[upper.tokens[0]] = upper
+        node.tokens, node.kv = node.tokens[m:], node.kv[..., m:, :].clone()
+        node.parent = upper
+        upper.children[node.tokens[0]] = node
+        self._lru[upper] = None  # newer than `node`, as a parent must be
+        self._touch(upper)
+        return upper
+
+    def _evict(self) -> None:
+        while self.max_bytes is not None and self.nbytes > self.max_bytes and self._lru:
+            node = next(iter(self._lru))
+            if node.children:  # cannot happen (see `_lru`); keep the invariant safe anyway
+                self._lru.move_to_end(node)
+                node = next((n for n in self._lru if not n.children), node)
+            self._remove(node)
+
+    def _remove(self, node: _Node) -> None:
+        assert node.parent is not None
+        del self._lru[node]
+        del node.parent.children[node.tokens[0]]
+        self.nbytes -= node.nbytes
