@@ -162,3 +162,48 @@ def test_run_search_resets_backend_prefix_caches() -> None:
     assert policy.resets == 1
     run_search(make_search("sr-mcts", rollouts=1), problems, {"policy": policy, "judge": judge})
     assert (policy.resets, judge.resets) == (2, 1)
+
+
+def test_a_repeated_score_or_next_token_prompt_is_sent_once() -> None:
+    """Score and next-token answers are deterministic, so the engine asks the model once per
+    search for each distinct prompt (within a round and across rounds); sampling is not
+    memoised. Each asker gets its own copy of the probabilities."""
+    from openberry.search.common import TreeBuilder
+    from openberry.search.engine import NextTokenProbs, Score
+
+    class Counting(RecordingPolicy):
+        def respond(self, prompt, index, params):
+            return f"sample {index}"
+
+        def prob(self, prompt, candidates):
+            return {c: 0.5 for c in candidates}
+
+        def count_tokens(self, texts):
+            return [len(t.split()) for t in texts]
+
+    got: dict[str, list] = {}
+
+    def search(problem, rng):
+        a, b = "judge this one", "and that one"
+        first = yield NextTokenProbs((a, b, a), ("Yes", "No"))
+        first[0]["Yes"] = 99.0  # must not leak into the other answers
+        again, scores = yield [
+            NextTokenProbs((b, "a new one"), ("Yes", "No")),
+            Score((a, a), ("x y", "x y")),
+        ]
+        samples = yield Generate((a, a), SamplingParams(temperature=1.0))
+        got[problem.id] = [first, again, scores, samples]
+        return TreeBuilder(problem, "test").freeze()
+
+    policy = Counting()
+    (r,) = run_search(search, PROBLEMS[:1], policy)
+    first, again, scores, samples = got[PROBLEMS[0].id]
+    assert first[1] == first[2] == again[0] == {"Yes": 0.5, "No": 0.5}
+    # Backend saw: a, b | "a new one" (next-token), (a, "x y") once (score), a twice (generate).
+    assert policy.prompts.count("judge this one") == 1 + 1 + 2
+    assert policy.prompts.count("and that one") == 1 and "a new one" in policy.prompts
+    assert scores[0] == scores[1] and len(samples) == 2
+    assert r.stats.prompts == 3 + 2 + 2 + 2
+    assert r.stats.cached_prompts == 1 + 1 + 1
+    # Scored tokens count what was sent: three 3-word prompts and "judge this onex y" once.
+    assert r.stats.scored_tokens == 3 + 3 + 3 + 4

@@ -119,7 +119,10 @@ class SearchStats:
     """Tokens generated."""
     scored_tokens: int = 0
     """Prompt and completion tokens evaluated by score / next-token requests (0 when the
-    backend cannot count tokens)."""
+    backend cannot count tokens); prompts answered from the search's memo are not counted."""
+    cached_prompts: int = 0
+    """Score / next-token prompts answered from the search's memo instead of the model: the
+    same prompt asked again (in this round or an earlier one) is evaluated once."""
     rounds: int = 0
     """Engine rounds the problem took part in (its sequential depth of model calls)."""
     wall_time: float = 0.0
@@ -132,6 +135,7 @@ class SearchStats:
             "prompt_tokens": self.prompt_tokens,
             "generated_tokens": self.generated_tokens,
             "scored_tokens": self.scored_tokens,
+            "cached_prompts": self.cached_prompts,
             "rounds": self.rounds,
             "wall_time": round(self.wall_time, 4),
         }
@@ -175,6 +179,9 @@ class _Driver:
         self.max_batch = max_batch
         self.finish = finish
         self.round = 0
+        self.memo: dict[tuple, Any] = {}
+        """Answers of deterministic requests (score, next-token) by (kind, model, candidates,
+        prompt[, completion]): a prompt asked again is not sent again."""
 
     def _model(self, name: str) -> Policy:
         if name not in self.models:
@@ -253,21 +260,19 @@ class _Driver:
                 )
             elif key[0] == "score":
                 flat_completions = [c for _, _, r in members for c in r.completions]
-                out = self._chunked(
-                    lambda lo, hi, m=model, fp=flat_prompts, fc=flat_completions: m.score(
-                        fp[lo:hi], fc[lo:hi]
-                    ),
-                    len(flat_prompts),
+                out, sent = self._memoized(
+                    key,
+                    list(zip(flat_prompts, flat_completions, strict=True)),
+                    lambda items, m=model: m.score([p for p, _ in items], [c for _, c in items]),
                 )
             else:
                 cands = list(key[2])
-                out = self._chunked(
-                    lambda lo, hi, m=model, fp=flat_prompts, c=cands: m.next_token_probs(
-                        fp[lo:hi], c
-                    ),
-                    len(flat_prompts),
+                out, sent = self._memoized(
+                    key,
+                    flat_prompts,
+                    lambda items, m=model, c=cands: m.next_token_probs(items, c),
                 )
-            if len(out) != len(flat_prompts):
+            if key[0] == "generate" and len(out) != len(flat_prompts):
                 raise SearchError(
                     f"model {model.name!r} answered {len(out)} of {len(flat_prompts)} prompts"
                 )
@@ -275,10 +280,39 @@ class _Driver:
             pos = 0
             for i, slot, r in members:
                 part = out[pos : pos + len(r.prompts)]
-                pos += len(r.prompts)
                 answers[i][slot] = part
-                self._count(stats[i], r, part, counter)
+                if key[0] == "generate":
+                    self._count_generated(stats[i], part)
+                else:
+                    was_sent = sent[pos : pos + len(r.prompts)]
+                    stats[i].cached_prompts += was_sent.count(False)
+                    self._count_scored(stats[i], r, was_sent, counter)
+                pos += len(r.prompts)
         return answers
+
+    def _memoized(
+        self, key: tuple, items: list[Any], call: Callable[[list[Any]], list[Any]]
+    ) -> tuple[list[Any], list[bool]]:
+        """Answers of a deterministic request kind for `items` (prompts, or prompt-completion
+        pairs): each item not answered before in this search is sent once (in chunks of
+        `max_batch`), the others come from the memo. Returns the answers and, per item, whether
+        this item was the one sent."""
+        todo: dict[Any, None] = {}
+        sent = []
+        for item in items:
+            first = (key, item) not in self.memo and item not in todo
+            if first:
+                todo[item] = None
+            sent.append(first)
+        fresh = list(todo)
+        if fresh:
+            got = self._chunked(lambda lo, hi: call(fresh[lo:hi]), len(fresh))
+            if len(got) != len(fresh):
+                raise SearchError(f"the model answered {len(got)} of {len(fresh)} prompts")
+            for item, answer in zip(fresh, got, strict=True):
+                self.memo[(key, item)] = answer
+        # Each asker gets its own copy of a mutable answer (a dict of probabilities).
+        return [_copied(self.memo[(key, item)]) for item in items], sent
 
     def _chunked(self, call: Callable[[int, int], list[Any]], n: int, per_prompt: int = 1) -> list:
         step = max(1, self.max_batch // max(1, per_prompt))
@@ -288,24 +322,34 @@ class _Driver:
         return out
 
     @staticmethod
-    def _count(
+    def _count_generated(s: SearchStats, part: list[list[Generation]]) -> None:
+        for row in part:
+            for g in row:
+                gen: Generation = g
+                s.generated_tokens += max(gen.num_tokens, 0)
+            # Siblings share one prompt: count its tokens once per prompt.
+            s.prompt_tokens += max((g.prompt_tokens for g in row), default=0)
+
+    @staticmethod
+    def _count_scored(
         s: SearchStats,
-        r: Request,
-        part: list[Any],
+        r: Score | NextTokenProbs,
+        sent: list[bool],
         counter: Callable[[Sequence[str]], list[int]] | None,
     ) -> None:
-        if isinstance(r, Generate):
-            for row in part:
-                for g in row:
-                    gen: Generation = g
-                    s.generated_tokens += max(gen.num_tokens, 0)
-                # Siblings share one prompt: count its tokens once per prompt.
-                s.prompt_tokens += max((g.prompt_tokens for g in row), default=0)
-        elif counter is not None:
-            texts = list(r.prompts)
-            if isinstance(r, Score):
-                texts = [p + c for p, c in zip(r.prompts, r.completions, strict=True)]
+        """Tokens of the prompts (and completions) of `r` that were sent to the model."""
+        if counter is None:
+            return
+        texts = list(r.prompts)
+        if isinstance(r, Score):
+            texts = [p + c for p, c in zip(r.prompts, r.completions, strict=True)]
+        texts = [t for t, was_sent in zip(texts, sent, strict=True) if was_sent]
+        if texts:
             s.scored_tokens += sum(counter(texts))
+
+
+def _copied(answer: Any) -> Any:
+    return dict(answer) if isinstance(answer, dict) else answer
 
 
 def run_search(
