@@ -339,3 +339,34 @@ def test_layers_with_different_key_shapes_fall_back_to_whole_prompts(monkeypatch
     params = SamplingParams(n=2, temperature=0, max_new_tokens=6)
     _same(policy.generate([PATH, PATH + "A"], params), plain.generate([PATH, PATH + "A"], params))
     assert policy.prefix_store is None and policy._kv is None
+
+
+def test_check_stop_shortcut_equals_the_general_rule(pair) -> None:
+    """`_check_stop` cuts a one-token stop without the general search; both give what the rule
+    says: the text up to the first stop, and the longest token prefix that decodes into it."""
+    stored, _ = pair
+    (g,) = stored.generate([PATH], SamplingParams(temperature=0, max_new_tokens=24))[0]
+    ids = list(g.token_ids)
+    texts = [stored._decode([t]) for t in ids]
+
+    def rule(prefix: list[int], stops: tuple[str, ...]) -> tuple | None:
+        text = stored._decode(prefix)
+        hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+        if not hits:
+            return None
+        cut = text[: min(hits)]
+        keep = len(prefix)
+        while keep > 0 and not cut.startswith(stored._decode(prefix[:keep])):
+            keep -= 1
+        return cut, tuple(prefix[:keep])
+
+    stop_sets = [(texts[5],), (texts[9], texts[3]), (texts[4] + texts[5], texts[5])]
+    for stops in stop_sets:
+        for end in range(1, len(ids) + 1):
+            prefix = ids[:end]
+            got = stored._check_stop([1, 2], prefix, [0.0] * end, stops, window=8)
+            want = rule(prefix, stops)
+            assert (None if got is None else (got.text, got.token_ids)) == want, (stops, end)
+            if want is not None:  # where the decode loop stops
+                break
+        assert want is not None

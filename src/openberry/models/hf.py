@@ -197,6 +197,7 @@ class HFPolicy:
         self._cache_kwarg = _cache_kwarg(model)
         self._encoded: OrderedDict[tuple[bool, str], tuple[int, ...]] = OrderedDict()
         self._may_stop_memo: dict[tuple[int, tuple[str, ...]], bool] = {}
+        self._token_texts: dict[int, str] = {}
         if prefix_cache_mb < 0:
             raise ModelError(f"prefix_cache_mb must be >= 0, got {prefix_cache_mb}")
         self._kv: Any = _kv_module(model)
@@ -765,6 +766,25 @@ class HFPolicy:
         tokens that decode to partial characters) are decoded first, and the whole row only when
         a stop shows up there. This keeps the check linear in the generated length.
         """
+        last = self._token_texts.get(ids[-1])
+        if last is None:
+            last = self._token_texts[ids[-1]] = self._decode(ids[-1:])
+        if last in stops:
+            # The usual stop: one token whose text is a stop string (a special token such as
+            # <end_of_thought>, or a newline), where no stop starts earlier: the cut is before
+            # that token, as the general rule below would find with more decoding.
+            before = self._decode(ids[:-1])
+            text = self._decode(ids)
+            hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+            if text == before + last and min(hits) == len(before):
+                return Generation(
+                    text=before,
+                    token_ids=tuple(ids[:-1]),
+                    logprobs=tuple(lps[:-1]),
+                    finish_reason="stop",
+                    prompt_tokens=len(prompt),
+                    **_stat_fields(None if stats is None else stats[:-1]),
+                )
         if len(ids) > window:
             tail = self._decode(ids[-window:])
             if not any(s in tail for s in stops):

@@ -319,6 +319,7 @@ class PrefixStore:
         """The segments the longest stored prefix of ``tokens[:limit]`` runs through, each with
         how many of its tokens it uses (all but maybe the last's), and the prefix's length."""
         limit = min(limit, len(tokens))
+        tokens = tuple(tokens[:limit])
         path: list[tuple[_Node, int]] = []
         node, pos = self._root, 0
         while pos < limit:
@@ -327,9 +328,12 @@ class PrefixStore:
                 break
             seg = child.tokens
             n = min(len(seg), limit - pos)
-            m = 1
-            while m < n and seg[m] == tokens[pos + m]:
-                m += 1
+            if seg[:n] == tokens[pos : pos + n]:  # the usual case, compared in C
+                m = n
+            else:
+                m = 1
+                while seg[m] == tokens[pos + m]:
+                    m += 1
             path.append((child, m))
             pos += m
             if m < len(seg):
