@@ -172,6 +172,7 @@ def main() -> None:
             functools.partial(run_search, sampled, problems, policy, seed=0)
         )
         tokens = sum(r.stats.generated_tokens for r in results)
+        cached = sum(getattr(r.stats, "cached_prompts", 0) for r in results)  # older code: none
         row = {
             "method": method,
             "batched_s": round(batch_s, 2),
@@ -181,6 +182,9 @@ def main() -> None:
             "identical_trees": f"{same}/{len(problems)}",
             "sampled_runs_s": search_runs,
             "search_tokens_per_s": round(tokens / search_s),
+            "sampled_generated_tokens": tokens,
+            "sampled_scored_tokens": sum(r.stats.scored_tokens for r in results),
+            "sampled_cached_prompts": cached,
             "share_of_plain_n8": round((tokens / search_s) / plain_rate, 3),
             "share_of_plain_n1": round((tokens / search_s) / one_rate, 3),
         }

@@ -21,12 +21,16 @@ What is implemented:
   ``min_shared_prefix`` tokens: sibling nodes share their whole path) are run once first. Each
   row's known prefix is copied into one left-padded cache, and the rest of each prompt
   (left-padded too, so the batch has padding in the middle, masked out) is run with positions
-  continuing from its prefix length. Every prompt read is then added to the store. Outputs
-  equal those without re-use up to float rounding (tested within 1e-4 on logprobs, 1e-5 on
+  continuing from its prefix length. Every prompt read is then added to the store, and so is
+  every generated row (prompt and the tokens fed back), read from the decode cache when the
+  row leaves the batch: tree search reads what it wrote (a value prompt is the policy prompt
+  plus the new thought, a refine prompt the review prompt plus the review). Outputs equal
+  those without re-use up to float rounding (tested within 1e-4 on logprobs, 1e-5 on
   probabilities). `reset_prefix_cache` empties the store; the search engine calls it before
   each search, so a search never depends on what ran before it. A call's few prompts whose
   unknown rest is much longer than the others' are read first in a pass of their own
-  (`_store_long_rests`). On berry-tiny, batched meta-action MCTS on 64 problems took 7.6 s with
+  (`_store_long_rests`); `next_token_probs` sorts its rows by the tokens still unknown, so
+  a pass pads little. On berry-tiny, batched meta-action MCTS on 64 problems took 7.6 s with
   the store off and 4.4 s with it (BENCHMARKS, "Speed of the batched engine"). Models with
   sliding-window or other non-full-attention layers keep transformers' cache and run every
   prompt whole.

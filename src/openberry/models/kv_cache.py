@@ -7,16 +7,19 @@ the keys and values of such prefixes between requests (SGLang's RadixAttention, 
 automatic prefix caching, both keyed by token blocks); this module does the same for the
 transformers backend, which has no such cache of its own:
 
-- `PrefixStore`: the keys and values of whole token sequences the model has already read, kept
-  across calls under a byte budget (least recently used first out). `PrefixStore.lookup` finds
-  the longest stored prefix of a new prompt: entries are indexed by a hash chain over blocks of
-  `block` tokens, the match is checked token by token (no trust in hashes) and then extended
-  past the last whole block. An entry whose tokens are a prefix of a new one is dropped, so
-  the store keeps the ends of paths, not every step along them.
-  Where this departs from the serving engines: an entry is one contiguous tensor per sequence
-  rather than a tree of shared blocks, so two stored siblings hold their common prefix twice.
-  That costs memory (bounded by the budget) but lets a batch be assembled with one copy per
-  row, which matters more on a CPU than the duplicate bytes.
+- `PrefixStore`: the keys and values of token sequences the model has already read or
+  written, kept across calls under a byte budget, as a radix tree of token segments (SGLang's
+  RadixAttention): a sequence that extends a stored one stores only its new tokens, sequences
+  that share a prefix share its segments, and `PrefixStore.lookup` returns the segments of the
+  longest stored prefix of a new prompt. The least recently used segments leave first, always
+  leaves, so a prefix outlives the branches through it. Where this departs from SGLang: no
+  fixed-size pages (a segment is one tensor of any length), and a leaf that a new sequence
+  extends is rewritten as one longer segment, so a path grown a step at a time is assembled
+  from one segment per branch point rather than one per step.
+- `arena`, `select_rows`, `repeat_rows`: `HFPolicy` keeps every layer's keys and values of a
+  call in one buffer [layers, 2, B, H, T, D], so a row of all layers is one slice: dropping
+  finished rows, repeating a prompt's row for its samples and copying a row into the store are
+  one tensor operation each instead of one per layer and per keys/values.
 - `GrowingLayer`: a transformers cache layer whose keys and values live in a buffer with spare
   capacity, written in place. transformers' `DynamicLayer` concatenates at every decode step,
   copying the whole cache each time (quadratic in the generated length, and on a CPU a fresh
