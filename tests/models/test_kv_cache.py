@@ -56,6 +56,48 @@ def test_growing_layer_adopts_a_filled_buffer() -> None:
     assert out_k.shape[-2] == 5 and torch.equal(keys[..., 3:5, :], k)  # written in place
 
 
+def _arena_cache(rows: int = 5, length: int = 7, capacity: int = 12, layers: int = 3):
+    """A cache laid out as `HFPolicy` lays it: one buffer [layers, 2, B, H, C, D]."""
+    buf = torch.randn(layers, 2, rows, 2, capacity, 4, generator=torch.Generator().manual_seed(0))
+    cache = kv_cache.growing_cache(
+        [kv_cache.GrowingLayer.adopt(buf[i, 0], buf[i, 1], length) for i in range(layers)]
+    )
+    return buf, cache
+
+
+def test_arena_is_a_view_of_every_layer_while_they_share_one_buffer() -> None:
+    buf, cache = _arena_cache()
+    whole = kv_cache.arena(cache)
+    assert whole is not None and whole.shape == (3, 2, 5, 2, 7, 4)
+    assert torch.equal(whole, buf[..., :7, :])
+    whole[1, 0, 2, 0, 3, 0] = 42.0  # a view, not a copy
+    assert cache.layers[1].keys[2, 0, 3, 0] == 42.0
+    cache.layers[2].update(*_pair(5, 6, 1))  # past the capacity: this layer grows on its own
+    assert kv_cache.arena(cache) is None
+
+
+def test_select_and_repeat_rows_equal_the_per_layer_operations() -> None:
+    """Compacting and repeating rows through the shared buffer give what each layer's own
+    batch_select_indices / batch_repeat_interleave give, and keep the layers in one buffer."""
+    _, cache = _arena_cache()
+    _, ref = _arena_cache()
+    kv_cache.select_rows(cache, [0, 2, 4])
+    ref.reorder_cache(torch.tensor([0, 2, 4]))
+    kv_cache.repeat_rows(cache, 2)
+    ref.batch_repeat_interleave(2)
+    assert kv_cache.arena(cache) is not None
+    for a, b in zip(cache.layers, ref.layers, strict=True):
+        assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    k, v = _pair(6, 1, 3)
+    for a, b in zip(cache.layers, ref.layers, strict=True):
+        out_a, out_b = a.update(k, v), b.update(k, v)
+        assert torch.equal(out_a[0], out_b[0]) and torch.equal(out_a[1], out_b[1])
+    kv_cache.select_rows(cache, [3, 1])  # not increasing: the per-layer gather
+    ref.reorder_cache(torch.tensor([3, 1]))
+    for a, b in zip(cache.layers, ref.layers, strict=True):
+        assert torch.equal(a.keys, b.keys)
+
+
 def test_supports_growing_cache() -> None:
     from transformers import MistralConfig, MistralForCausalLM
 
@@ -214,6 +256,34 @@ def test_later_calls_reuse_earlier_prompts_and_match_the_plain_path(pair) -> Non
         assert g == pytest.approx(w, abs=1e-5)
     sampled = SamplingParams(n=3, max_new_tokens=8, seed=3, temperature=0)
     _same(stored.generate(children, sampled), plain.generate(children, sampled))
+
+
+@pytest.mark.parametrize("reserve", [128, 2])
+def test_generated_tokens_are_stored_and_reused(pair, monkeypatch, reserve: int) -> None:
+    """After `generate`, a prompt that continues a generation (a value prompt of a new thought)
+    finds the generated tokens in the store, and its probabilities equal the plain path's.
+    With a tiny reserve the layers outgrow their shared buffer and are gathered per layer."""
+    import openberry.models.hf as hf
+
+    monkeypatch.setattr(hf, "RESERVE_TOKENS", reserve)
+    stored, plain = pair
+    stored.reset_prefix_cache()
+    prompts = [PATH + "Step 2:", PATH + "Step 2: so", "What is 2 + 2?\n"]
+    params = SamplingParams(temperature=0, max_new_tokens=10)
+    out = stored.generate(prompts, params)
+    _same(out, plain.generate(prompts, params))
+    for prompt, (g,) in zip(prompts, out, strict=True):
+        ids = stored.encode_prompt(prompt + g.text + " then")
+        # The prompt and every generated token but the last (never fed back) are stored.
+        assert stored.prefix_store.matched(ids, len(ids)) >= len(stored.encode_prompt(prompt)) + (
+            len(g.token_ids) - 1
+        )
+    follow = [p + g.text + " then" for p, ((g,)) in zip(prompts, out, strict=True)]
+    cands = ["<positive_rating>", "<negative_rating>"]
+    for a, b in zip(
+        stored.next_token_probs(follow, cands), plain.next_token_probs(follow, cands), strict=True
+    ):
+        assert a == pytest.approx(b, abs=1e-5)
 
 
 def test_reset_prefix_cache_empties_the_store(pair) -> None:
