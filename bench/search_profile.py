@@ -1,0 +1,180 @@
+"""Where a batched search spends its time on berry-tiny (the breakdown in BENCHMARKS.md).
+
+Runs one sampled search per method (64 problems of the arithmetic test split by default) after a
+warm-up run, with `HFPolicy` wrapped to time its parts:
+
+- ``decode_forward_s``: forward passes of decode steps (one new token per row), and
+  ``tail_steps`` / ``tail_forward_s``: those run with at most an eighth of the call's rows left;
+- ``policy_prefill_s``: reading the prompts of `generate` calls (store look-ups, copying stored
+  keys and values into the batch, the forward passes, pre-passes for shared prefixes and long
+  rests, adding the prompts to the store), and ``policy_prefill_padded_tokens``: the positions
+  those passes computed, padding included;
+- ``store_write_s``: adding generated tokens to the store;
+- ``decode_loop_s``: the rest of `generate` (sampling, stop checks, dropping finished rows);
+- ``next_token_s``: `next_token_probs` calls (values, judges), whole;
+- ``store_mb``: the prefix store's size after the search.
+
+The wrappers cost a little time themselves, so the parts sum to slightly more than a plain run.
+
+Usage::
+
+    .venv/bin/python bench/search_profile.py --methods sr-mcts,meta-mcts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+import torch
+
+import openberry.models.hf as hf
+from openberry.data.arithmetic import load_split
+from openberry.models.hf import HFPolicy, tune_cpu_malloc
+from openberry.search import make_search, run_search
+
+
+def instrument(policy: HFPolicy) -> dict[str, float]:
+    """Wrap `policy`'s class methods to add their times to the returned dict."""
+    times: dict[str, float] = defaultdict(float)
+    state: dict[str, Any] = {"call": None, "rows": 0, "prefill": 0}
+
+    def timed(name: str, key: str):
+        real = getattr(hf.HFPolicy, name, None)
+        if real is None:  # older code (the A/B in BENCHMARKS.md runs this on it)
+            return
+
+        def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            out = real(self, *args, **kwargs)
+            times[key] += time.perf_counter() - start
+            return out
+
+        setattr(hf.HFPolicy, name, wrapper)
+
+    def call_kind(name: str):
+        real = getattr(hf.HFPolicy, name)
+
+        def wrapper(self, *args, **kwargs):
+            state["call"] = name
+            try:
+                return real(self, *args, **kwargs)
+            finally:
+                state["call"] = None
+
+        setattr(hf.HFPolicy, name, wrapper)
+
+    real_rows = hf.HFPolicy._generate_rows
+
+    def generate_rows(self, prompt_rows, params, *args, **kwargs):
+        state["rows"] = len(prompt_rows) * params.n
+        return real_rows(self, prompt_rows, params, *args, **kwargs)
+
+    hf.HFPolicy._generate_rows = generate_rows
+    real_forward = hf.HFPolicy._forward
+
+    def forward(self, ids, mask, pos, cache=None, keep=0):
+        start = time.perf_counter()
+        out = real_forward(self, ids, mask, pos, cache, keep)
+        spent = time.perf_counter() - start
+        if state["call"] == "generate" and not state["prefill"] and ids.shape[1] == 1:
+            times["decode_forward_s"] += spent
+            times["decode_steps"] += 1
+            if ids.shape[0] <= state["rows"] / 8:
+                times["tail_steps"] += 1
+                times["tail_forward_s"] += spent
+        elif state["call"] == "generate":
+            times["policy_prefill_padded_tokens"] += ids.shape[0] * ids.shape[1]
+        return out
+
+    hf.HFPolicy._forward = forward
+    real_prefill = hf.HFPolicy._prefill
+
+    def prefill(self, *args, **kwargs):
+        state["prefill"] += 1
+        start = time.perf_counter()
+        try:
+            return real_prefill(self, *args, **kwargs)
+        finally:
+            state["prefill"] -= 1
+            if state["call"] == "generate":
+                times["policy_prefill_s"] += time.perf_counter() - start
+
+    hf.HFPolicy._prefill = prefill
+    timed("_store_decoded", "store_write_s")
+    timed("generate", "generate_s")
+    timed("next_token_probs", "next_token_s")
+    call_kind("generate")
+    call_kind("next_token_probs")
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--model", default="berry-tiny")
+    ap.add_argument("--methods", default="mctsr,sr-mcts,meta-mcts")
+    ap.add_argument("--problems", type=int, default=64)
+    ap.add_argument("--rollouts", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tune_cpu_malloc()
+    policy = HFPolicy.from_pretrained(args.model)
+    problems = [e.problem for e in load_split("test", limit=args.problems)]
+    for method in args.methods.split(","):
+        search = make_search(
+            method,
+            rollouts=args.rollouts,
+            overrides={"meta_policy": "model"} if method == "meta-mcts" else {},
+        )
+        run_search(search, problems, policy, seed=0)  # warm-up, uninstrumented
+        saved = {
+            name: getattr(hf.HFPolicy, name, None)
+            for name in (
+                "_generate_rows",
+                "_forward",
+                "_prefill",
+                "_store_decoded",
+                "generate",
+                "next_token_probs",
+            )
+        }
+        times = instrument(policy)
+        start = time.perf_counter()
+        results = run_search(search, problems, policy, seed=0)
+        wall = time.perf_counter() - start
+        for name, fn in saved.items():
+            if fn is not None:
+                setattr(hf.HFPolicy, name, fn)
+        gen = times["generate_s"]
+        row = {
+            "method": method,
+            "wall_s": round(wall, 3),
+            "generated_tokens": sum(r.stats.generated_tokens for r in results),
+            "decode_steps": int(times["decode_steps"]),
+            "decode_forward_s": round(times["decode_forward_s"], 3),
+            "tail_steps": int(times["tail_steps"]),
+            "tail_forward_s": round(times["tail_forward_s"], 3),
+            "policy_prefill_s": round(times["policy_prefill_s"], 3),
+            "policy_prefill_padded_tokens": int(times["policy_prefill_padded_tokens"]),
+            "store_write_s": round(times["store_write_s"], 3),
+            "decode_loop_s": round(
+                gen
+                - times["decode_forward_s"]
+                - times["policy_prefill_s"]
+                - times["store_write_s"],
+                3,
+            ),
+            "next_token_s": round(times["next_token_s"], 3),
+            "store_mb": round(policy.prefix_store.nbytes / 2**20, 1),
+        }
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
