@@ -678,10 +678,10 @@ class HFPolicy:
             # Masked positions still enter attention as 0 * value: no garbage (NaN) allowed.
             if s < width:
                 buf[:, :, b, :, : width - s].zero_()
-            at = width - s
-            for piece in pieces:
-                buf[:, :, b, :, at : at + piece.shape[-2]] = piece
-                at += piece.shape[-2]
+            if len(pieces) == 1:
+                buf[:, :, b, :, width - s : width] = pieces[0]
+            elif pieces:  # the stored segments of the prefix, in one copy
+                torch.cat(pieces, dim=-2, out=buf[:, :, b, :, width - s : width])
             p_mask[b, width - s :] = 1
         layers = [self._kv.GrowingLayer.adopt(buf[i, 0], buf[i, 1], width) for i in range(n_layers)]
         cache = _new_cache(self.model, layers)
