@@ -280,7 +280,7 @@ class HFPolicy:
         known = self._may_stop_memo.get(key)
         if known is not None:
             return known
-        text = self._decode([token])
+        text = self._token_text(token)
         if not text or "\ufffd" in text:
             answer = True
         else:
@@ -288,6 +288,13 @@ class HFPolicy:
         if len(self._may_stop_memo) < MAY_STOP_MEMO:
             self._may_stop_memo[key] = answer
         return answer
+
+    def _token_text(self, token: int) -> str:
+        """One token decoded alone (remembered: there are at most as many as the vocabulary)."""
+        text = self._token_texts.get(token)
+        if text is None:
+            text = self._token_texts[token] = self._decode([token])
+        return text
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens of each text as a prompt (the search engine's cost accounting)."""
@@ -770,9 +777,7 @@ class HFPolicy:
         tokens that decode to partial characters) are decoded first, and the whole row only when
         a stop shows up there. This keeps the check linear in the generated length.
         """
-        last = self._token_texts.get(ids[-1])
-        if last is None:
-            last = self._token_texts[ids[-1]] = self._decode(ids[-1:])
+        last = self._token_text(ids[-1])
         if last in stops:
             # The usual stop: one token whose text is a stop string (a special token such as
             # <end_of_thought>, or a newline), where no stop starts earlier: the cut is before

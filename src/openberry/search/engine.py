@@ -261,6 +261,7 @@ class _Driver:
             elif key[0] == "score":
                 flat_completions = [c for _, _, r in members for c in r.completions]
                 out, sent = self._memoized(
+                    model,
                     key,
                     list(zip(flat_prompts, flat_completions, strict=True)),
                     lambda items, m=model: m.score([p for p, _ in items], [c for _, c in items]),
@@ -268,6 +269,7 @@ class _Driver:
             else:
                 cands = list(key[2])
                 out, sent = self._memoized(
+                    model,
                     key,
                     flat_prompts,
                     lambda items, m=model, c=cands: m.next_token_probs(items, c),
@@ -291,7 +293,11 @@ class _Driver:
         return answers
 
     def _memoized(
-        self, key: tuple, items: list[Any], call: Callable[[list[Any]], list[Any]]
+        self,
+        model: Policy,
+        key: tuple,
+        items: list[Any],
+        call: Callable[[list[Any]], list[Any]],
     ) -> tuple[list[Any], list[bool]]:
         """Answers of a deterministic request kind for `items` (prompts, or prompt-completion
         pairs): each item not answered before in this search is sent once (in chunks of
@@ -308,7 +314,9 @@ class _Driver:
         if fresh:
             got = self._chunked(lambda lo, hi: call(fresh[lo:hi]), len(fresh))
             if len(got) != len(fresh):
-                raise SearchError(f"the model answered {len(got)} of {len(fresh)} prompts")
+                raise SearchError(
+                    f"model {model.name!r} answered {len(got)} of {len(fresh)} prompts"
+                )
             for item, answer in zip(fresh, got, strict=True):
                 self.memo[(key, item)] = answer
         # Each asker gets its own copy of a mutable answer (a dict of probabilities).
