@@ -235,3 +235,39 @@ def test_token_stats_are_requested_from_the_backend() -> None:
     _tree(Spy())
     assert seen and all(p.token_stats for p in seen)
     assert Problem  # the search takes a Problem
+
+
+def test_merged_twin_keeps_later_nodes_at_the_local_ids_they_were_written_under() -> None:
+    """Regression: a merged twin adds no node, so the nodes after it got tree ids one below the
+    header ids they were generated under, and were rated and shown under ids the model never
+    saw (the value prompt did not extend the policy prompt)."""
+
+    class Twins(RecordingPolicy):
+        def __init__(self) -> None:
+            super().__init__()
+            self.written: list[str] = []  # policy prompt + thought, in generation order
+
+        def respond(self, prompt, index, params):
+            # The second expansion's first candidate repeats the first child.
+            k = len(self.written)
+            text = "<expansion>" + {0: "same", 1: "other", 2: "same"}.get(k, f"step {k}")
+            self.written.append(prompt + text)
+            return text + "<end_of_thought>"
+
+        def prob(self, prompt, candidates):
+            return {c: 0.5 for c in candidates}
+
+    policy = Twins()
+    tree = _tree(policy, MetaMCTSConfig(simulations=3, meta_policy="model", finish_steps=0))
+    merged = [n for n in tree.nodes if n.info.get("duplicates")]
+    assert merged, "the second expansion's first candidate should have been merged"
+    rated = [p for p in policy.prompts if p.endswith("<start_of_rating>")]
+    written = {w + "<end_of_thought><start_of_rating>" for w in policy.written}
+    assert rated and all(p in written for p in rated)
+    shifted = [n for n in tree.nodes if "local_id" in n.info]
+    assert shifted and all(n.info["local_id"] == n.id + 1 for n in shifted)
+    # Later prompts show every node under its local id, and local ids stay unique.
+    for prompt in policy.prompts:
+        nodes = parse_nodes(prompt.rsplit("\n", 1)[0]) if "\n" in prompt else []
+        ids = [n.local_id for n in nodes]
+        assert len(ids) == len(set(ids))

@@ -131,7 +131,8 @@ class MetaMCTSConfig:
     """Scale of uniform additive noise on selection scores (0: none)."""
     merge_duplicates: bool = True
     """A thought identical to a sibling (same meta, same text) adds no node; the expansion still
-    counts towards ``max_children``, so a confident node is descended sooner."""
+    counts towards ``max_children``, so a confident node is descended sooner. The local id its
+    header used is not given again: later nodes keep the ids they were written under."""
     finish_steps: int = 8
     """Greedy thoughts written from the best leaf when no conclusion was found (0: none)."""
     patience: int = 2
@@ -297,9 +298,20 @@ def meta_mcts(
         token_stats=True,
     )
 
+    # Local ids written into node headers. A merged twin adds no node but its header id was
+    # used, so later nodes' local ids run ahead of their tree ids: each node keeps the id it
+    # was generated under (``info["local_id"]`` where the two differ), and every later prompt
+    # shows it, so a path is always the text the model saw.
+    issued = [len(b)]
+
+    def local_id(n: MutableNode) -> int:
+        return n.info.get("local_id", n.id)
+
     def line(n: MutableNode) -> str:
-        father = -1 if n.parent is None else n.parent
-        return node_line(father, n.id, n.meta_action or "expansion", n.text, _rating_of(n.value))
+        father = -1 if n.parent is None else local_id(b[n.parent])
+        return node_line(
+            father, local_id(n), n.meta_action or "expansion", n.text, _rating_of(n.value)
+        )
 
     def path_text(node_id: int) -> str:
         return "\n".join(line(b[i]) for i in b.path(node_id))
@@ -325,18 +337,18 @@ def meta_mcts(
     ) -> SearchGen:
         """Policy head for every (node, meta), then the value head for every new child."""
         prompts, owners = [], []
-        next_id = len(b)
         # Path strings of the extended nodes: their ratings do not change while their children
         # are written and rated, so policy and value prompts share them.
         contexts = {nid: path_text(nid) for nid in node_ids}
         for nid, ms in zip(node_ids, metas, strict=True):
             for m in ms:
-                prompts.append(contexts[nid] + "\n" + node_header(nid, next_id, m))
-                owners.append((nid, m))
-                next_id += 1
+                lid = issued[0]
+                issued[0] += 1
+                prompts.append(contexts[nid] + "\n" + node_header(local_id(b[nid]), lid, m))
+                owners.append((nid, m, lid))
         out = yield Generate(tuple(prompts), gen_params)
         new: list[MutableNode] = []
-        for (nid, m), row in zip(owners, out, strict=True):
+        for (nid, m, lid), row in zip(owners, out, strict=True):
             g = row[0]
             text = g.text
             meta = m
@@ -359,6 +371,8 @@ def meta_mcts(
                 continue
             mean_lp, ent, vent = _stats(g)
             child = b.add(nid, text, generation=g, meta_action=meta)
+            if lid != child.id:
+                child.info["local_id"] = lid
             child.info.update(
                 {
                     "seq_prob": math.exp(mean_lp) if math.isfinite(mean_lp) else 0.0,
@@ -374,7 +388,13 @@ def meta_mcts(
         # Value head for the new children, each in its parent's context (an empty request when
         # every child was a duplicate, so that all problems of a batch stay in step).
         vprompts = tuple(
-            rating_prompt(contexts[c.parent], c.parent, c.id, c.meta_action, c.text)  # type: ignore[index,arg-type]
+            rating_prompt(
+                contexts[c.parent],  # type: ignore[index]
+                local_id(b[c.parent]),  # type: ignore[index]
+                local_id(c),
+                c.meta_action,  # type: ignore[arg-type]
+                c.text,
+            )
             for c in new
         )
         cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
