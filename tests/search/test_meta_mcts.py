@@ -264,9 +264,11 @@ def test_merged_twin_keeps_later_nodes_at_the_local_ids_they_were_written_under(
     rated = [p for p in policy.prompts if p.endswith("<start_of_rating>")]
     written = {w + "<end_of_thought><start_of_rating>" for w in policy.written}
     assert rated and all(p in written for p in rated)
-    shifted = [n for n in tree.nodes if "local_id" in n.info]
-    assert shifted and all(n.info["local_id"] == n.id + 1 for n in shifted)
-    # Later prompts show every node under its local id, and local ids stay unique.
+    local = [n.info.get("local_id", n.id) for n in tree.nodes]
+    assert any(lid != n.id for lid, n in zip(local, tree.nodes, strict=True))
+    # Local ids stay unique, and as small as the tree: the twin's id went to a later node.
+    assert len(set(local)) == len(local) and max(local) == len(tree) - 1
+    # Later prompts show every node under its local id.
     for prompt in policy.prompts:
         nodes = parse_nodes(prompt.rsplit("\n", 1)[0]) if "\n" in prompt else []
         ids = [n.local_id for n in nodes]

@@ -131,8 +131,8 @@ class MetaMCTSConfig:
     """Scale of uniform additive noise on selection scores (0: none)."""
     merge_duplicates: bool = True
     """A thought identical to a sibling (same meta, same text) adds no node; the expansion still
-    counts towards ``max_children``, so a confident node is descended sooner. The local id its
-    header used is not given again: later nodes keep the ids they were written under."""
+    counts towards ``max_children``, so a confident node is descended sooner. Nodes keep the
+    local ids they were written under; the id the twin's header took goes to the next new node."""
     finish_steps: int = 8
     """Greedy thoughts written from the best leaf when no conclusion was found (0: none)."""
     patience: int = 2
@@ -298,14 +298,20 @@ def meta_mcts(
         token_stats=True,
     )
 
-    # Local ids written into node headers. A merged twin adds no node but its header id was
-    # used, so later nodes' local ids run ahead of their tree ids: each node keeps the id it
-    # was generated under (``info["local_id"]`` where the two differ), and every later prompt
-    # shows it, so a path is always the text the model saw.
-    issued = [len(b)]
-
+    # Local ids written into node headers. A merged twin adds no node after its header took an
+    # id, so the candidates after it in its expansion are not at the tree ids they were written
+    # under: each node keeps its header's id (``info["local_id"]`` where the two differ), and
+    # every later prompt shows it, so a path is always the text the model saw. The id a merged
+    # twin took goes to the next new node: ids stay as small as the tree (berry-tiny, trained on
+    # small trees, wrote worse thoughts under ids that skipped every merged twin: 21 % against
+    # 26-28 % at 4 rollouts, seeds 0-2).
     def local_id(n: MutableNode) -> int:
         return n.info.get("local_id", n.id)
+
+    def fresh_ids(count: int) -> list[int]:
+        """The `count` smallest local ids no node has."""
+        used = {local_id(n) for n in b.nodes}
+        return [i for i in range(len(used) + count) if i not in used][:count]
 
     def line(n: MutableNode) -> str:
         father = -1 if n.parent is None else local_id(b[n.parent])
@@ -337,13 +343,13 @@ def meta_mcts(
     ) -> SearchGen:
         """Policy head for every (node, meta), then the value head for every new child."""
         prompts, owners = [], []
+        ids = iter(fresh_ids(sum(len(ms) for ms in metas)))
         # Path strings of the extended nodes: their ratings do not change while their children
         # are written and rated, so policy and value prompts share them.
         contexts = {nid: path_text(nid) for nid in node_ids}
         for nid, ms in zip(node_ids, metas, strict=True):
             for m in ms:
-                lid = issued[0]
-                issued[0] += 1
+                lid = next(ids)
                 prompts.append(contexts[nid] + "\n" + node_header(local_id(b[nid]), lid, m))
                 owners.append((nid, m, lid))
         out = yield Generate(tuple(prompts), gen_params)
