@@ -18,6 +18,7 @@ from openberry.search import make_search, run_search
 from openberry.search.meta_mcts import (
     ALLOWED_TRANSITIONS,
     MetaMCTSConfig,
+    choose_conclusion,
     clean_thought,
     meta_mcts,
     puct_scores,
@@ -68,6 +69,29 @@ def test_rectify_closed_form() -> None:
     assert true[2] == 1.0 and true[3] == 0.0
     assert true[1] == pytest.approx((0.5 + 0.0) / 2) and count[1] == 2
     assert true[0] == pytest.approx((0.25 + 0.0) / 2)
+
+
+def test_choose_conclusion_closed_form() -> None:
+    answers, values = ["7", "9", " 9 ", "7"], [0.9, 0.6, 0.5, 0.1]
+    assert choose_conclusion(answers, values, "value") == 0
+    # vote: "9" and " 9 " are one answer (1.1) against 7 (1.0); its best-valued conclusion wins
+    assert choose_conclusion(answers, values, "vote") == 1
+    # equal mass: the answer more conclusions state
+    assert choose_conclusion(["1", "2", "2"], [0.5, 0.25, 0.25], "vote") == 1
+    assert choose_conclusion(["1", "1"], [0.3, 0.3], "vote") == 0  # then the earlier one
+    with pytest.raises(ValueError):
+        choose_conclusion(["1"], [0.3], "best")
+
+
+def test_answer_selection_vote_is_the_default_and_recorded() -> None:
+    assert MetaMCTSConfig().answer_selection == "vote"
+    for rule in ("vote", "value"):
+        tree = _tree(
+            ArithmeticExpert(),
+            MetaMCTSConfig(simulations=4, meta_policy="model", answer_selection=rule),
+        )
+        assert tree.info["config"]["answer_selection"] == rule
+        assert tree.nodes[tree.chosen[-1]].meta_action == "conclusion"
 
 
 def test_meta_mcts_golden_tree() -> None:

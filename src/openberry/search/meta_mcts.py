@@ -27,9 +27,14 @@ the tree's transition statistics (online code: ``T[m(parent), m(child)] += value
 row softmax), the offline rule table, or the model itself (``meta_policy="model"``: the header
 stops after ``<start_of_thought>`` and the model writes the meta tag).
 
-The final answer is the ``<conclusion>`` whose steps have the highest lowest value-head
-estimate (no reference involved). When
-the simulations end without a conclusion, the best leaf is finished greedily (``finish_steps``).
+The final answer (no reference involved) is, by default, a vote over every ``<conclusion>`` of
+the tree, each weighted by the lowest value-head estimate of the steps leading to it (PRM-weighted
+majority), reached through that answer's best-valued conclusion; ``answer_selection="value"``
+takes the best-valued conclusion itself. The original online trainer chooses no answer (it trains
+on the tree). We chose the default on the arithmetic *validation* split with berry-tiny (200
+problems, ``meta_policy="model"``): 33.0 / 39.0 % at 4 / 8 rollouts against 28.0 / 27.5 % for the
+best-valued conclusion and 32.0 / 38.5 % for an unweighted vote. When the simulations end without
+a conclusion, the best leaf is finished greedily (``finish_steps``).
 
 Fixes of the original's bugs (seed-spec 3.8), each with a regression test named after it in
 ``tests/search/test_meta_mcts.py``:
@@ -69,7 +74,13 @@ from openberry.formats.openlongcot import (
 )
 from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
-from openberry.search.common import MutableNode, TreeBuilder, answer_of_text, strip_tags
+from openberry.search.common import (
+    MutableNode,
+    TreeBuilder,
+    answer_of_text,
+    strip_tags,
+    vote_key,
+)
 from openberry.search.engine import Generate, NextTokenProbs, SearchGen
 from openberry.search.scorers import rating_value
 from openberry.tree import META_ACTIONS
@@ -78,6 +89,7 @@ __all__ = [
     "ALLOWED_TRANSITIONS",
     "META_ORDER",
     "MetaMCTSConfig",
+    "choose_conclusion",
     "meta_mcts",
     "puct_scores",
     "rectify",
@@ -137,6 +149,11 @@ class MetaMCTSConfig:
     """Greedy thoughts written from the best leaf when no conclusion was found (0: none)."""
     patience: int = 2
     """With a verifier: stop after this many successful conclusions (online 2, offline 1)."""
+    answer_selection: Literal["vote", "value"] = "vote"
+    """How the answer is chosen: ``vote``, the answer with the largest summed path value over
+    all conclusions (a path's value is the lowest value-head estimate of its steps; ties go to
+    the answer more conclusions state), through its best-valued conclusion; ``value``, the
+    best-valued conclusion."""
 
 
 def softmax(xs: Sequence[float]) -> list[float]:
@@ -250,6 +267,25 @@ def rectify(
             x *= gamma
             node = parents[node]
     return true, count
+
+
+def choose_conclusion(answers: Sequence[str], values: Sequence[float], rule: str = "vote") -> int:
+    """Index of the chosen conclusion (`MetaMCTSConfig.answer_selection`): the highest value
+    (``value``), or the highest-valued conclusion of the answer with the largest summed value
+    (``vote``; ties go to the answer more conclusions state, then to the earlier conclusion)."""
+    if not answers:
+        raise ValueError("no conclusion to choose from")
+    candidates = list(range(len(answers)))
+    if rule == "vote":
+        keys = [vote_key(a) for a in answers]
+        mass: dict[str, float] = {}
+        for key, v in zip(keys, values, strict=True):
+            mass[key] = mass.get(key, 0.0) + v
+        winner = max(mass, key=lambda k: (mass[k], keys.count(k)))
+        candidates = [i for i in candidates if keys[i] == winner]
+    elif rule != "value":
+        raise ValueError(f"unknown answer_selection {rule!r}; expected 'vote' or 'value'")
+    return max(candidates, key=lambda i: (values[i], -i))
 
 
 def clean_thought(text: str) -> str:
@@ -477,7 +513,9 @@ def meta_mcts(
         concl = [n for n in b.nodes if n.meta_action == "conclusion" and n.answer is not None]
         if not concl:
             return None
-        return max(concl, key=lambda n: (path_value(n.id), -n.id))
+        answers = [n.answer for n in concl]
+        values = [path_value(n.id) for n in concl]
+        return concl[choose_conclusion(answers, values, cfg.answer_selection)]  # type: ignore[arg-type]
 
     def path_value(node_id: int) -> float:
         """The lowest value-head estimate of the steps leading to a conclusion (PRM-style: one
@@ -511,6 +549,7 @@ def meta_mcts(
                 "c_puct": cfg.c_puct,
                 "meta_policy": cfg.meta_policy,
                 "gamma": cfg.gamma,
+                "answer_selection": cfg.answer_selection,
             },
             "verifier": verifier is not None,
         },
