@@ -32,9 +32,9 @@ the tree, each weighted by the lowest value-head estimate of the steps leading t
 majority), reached through that answer's best-valued conclusion; ``answer_selection="value"``
 takes the best-valued conclusion itself. The original online trainer chooses no answer (it trains
 on the tree). We chose the default on the arithmetic *validation* split with berry-tiny (200
-problems, ``meta_policy="model"``): 33.0 / 39.0 % at 4 / 8 rollouts against 28.0 / 27.5 % for the
-best-valued conclusion and 32.0 / 38.5 % for an unweighted vote. When the simulations end without
-a conclusion, the best leaf is finished greedily (``finish_steps``).
+problems, ``meta_policy="model"``, `berry eval` with ``--batch-size 200``): 32.5 / 36.5 % at 4 / 8
+rollouts against 31.0 / 30.0 % for the best-valued conclusion (docs/search.md). When the
+simulations end without a conclusion, the best leaf is finished greedily (``finish_steps``).
 
 Fixes of the original's bugs (seed-spec 3.8), each with a regression test named after it in
 ``tests/search/test_meta_mcts.py``:
