@@ -12,7 +12,10 @@ warm-up run, with `HFPolicy` wrapped to time its parts:
 - ``store_write_s``: adding generated tokens to the store;
 - ``decode_loop_s``: the rest of `generate` (sampling, stop checks, dropping finished rows);
 - ``next_token_s``: `next_token_probs` calls (values, judges), whole;
-- ``store_mb``: the prefix store's size after the search.
+- ``store_mb``: the prefix store's size after the search;
+- ``decode_attention_s`` / ``prefill_attention_s``: attention of decode steps (one query per row)
+  and of every other forward pass (policy prompts, values, judges), when the model runs
+  `openberry.models.cpu_attention` (HFPolicy's default on a CPU; absent otherwise).
 
 The wrappers cost a little time themselves, so the parts sum to slightly more than a plain run.
 
@@ -27,6 +30,7 @@ import argparse
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,8 +41,10 @@ from openberry.models.hf import HFPolicy, tune_cpu_malloc
 from openberry.search import make_search, run_search
 
 
-def instrument(policy: HFPolicy) -> dict[str, float]:
-    """Wrap `policy`'s class methods to add their times to the returned dict."""
+def instrument(policy: HFPolicy) -> tuple[dict[str, float], Callable[[], None]]:
+    """Wrap `policy`'s class methods to add their times to the returned dict; the function
+    returned with it puts back the attention wrapper (the class methods are put back by the
+    caller)."""
     times: dict[str, float] = defaultdict(float)
     state: dict[str, Any] = {"call": None, "rows": 0, "prefill": 0}
 
@@ -104,12 +110,40 @@ def instrument(policy: HFPolicy) -> dict[str, float]:
                 times["policy_prefill_s"] += time.perf_counter() - start
 
     hf.HFPolicy._prefill = prefill
+
+    def restore() -> None:
+        """Put back what was wrapped outside `HFPolicy` (the attention function)."""
+
+    try:
+        from openberry.models import cpu_attention
+    except ImportError:  # older code
+        cpu_attention = None
+    if (
+        cpu_attention is not None
+        and policy.model.config._attn_implementation == cpu_attention.IMPLEMENTATION
+    ):
+        from transformers import AttentionInterface
+
+        real_attention = cpu_attention.decode_attention
+
+        def attention(module, query, *args, **kwargs):
+            start = time.perf_counter()
+            out = real_attention(module, query, *args, **kwargs)
+            key = "decode_attention_s" if query.shape[2] == 1 else "prefill_attention_s"
+            times[key] += time.perf_counter() - start
+            return out
+
+        AttentionInterface.register(cpu_attention.IMPLEMENTATION, attention)
+
+        def restore() -> None:
+            AttentionInterface.register(cpu_attention.IMPLEMENTATION, real_attention)
+
     timed("_store_decoded", "store_write_s")
     timed("generate", "generate_s")
     timed("next_token_probs", "next_token_s")
     call_kind("generate")
     call_kind("next_token_probs")
-    return times
+    return times, restore
 
 
 def main() -> None:
@@ -144,13 +178,14 @@ def main() -> None:
                 "next_token_probs",
             )
         }
-        times = instrument(policy)
+        times, restore = instrument(policy)
         start = time.perf_counter()
         results = run_search(search, problems, policy, seed=0)
         wall = time.perf_counter() - start
         for name, fn in saved.items():
             if fn is not None:
                 setattr(hf.HFPolicy, name, fn)
+        restore()
         gen = times["generate_s"]
         row = {
             "method": method,
@@ -173,6 +208,9 @@ def main() -> None:
             "next_token_s": round(times["next_token_s"], 3),
             "store_mb": round(policy.prefix_store.nbytes / 2**20, 1),
         }
+        for key in ("decode_attention_s", "prefill_attention_s"):
+            if key in times:
+                row[key] = round(times[key], 3)
         print(json.dumps(row), flush=True)
 
 
