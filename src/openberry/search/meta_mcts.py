@@ -339,8 +339,8 @@ def meta_mcts(
     # under: each node keeps its header's id (``info["local_id"]`` where the two differ), and
     # every later prompt shows it, so a path is always the text the model saw. The id a merged
     # twin took goes to the next new node: ids stay as small as the tree (berry-tiny, trained on
-    # small trees, wrote worse thoughts under ids that skipped every merged twin: 21 % against
-    # 26-28 % at 4 rollouts, seeds 0-2).
+    # small trees, wrote worse thoughts under ids that skipped every merged twin: 21.0-21.5 %
+    # against 25.5-28.0 % at 4 rollouts, seeds 0-2; BENCHMARKS.md, "Search").
     def local_id(n: MutableNode) -> int:
         return n.info.get("local_id", n.id)
 
