@@ -19,6 +19,14 @@ warm-up run, with `HFPolicy` wrapped to time its parts:
 
 The wrappers cost a little time themselves, so the parts sum to slightly more than a plain run.
 
+Then the search's own `generate` calls are replayed alone, in order, with the same prompts and
+settings and no other model call in between, on an emptied prefix store (``replay_s``,
+``replay_tokens_per_s``, against ``search_tokens_per_s`` of the uninstrumented warm-up search):
+what generating the search's tokens costs without the search around it, at the search's own
+context lengths. Each call keeps the seed the engine gave it, so the replay writes nearly the
+same tokens (``replay_tokens``; a prefix store filled differently can flip a sample by float
+rounding).
+
 Usage::
 
     .venv/bin/python bench/search_profile.py --methods sr-mcts,meta-mcts
@@ -166,7 +174,19 @@ def main() -> None:
             rollouts=args.rollouts,
             overrides={"meta_policy": "model"} if method == "meta-mcts" else {},
         )
-        run_search(search, problems, policy, seed=0)  # warm-up, uninstrumented
+        # Warm-up, uninstrumented, recording the generate calls for the replay.
+        calls: list = []
+        real_generate = hf.HFPolicy.generate
+
+        def recording(self, prompts, params, real=real_generate, calls=calls):
+            calls.append((list(prompts), params))
+            return real(self, prompts, params)
+
+        hf.HFPolicy.generate = recording
+        start = time.perf_counter()
+        warm = run_search(search, problems, policy, seed=0)
+        search_s = time.perf_counter() - start
+        hf.HFPolicy.generate = real_generate
         saved = {
             name: getattr(hf.HFPolicy, name, None)
             for name in (
@@ -211,6 +231,15 @@ def main() -> None:
         for key in ("decode_attention_s", "prefill_attention_s"):
             if key in times:
                 row[key] = round(times[key], 3)
+        policy.reset_prefix_cache()
+        start = time.perf_counter()
+        replayed = [policy.generate(prompts, params) for prompts, params in calls]
+        replay_s = time.perf_counter() - start
+        replay_tokens = sum(g.num_tokens for out in replayed for r in out for g in r)
+        row["search_tokens_per_s"] = round(sum(r.stats.generated_tokens for r in warm) / search_s)
+        row["replay_s"] = round(replay_s, 3)
+        row["replay_tokens"] = replay_tokens
+        row["replay_tokens_per_s"] = round(replay_tokens / replay_s)
         print(json.dumps(row), flush=True)
 
 
