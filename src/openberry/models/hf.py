@@ -777,6 +777,7 @@ class HFPolicy:
         tokens that decode to partial characters) are decoded first, and the whole row only when
         a stop shows up there. This keeps the check linear in the generated length.
         """
+        cut: tuple[str, int] | None = None  # (text up to the first stop, tokens kept)
         last = self._token_text(ids[-1])
         if last in stops:
             # The usual stop: one token whose text is a stop string (a special token such as
@@ -786,26 +787,22 @@ class HFPolicy:
             text = self._decode(ids)
             hits = [i for i in (text.find(s) for s in stops) if i >= 0]
             if text == before + last and min(hits) == len(before):
-                return Generation(
-                    text=before,
-                    token_ids=tuple(ids[:-1]),
-                    logprobs=tuple(lps[:-1]),
-                    finish_reason="stop",
-                    prompt_tokens=len(prompt),
-                    **_stat_fields(None if stats is None else stats[:-1]),
-                )
-        if len(ids) > window:
-            tail = self._decode(ids[-window:])
-            if not any(s in tail for s in stops):
+                cut = (before, len(ids) - 1)
+        if cut is None:
+            if len(ids) > window:
+                tail = self._decode(ids[-window:])
+                if not any(s in tail for s in stops):
+                    return None
+            text = self._decode(ids)
+            hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+            if not hits:
                 return None
-        text = self._decode(ids)
-        hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-        if not hits:
-            return None
-        cut_text = text[: min(hits)]
-        keep = len(ids)
-        while keep > 0 and not cut_text.startswith(self._decode(ids[:keep])):
-            keep -= 1
+            first = text[: min(hits)]
+            keep = len(ids)
+            while keep > 0 and not first.startswith(self._decode(ids[:keep])):
+                keep -= 1
+            cut = (first, keep)
+        cut_text, keep = cut
         return Generation(
             text=cut_text,
             token_ids=tuple(ids[:keep]),
