@@ -42,11 +42,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from _search_setup import add_search_args, bench_problems, bench_search
 
 import openberry.models.hf as hf
-from openberry.data.arithmetic import load_split
 from openberry.models.hf import HFPolicy, tune_cpu_malloc
-from openberry.search import make_search, run_search
+from openberry.search import run_search
 
 
 def instrument(policy: HFPolicy) -> tuple[dict[str, float], Callable[[], None]]:
@@ -158,22 +158,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--model", default="berry-tiny")
-    ap.add_argument("--methods", default="mctsr,sr-mcts,meta-mcts")
-    ap.add_argument("--problems", type=int, default=64)
-    ap.add_argument("--rollouts", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
+    add_search_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tune_cpu_malloc()
     policy = HFPolicy.from_pretrained(args.model)
-    problems = [e.problem for e in load_split("test", limit=args.problems)]
+    problems = bench_problems(args.problems)
     for method in args.methods.split(","):
-        search = make_search(
-            method,
-            rollouts=args.rollouts,
-            overrides={"meta_policy": "model"} if method == "meta-mcts" else {},
-        )
+        search = bench_search(method, args.rollouts)
         # Warm-up, uninstrumented, recording the generate calls for the replay.
         calls: list = []
         real_generate = hf.HFPolicy.generate

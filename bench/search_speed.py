@@ -27,12 +27,12 @@ import statistics
 import time
 
 import torch
+from _search_setup import add_search_args, bench_problems, bench_search
 
-from openberry.data.arithmetic import load_split
 from openberry.formats.prompts import solve_prompt
 from openberry.models import SamplingParams
 from openberry.models.hf import HFPolicy, tune_cpu_malloc
-from openberry.search import make_search, run_search
+from openberry.search import run_search
 
 
 def same_tree(a, b, tol: float = 1e-4) -> bool:
@@ -58,11 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--model", default="berry-tiny")
-    ap.add_argument("--methods", default="mctsr,sr-mcts,meta-mcts")
-    ap.add_argument("--problems", type=int, default=64)
-    ap.add_argument("--rollouts", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
+    add_search_args(ap)
     ap.add_argument(
         "--repeats",
         type=int,
@@ -99,7 +95,7 @@ def main() -> None:
         prefix_cache_mb=args.prefix_cache_mb,
         cpu_decode_attention=not args.no_cpu_decode_attention,
     )
-    problems = [e.problem for e in load_split("test", limit=args.problems)]
+    problems = bench_problems(args.problems)
     report: dict = {
         "problems": len(problems),
         "rollouts": args.rollouts,
@@ -151,10 +147,7 @@ def main() -> None:
     one_rate = plain(1)
 
     for method in args.methods.split(","):
-        overrides = {"temperature": "0"}
-        if method == "meta-mcts":
-            overrides["meta_policy"] = "model"
-        search = make_search(method, rollouts=args.rollouts, overrides=overrides)
+        search = bench_search(method, args.rollouts, temperature="0")
         together, batch_s, batch_runs = timed(
             functools.partial(run_search, search, problems, policy, seed=0)
         )
@@ -163,11 +156,7 @@ def main() -> None:
         single_s = time.perf_counter() - start
         same = sum(same_tree(a.tree, b.tree) for a, b in zip(together, alone, strict=True))
         # Throughput of a sampled search (the default temperature), batched.
-        sampled = make_search(
-            method,
-            rollouts=args.rollouts,
-            overrides={"meta_policy": "model"} if method == "meta-mcts" else {},
-        )
+        sampled = bench_search(method, args.rollouts)
         results, search_s, search_runs = timed(
             functools.partial(run_search, sampled, problems, policy, seed=0)
         )
