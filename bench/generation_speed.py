@@ -1,7 +1,7 @@
 """Generation speed of `HFPolicy` (our batched decode loop) vs plain ``model.generate``.
 
 Two measurements on a tiny random-init Llama built in-process (no downloads; the ~1M-parameter
-shape of ``/work/shared/research/feasibility.md``: hidden 128, 4 layers, 4 heads, MLP 512, tied
+shape of the project's first CPU measurements (BENCHMARKS.md): hidden 128, 4 layers, 4 heads, MLP 512, tied
 embeddings, character-level tokenizer; ``--shape 7m`` builds an 8.4M model (near the 10M ceiling of a built-in model) instead:
 hidden 256, 8 layers, 8 heads, MLP 1024), on CPU with ``torch.set_num_threads(2)`` by default:
 

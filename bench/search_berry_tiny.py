@@ -1,4 +1,4 @@
-"""Accuracy and cost of every search method on berry-tiny (issue 5's evidence table).
+"""Accuracy and cost of every search method on berry-tiny (the Search table in BENCHMARKS.md).
 
 Runs each method at several budgets over the first N problems of the arithmetic test split,
 all problems of a run searched together by the batched engine, and appends one JSON line per

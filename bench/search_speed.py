@@ -1,4 +1,4 @@
-"""Speed of the batched search engine on berry-tiny (issue 5's speed targets).
+"""Speed of the batched search engine on berry-tiny (the speed targets in BENCHMARKS.md).
 
 1. **Batching**: 64 problems searched together against the same 64 searched one at a time, at
    temperature 0; the trees must be identical (checked here) and the batch faster (target: at

@@ -7,7 +7,7 @@ Conventions, fixed once for the whole project:
 
 - Nodes are addressed by index and numbered in creation order: ``tree.nodes[i].id == i``, node 0
   is the root, and a parent is always created before its children (``parent < id``). This is the
-  per-tree counter that fixes LLaMA-O1's duplicate-id bugs (seed-spec 3.8, B2/B3).
+  per-tree counter that fixes LLaMA-O1's duplicate-id bugs (B2/B3 in docs/search.md).
 - ``text`` is the step written at the node (for whole-answer methods such as MCTSr, the whole
   answer); the root's text is the problem statement.
 - ``value`` is the node's current estimate of the probability that its path leads to a correct

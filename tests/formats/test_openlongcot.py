@@ -34,7 +34,7 @@ def example_tree() -> Tree:
 
 
 def test_exact_line_grammar():
-    """The node line is byte-for-byte the LLaMA-O1 format (seed-spec 3.2.1)."""
+    """The node line is byte-for-byte the LLaMA-O1 format (LLaMA-O1's node line)."""
     assert node_line(-1, 0, "problem", "Compute 2+3*4.", "unknown") == ROOT
     assert node_header(0, 1, "critic") == (
         "<start_of_father_id>0<end_of_father_id><start_of_local_id>1<end_of_local_id>"
@@ -165,7 +165,7 @@ def test_malformed_text_names_the_line_and_what_was_expected(text, message):
 
 
 def test_duplicate_ids_regression_b3():
-    """Seed-spec B3: LLaMA-O1's id rule produced duplicate ids; we refuse such trees loudly."""
+    """The original's bug B3 (docs/search.md): LLaMA-O1's id rule produced duplicate ids; we refuse such trees loudly."""
     text = ROOT + "\n" + SECOND + "\n" + SECOND.replace("3*4=12", "3*4=13")
     with pytest.raises(OpenLongCoTError, match="duplicate local id 1"):
         string_to_tree(text)

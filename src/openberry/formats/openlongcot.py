@@ -1,6 +1,6 @@
 """LLaMA-O1's OpenLongCoT tree language: read and write it exactly.
 
-The format (seed-spec section 3.2, reconstructed from the LLaMA-O1 code) writes one tree node per
+The format (reconstructed from the LLaMA-O1 code; docs/formats.md) writes one tree node per
 line, lines joined with ``\\n``::
 
     <start_of_father_id>P<end_of_father_id><start_of_local_id>I<end_of_local_id><start_of_thought>META TEXT<end_of_thought><start_of_rating>RATING<end_of_rating>
@@ -17,7 +17,7 @@ Where we depart from the original code:
 - A thought's text may contain newlines (a "line" is then several physical lines); the parser
   scans tags, not lines, and reports errors with the physical line and column.
 - Node ids must be unique and every parent must be written before its children; the original's
-  duplicate-id bug (seed-spec B3) is rejected with the offending line. Ids that are not our
+  duplicate-id bug (B3 in docs/search.md) is rejected with the offending line. Ids that are not our
   creation order (a path string skips ids) are renumbered, and the written id is kept in
   ``Node.info["local_id"]`` so that writing the tree back gives the same text.
 - Ratings come from ``Node.rating`` when set, else from the node's value as a probability
@@ -204,7 +204,7 @@ def policy_prompt(
         meta_action: meta action of the new node (its tag ends the prompt), or None.
         new_id: id of the new node; defaults to ``len(tree)`` (the next id).
         hint: optional ``<hint>...</hint>`` text placed before the header. Never put the
-            reference answer here at inference (see seed-spec B15).
+            reference answer here at inference (B15 in docs/search.md).
     """
     new_id = len(tree) if new_id is None else new_id
     parts = [path_to_string(tree, parent_id), "\n"]
@@ -219,7 +219,7 @@ def value_prompt(tree: Tree, parent_id: int, meta_action: str, text: str, new_id
     """Context for the value head: the parent's path plus the candidate line up to its rating.
 
     The next token the model predicts is the rating token; the value is read from
-    ``<positive_rating>`` vs ``<negative_rating>`` there (seed-spec 3.2.4, fixing B9's offset).
+    ``<positive_rating>`` vs ``<negative_rating>`` there (fixing the original's B9 offset, docs/search.md).
     """
     return rating_prompt(path_to_string(tree, parent_id), parent_id, new_id, meta_action, text)
 

@@ -2,10 +2,9 @@
 solutions, slips, critiques, OpenLongCoT trees, rating labels and comparison pairs.
 
 Why it exists: it is the benchmark every component runs offline, and the training corpus of the
-tiny from-scratch model ``berry-tiny``. The feasibility note (``shared/research/feasibility.md``,
-"The arithmetic reasoning task") measured a 1M-parameter model on "2-3 operands, numbers 1..20,
-``*`` by 1..9": ~35 % greedy after 3 minutes of CPU training and ~80 % after 8; a step checker
-roughly doubled accuracy at the 35 % point, so the task leaves room for search. `ArithmeticConfig`
+tiny from-scratch model ``berry-tiny``. A model of about a million parameters learns the easiest
+form of the task in minutes of CPU training and still makes mistakes a step checker or search can
+fix, so the task leaves room for search (docs/berry-tiny.md). `ArithmeticConfig`
 holds the difficulty knobs; its defaults are a little harder (2-4 operands, parentheses).
 
 Problems look like ``Compute 37 + 48 * 2 - 15.``; solutions like::
