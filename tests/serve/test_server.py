@@ -294,3 +294,242 @@ def test_cli_refuses_public_host_without_key(monkeypatch, capsys) -> None:
 
     check_bind("0.0.0.0", "k")
     check_bind("::1", None)
+
+
+# ------------------------------------------------------------------- exact response layout
+# Clients and the OpenAI SDK read these bodies field by field; the tests below pin the layout
+# (key order included) so that the server can be reshaped without changing a byte.
+
+ID = {"text_completion": r"cmpl-[0-9a-f]{32}", "chat.completion": r"chatcmpl-[0-9a-f]{32}"}
+CHOICE_KEYS = ["index", "text", "logprobs", "finish_reason", "stop_reason"]
+CHAT_CHOICE_KEYS = ["index", "message", "logprobs", "finish_reason", "stop_reason"]
+
+
+def _stream(client, path, body) -> list[dict]:
+    """The chunks of a streamed answer, checking the framing: ``data: <json.dumps>\\n\\n``
+    events, then ``data: [DONE]``."""
+    with client.stream("POST", path, json=body) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        raw = r.read().decode()
+    events = raw.split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    chunks = []
+    for event in events[:-2]:
+        assert event.startswith("data: ")
+        chunk = json.loads(event[len("data: ") :])
+        assert event[len("data: ") :] == json.dumps(chunk)
+        chunks.append(chunk)
+    return chunks
+
+
+def _pieces(text: str) -> list[str]:
+    return [text[i : i + 16] for i in range(0, len(text), 16)]
+
+
+def _rounded(obj):
+    """`obj` with floats rounded (two generate calls may differ in the last bits)."""
+    if isinstance(obj, float):
+        return round(obj, 4)
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
+def _logprobs_like(got, want):
+    """`got` after checking it matches `want` (key order and values, floats to 4 places)."""
+    assert json.dumps(_rounded(got)) == json.dumps(_rounded(want))
+    return got
+
+
+def test_response_layout(client) -> None:
+    import re
+
+    out = _complete(client, prompt=["ab", "x"], n=2, max_tokens=3, logprobs=1, temperature=0)
+    assert list(out) == ["id", "object", "created", "model", "choices", "usage"]
+    assert re.fullmatch(ID["text_completion"], out["id"]) and out["model"] == "tiny"
+    assert isinstance(out["created"], int) and out["object"] == "text_completion"
+    assert all(list(c) == CHOICE_KEYS for c in out["choices"])
+    lp = out["choices"][0]["logprobs"]
+    assert list(lp) == ["tokens", "token_logprobs", "top_logprobs", "text_offset"]
+    assert list(out["usage"]) == ["prompt_tokens", "completion_tokens", "total_tokens"]
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+    r = client.post("/v1/chat/completions", json={**body, "logprobs": True, "top_logprobs": 2})
+    out = r.json()
+    assert list(out) == ["id", "created", "model", "object", "choices", "usage"]
+    assert re.fullmatch(ID["chat.completion"], out["id"]) and out["object"] == "chat.completion"
+    (choice,) = out["choices"]
+    assert list(choice) == CHAT_CHOICE_KEYS and list(choice["message"]) == ["role", "content"]
+    entry = choice["logprobs"]["content"][0]
+    assert list(entry) == ["token", "logprob", "bytes", "top_logprobs"]
+    assert list(entry["top_logprobs"][0]) == ["token", "logprob", "bytes"]
+
+
+def test_search_response_layout(client) -> None:
+    import re
+
+    fields = ["method", "answer", "chosen", "nodes", "stats", "config", "rollouts", "seed"]
+    extra = {"search_config": {"max_new_tokens": 8}, "seed": 5}
+    out = _complete(client, model="berry-greedy", prompt="1+1?", **extra)
+    assert list(out) == ["id", "object", "created", "model", "choices", "usage", "openberry"]
+    assert re.fullmatch(ID["text_completion"], out["id"]) and out["object"] == "text_completion"
+    assert out["model"] == "berry-greedy" and list(out["openberry"]) == fields
+    (choice,) = out["choices"]
+    assert choice == {
+        "index": 0,
+        "text": choice["text"],
+        "logprobs": None,
+        "finish_reason": "stop",
+        "stop_reason": None,
+    }
+    assert list(choice) == CHOICE_KEYS
+    text, summary = choice["text"], out["openberry"]
+    messages = [{"role": "system", "content": "x"}, {"role": "user", "content": "1+1?"}]
+    body = {"model": "berry-greedy", "messages": messages, **extra}
+    chat = client.post("/v1/chat/completions", json=body).json()
+    assert list(chat) == ["id", "object", "created", "model", "choices", "usage", "openberry"]
+    assert re.fullmatch(ID["chat.completion"], chat["id"]) and chat["object"] == "chat.completion"
+    (choice,) = chat["choices"]
+    assert list(choice) == CHAT_CHOICE_KEYS
+    assert choice["message"] == {"role": "assistant", "content": text}
+    assert (choice["logprobs"], choice["finish_reason"], choice["stop_reason"]) == (
+        None,
+        "stop",
+        None,
+    )
+    summary["stats"].pop("wall_time"), chat["openberry"]["stats"].pop("wall_time")
+    assert chat["openberry"] == summary and chat["usage"] == out["usage"]
+
+
+def test_streamed_chunks_exactly(client) -> None:
+    body = {"model": "tiny", "prompt": "ab", "max_tokens": 20, "n": 2, "temperature": 0}
+    body["logprobs"] = 1
+    full = _complete(client, **{k: v for k, v in body.items() if k != "model"})
+    chunks = _stream(client, "/v1/completions", {**body, "stream": True})
+    head = {"id": chunks[0]["id"], "object": "text_completion", "created": chunks[0]["created"]}
+    head["model"] = "tiny"
+    expected = []
+    for c in full["choices"]:
+        pieces = _pieces(c["text"]) or [""]
+        for k, piece in enumerate(pieces):
+            last = k == len(pieces) - 1
+            chunk = {"index": c["index"], "text": piece}
+            got = chunks[len(expected)]["choices"][0]["logprobs"]
+            chunk["logprobs"] = _logprobs_like(got, c["logprobs"]) if last else None
+            chunk["finish_reason"] = c["finish_reason"] if last else None
+            expected.append({**head, "choices": [chunk]})
+    assert [json.dumps(c) for c in chunks] == [json.dumps(c) for c in expected]
+    # include_usage: one more chunk with no choices.
+    body["stream_options"] = {"include_usage": True}
+    chunks = _stream(client, "/v1/completions", {**body, "stream": True})
+    assert chunks[-1] == {**chunks[-1], "choices": [], "usage": full["usage"]}
+    assert list(chunks[-1]) == ["id", "object", "created", "model", "choices", "usage"]
+
+    messages = [{"role": "user", "content": "hi"}]
+    body = {"model": "tiny", "messages": messages, "max_tokens": 20, "n": 2, "temperature": 0}
+    body["logprobs"] = True
+    full = client.post("/v1/chat/completions", json=body).json()
+    body["stream_options"] = {"include_usage": True}
+    chunks = _stream(client, "/v1/chat/completions", {**body, "stream": True})
+    head = {"id": chunks[0]["id"], "created": chunks[0]["created"], "model": "tiny"}
+    head["object"] = "chat.completion.chunk"
+    expected = []
+    for c in full["choices"]:
+        i, text = c["index"], c["message"]["content"]
+        deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in _pieces(text)]
+        for delta in deltas:
+            chunk = {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
+            expected.append({**head, "choices": [chunk]})
+        got = chunks[len(expected)]["choices"][0]["logprobs"]
+        end = {"index": i, "delta": {}, "logprobs": _logprobs_like(got, c["logprobs"])}
+        end["finish_reason"] = c["finish_reason"]
+        expected.append({**head, "choices": [end]})
+    expected.append({**head, "choices": [], "usage": full["usage"]})
+    assert [json.dumps(c) for c in chunks] == [json.dumps(c) for c in expected]
+
+
+def test_api_key_guards_every_v1_path(policy) -> None:
+    from fastapi.testclient import TestClient
+
+    from openberry.serve.app import create_app
+
+    denied = {
+        "error": {
+            "message": "missing or invalid API key (send 'Authorization: Bearer <key>')",
+            "type": "authentication_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
+    ok = {"Authorization": f"Bearer {KEY}"}
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    calls = [
+        ("GET", "/v1/models", None),
+        ("GET", "/v1/models/tiny", None),
+        ("GET", "/v1/models/berry-greedy", None),
+        ("POST", "/v1/completions", {"model": "tiny", "prompt": "a", "max_tokens": 2}),
+        ("POST", "/v1/chat/completions", chat),
+        ("POST", "/v1/completions", {"model": "berry-greedy", "prompt": "a"}),
+    ]
+    with TestClient(create_app(policy, model_name="tiny", api_key=KEY)) as c:
+        for method, path, body in [*calls, ("GET", "/v1/nothing", None)]:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+                r = c.request(method, path, json=body, headers=headers)
+                assert r.status_code == 401 and r.json() == denied, (method, path)
+        for method, path, body in calls[:5]:
+            assert c.request(method, path, json=body, headers=ok).status_code == 200, path
+        # Only /v1 paths need the key; the rest are unknown paths.
+        assert c.get("/nothing").status_code == 404
+
+
+class _Failing:
+    """A policy whose generate raises `exc`."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def generate(self, prompts, params):
+        raise self.exc
+
+
+def test_error_bodies() -> None:
+    from fastapi.testclient import TestClient
+
+    from openberry.models.base import ModelError
+    from openberry.serve.app import create_app
+
+    def error(message, type="invalid_request_error", param=None, code=None):
+        return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+    chat = {"model": "p", "messages": [{"role": "user", "content": "hi"}]}
+    search = {"model": "berry-greedy", "prompt": "a"}
+    plain = {"model": "p", "prompt": "a"}
+    app = create_app(_Failing(RuntimeError("boom")), model_name="p")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        fault = error("internal server error: RuntimeError", "server_error")
+        for path, body in [("/v1/completions", plain), ("/v1/chat/completions", chat)]:
+            r = c.post(path, json=body)
+            assert (r.status_code, r.json()) == (500, fault)
+        r = c.post("/v1/completions", json=search)
+        assert (r.status_code, r.json()) == (500, fault)
+        r = c.get("/v1/completions")
+        assert (r.status_code, r.json()) == (405, error("Method Not Allowed"))
+        r = c.get("/v1/nothing")
+        assert (r.status_code, r.json()) == (404, error("Not Found", code="not_found"))
+        r = c.post("/v1/completions", json={**plain, "model": "q"})
+        served = "'p', " + ", ".join(repr(m["id"]) for m in c.get("/v1/models").json()["data"][1:])
+        message = f"model 'q' does not exist; this server serves {served}"
+        assert r.json() == error(message, param="model", code="model_not_found")
+        r = c.post("/v1/completions", json={"model": "p"})
+        assert r.json() == error("missing required field 'prompt'", param="prompt")
+        r = c.post("/v1/completions", json={**plain, "n": 0, "top_p": 0})
+        message = "invalid value for 'top_p': Input should be greater than 0"
+        assert r.json() == error(f"{message} (and 1 more error(s))", param="top_p")
+    with TestClient(create_app(_Failing(ModelError("nope")), model_name="p")) as c:
+        for path, body in [("/v1/completions", plain), ("/v1/chat/completions", chat)]:
+            r = c.post(path, json=body)
+            assert (r.status_code, r.json()) == (400, error("generation failed: nope"))
+        r = c.post("/v1/completions", json=search)
+        assert (r.status_code, r.json()) == (400, error("search failed: nope"))
