@@ -28,7 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from typing import Any, Union
 
 from openberry.errors import BerryError
@@ -373,6 +373,9 @@ def run_search(
 ) -> list[SearchResult]:
     """Search every problem together, batching their model calls; results in problem order.
 
+    Each tree's ``info`` gets ``stats`` (`SearchStats`), ``seed`` and, for a search made by
+    `openberry.search.make_search`, ``config``: the whole config of the search as a dict.
+
     Args:
         search: the method bound to its config (see `openberry.search.methods`).
         problems: the problems. `Example` records are refused: search never sees answers.
@@ -411,8 +414,12 @@ def run_search(
     read = answer_of or chosen_answer
     results: list[SearchResult | None] = [None] * len(problems)
 
+    config = getattr(search, "config", None)
+
     def finish(i: int, tree: Tree) -> None:
         info = dict(tree.info)
+        if is_dataclass(config) and not isinstance(config, type):
+            info = {"config": asdict(config), **info}
         info["stats"] = stats[i].to_dict()
         info.setdefault("seed", seed)
         tree = replace(tree, info=info)
