@@ -94,6 +94,11 @@ def field_kind(cls: type, name: str) -> FieldKind:
     return field_kinds(cls)[name]
 
 
+def _module_body(filename: str) -> list[ast.stmt]:
+    return ast.parse(Path(filename).read_text(encoding="utf-8")).body
+
+
+@functools.cache
 def _class_node(cls: type | str) -> ast.ClassDef | None:
     """The class definition of `cls`, or of the class at ``"module:Class"`` (whose module is
     found but not imported)."""
@@ -101,9 +106,11 @@ def _class_node(cls: type | str) -> ast.ClassDef | None:
         if isinstance(cls, str):
             module, _, name = cls.partition(":")
             spec = importlib.util.find_spec(module)
-            origin = spec.origin if spec else None
-            body = ast.parse(Path(origin or "").read_text(encoding="utf-8")).body
-        else:
+            body = _module_body(spec.origin if spec and spec.origin else "")
+        elif "." not in cls.__qualname__ and inspect.getsourcefile(cls):
+            name = cls.__name__
+            body = _module_body(inspect.getsourcefile(cls) or "")
+        else:  # a class defined inside a function
             name = cls.__name__
             body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
     except (OSError, TypeError, SyntaxError, ValueError, ImportError):

@@ -167,18 +167,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"{path}: a config file must end in .toml, .yaml or .yml")
     try:
         text = path.read_text(encoding="utf-8")
         if suffix == ".toml":
             import tomllib
 
             data: Any = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
+        else:
             import yaml
 
             data = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"{path}: a config file must end in .toml, .yaml or .yml")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except ValueError as exc:  # tomllib.TOMLDecodeError

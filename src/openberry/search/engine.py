@@ -360,6 +360,17 @@ def _copied(answer: Any) -> Any:
     return dict(answer) if isinstance(answer, dict) else answer
 
 
+def _check_problems(problems: Sequence[Problem]) -> None:
+    for p in problems:
+        if isinstance(p, Example):
+            raise TypeError(
+                "run_search takes Problem records, not Example: search must never see the "
+                "reference answer (pass example.problem)"
+            )
+        if not isinstance(p, Problem):
+            raise TypeError(f"run_search takes Problem records, got {type(p).__name__}")
+
+
 def run_search(
     search: SearchFn,
     problems: Sequence[Problem],
@@ -389,14 +400,7 @@ def run_search(
         on_result: called with ``(index, result)`` as soon as problem ``index`` finishes, while
             the others are still searching (how `berry eval` writes each record as it finishes).
     """
-    for p in problems:
-        if isinstance(p, Example):
-            raise TypeError(
-                "run_search takes Problem records, not Example: search must never see the "
-                "reference answer (pass example.problem)"
-            )
-        if not isinstance(p, Problem):
-            raise TypeError(f"run_search takes Problem records, got {type(p).__name__}")
+    _check_problems(problems)
     table = dict(models) if isinstance(models, Mapping) else {"policy": models}
     if "policy" not in table:
         raise SearchError("models must include a 'policy'")
