@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 import openberry.cli.main as cli_main
 from importcheck import imported_roots
-from openberry.cli.solve import METHOD_HELP
-from openberry.search import METHODS
+from openberry.search import METHODS, make_config
+from openberry.search.registry import REGISTRY
 from openberry.tree import Tree
 
 QUESTION = "Compute 21 + 12 + 3."
@@ -37,7 +38,7 @@ def berry(*argv: str) -> int:
 
 
 def test_method_table_matches_the_search_methods() -> None:
-    assert list(METHOD_HELP) == list(METHODS)
+    assert list(REGISTRY) == list(METHODS)
 
 
 def test_help_explains_methods_and_rollouts(capsys) -> None:
@@ -52,7 +53,8 @@ def test_help_explains_methods_and_rollouts(capsys) -> None:
 
 def test_solve_prints_answer_path_and_stats(_torch, capsys, tmp_path) -> None:
     out_dir = tmp_path / "run"
-    code = berry("solve", QUESTION, "--method", "mctsr", "--rollouts", "1", "--out", str(out_dir))
+    argv = ["--method", "mctsr", "--rollouts", "1", "--set", "temperature=0.7"]
+    code = berry("solve", QUESTION, *argv, "--out", str(out_dir))
     assert code == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -62,7 +64,8 @@ def test_solve_prints_answer_path_and_stats(_torch, capsys, tmp_path) -> None:
     assert any(line.startswith("Stats: ") and "generated tokens" in line for line in lines)
     tree = Tree.load(out_dir / "tree.json")
     assert tree.method == "mctsr" and tree.problem.question == QUESTION
-    assert tree.info["config"]["rollouts"] == 1 and "stats" in tree.info
+    want = dataclasses.asdict(make_config("mctsr", 1, {"temperature": "0.7"}))
+    assert tree.info["config"] == want and want["temperature"] == 0.7 and "stats" in tree.info
     assert f"Tree: {out_dir / 'tree.json'}" in out and f"Viewer: {out_dir / 'tree.html'}" in out
     assert 'id="tree-data"' in (out_dir / "tree.html").read_text(encoding="utf-8")
 

@@ -86,10 +86,9 @@ def test_choose_conclusion_closed_form() -> None:
 def test_answer_selection_vote_is_the_default_and_recorded() -> None:
     assert MetaMCTSConfig().answer_selection == "vote"
     for rule in ("vote", "value"):
-        tree = _tree(
-            ArithmeticExpert(),
-            MetaMCTSConfig(simulations=4, meta_policy="model", answer_selection=rule),
-        )
+        over = {"simulations": "4", "meta_policy": "model", "answer_selection": rule}
+        (r,) = run_search(make_search("meta-mcts", overrides=over), [PROBLEM], ArithmeticExpert())
+        tree = r.tree
         assert tree.info["config"]["answer_selection"] == rule
         assert tree.nodes[tree.chosen[-1]].meta_action == "conclusion"
 

@@ -1,7 +1,9 @@
 """`berry eval`: evaluate search methods on a dataset, with durable records and a report.
 
 Only the standard library is imported at module level; the runner (and torch, for ``--backend
-hf``) is imported when the command runs.
+hf``) is imported when the command runs. The options that set an `EvalConfig` field take their
+help and default from the field (read from the runner's source, not imported); options left out
+keep the field's default.
 """
 
 from __future__ import annotations
@@ -11,8 +13,14 @@ import logging
 from typing import Any
 
 from openberry.cli._args import add_backend_args, int_at_least, model_spec
-from openberry.cli.solve import METHOD_HELP
+from openberry.cli._config import (
+    FieldOption,
+    add_config_file_option,
+    add_field_options,
+    method_settings,
+)
 from openberry.models.builtin import DEFAULT_MODEL
+from openberry.search.registry import DEFAULT_ROLLOUTS, REGISTRY
 
 __all__ = ["register", "run"]
 
@@ -46,11 +54,19 @@ examples:
   berry eval --dataset gsm8k --method mctsr --workers 2 --out runs/ray      # two Ray workers
 
 --set [METHOD:]KEY=VALUE sets a config field (see 'berry solve --help'); without METHOD: it
-applies to every method given and must be valid for each.
+applies to every method given and must be valid for each; '--set help' lists the settings of the
+methods given. --config FILE reads options from a TOML or YAML file whose keys are the flags
+(dataset = "arithmetic", method = "greedy,mctsr", budget-sweep = [1, 2, 4], set = ["c=1.0"]);
+flags given on the command line win. Every tree's info.config is its search's whole config.
 """
+
+_EVAL_CONFIG = "openberry.evaluation.runner:EvalConfig"
+"""Read from source for help and defaults; importing the runner would slow ``berry --help``."""
 
 
 def _key_value(text: str) -> tuple[str, str, str]:
+    if text.strip() == "help":
+        return "", "help", ""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected [METHOD:]KEY=VALUE, got {text!r}")
@@ -74,13 +90,47 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _methods(text: str) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in names if m not in METHOD_HELP]
+    bad = [m for m in names if m not in REGISTRY]
     if bad or not names:
         what = ", ".join(bad) if bad else repr(text)
         raise argparse.ArgumentTypeError(
-            f"unknown method {what}; choose from {', '.join(METHOD_HELP)}"
+            f"unknown method {what}; choose from {', '.join(REGISTRY)}"
         )
     return names
+
+
+_WHAT: tuple[FieldOption, ...] = (
+    ("--dataset", "dataset", {"required": True, "metavar": "NAME|PATH"}),
+    ("--path", "path", {"metavar": "FILE"}),
+    ("--split", "split", {"metavar": "S"}),
+    ("--limit", "limit", {"type": int_at_least(1), "metavar": "N"}),
+    (
+        "--method",
+        "methods",
+        {
+            "type": _methods,
+            "metavar": "M[,M...]",
+            "help": f"methods, comma-separated: {', '.join(REGISTRY)}",
+        },
+    ),
+)
+_SAMPLING: tuple[FieldOption, ...] = (
+    ("--samples", "samples", {"type": int_at_least(1), "metavar": "K"}),
+    (
+        "--set",
+        "overrides",
+        {
+            "type": _key_value,
+            "action": "append",
+            "metavar": "[METHOD:]KEY=VALUE",
+            "help": "set a method config field (repeatable; '--set help' lists them)",
+        },
+    ),
+    ("--seed", "seed", {"type": int, "metavar": "S"}),
+)
+_RUNNING: tuple[FieldOption, ...] = (
+    ("--out", "out", {"required": True, "metavar": "DIR", "note": None}),
+)
 
 
 def register(subparsers: Any) -> None:
@@ -92,49 +142,42 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    g = p.add_argument_group("what to evaluate")
-    g.add_argument("--dataset", required=True, metavar="NAME|PATH", help="dataset name or file")
-    g.add_argument(
-        "--path", metavar="FILE", help="read the dataset's rows from FILE (JSONL, JSON, parquet)"
-    )
-    g.add_argument("--split", metavar="S", help="split (default: the dataset's default)")
-    g.add_argument("--limit", type=int_at_least(1), metavar="N", help="first N problems only")
-    g.add_argument(
-        "--method",
-        type=_methods,
-        default=("greedy",),
-        metavar="M[,M...]",
-        help=f"methods, comma-separated: {', '.join(METHOD_HELP)} (default: greedy)",
-    )
+    _add_what(p.add_argument_group("what to evaluate"))
+    _add_models(p.add_argument_group("models"))
+    _add_running(p.add_argument_group("running and output"))
+    add_config_file_option(p)
+    p.set_defaults(func=run)
+
+
+def _add_what(g: Any) -> None:
+    add_field_options(g, _EVAL_CONFIG, _WHAT)
     budget = g.add_mutually_exclusive_group()
     budget.add_argument(
-        "--rollouts", type=int_at_least(1), metavar="N", help="budget of every method (default: 4)"
-    )
-    budget.add_argument(
-        "--budget-sweep",
-        type=_int_list,
-        metavar="N,N,...",
-        help="run every method at each of these budgets, e.g. 1,2,4,8,16",
-    )
-    g.add_argument(
-        "--samples",
+        "--rollouts",
         type=int_at_least(1),
-        default=1,
-        metavar="K",
-        help="independent searches per problem, for maj@K and pass@k (default: 1)",
+        metavar="N",
+        help=f"budget of every method (default: {DEFAULT_ROLLOUTS})",
     )
-    g.add_argument(
-        "--set",
-        dest="overrides",
-        type=_key_value,
-        action="append",
-        default=[],
-        metavar="[METHOD:]KEY=VALUE",
-        help="set a method config field (repeatable)",
+    add_field_options(
+        budget,
+        _EVAL_CONFIG,
+        [
+            (
+                "--budget-sweep",
+                "budgets",
+                {
+                    "type": _int_list,
+                    "metavar": "N,N,...",
+                    "help": "run every method at each of these budgets, e.g. 1,2,4,8,16",
+                    "note": None,
+                },
+            )
+        ],
     )
-    g.add_argument("--seed", type=int, default=0, metavar="S", help="run seed (default: 0)")
+    add_field_options(g, _EVAL_CONFIG, _SAMPLING)
 
-    m = p.add_argument_group("models")
+
+def _add_models(m: Any) -> None:
     m.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -144,17 +187,14 @@ def register(subparsers: Any) -> None:
     m.add_argument("--judge", metavar="PATH_OR_ID", help="separate PPRM judge model")
     add_backend_args(m)
 
-    o = p.add_argument_group("running and output")
-    o.add_argument("--out", required=True, metavar="DIR", help="output directory")
+
+def _add_running(o: Any) -> None:
+    add_field_options(o, _EVAL_CONFIG, _RUNNING)
     o.add_argument(
         "--resume", action="store_true", help="continue the evaluation in --out (same settings)"
     )
-    o.add_argument(
-        "--batch-size",
-        type=int_at_least(1),
-        default=64,
-        metavar="B",
-        help="problems searched together (default: 64); fixed for the life of an evaluation",
+    add_field_options(
+        o, _EVAL_CONFIG, [("--batch-size", "batch_size", {"type": int_at_least(1), "metavar": "B"})]
     )
     o.add_argument(
         "--workers",
@@ -181,29 +221,32 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="tree viewer pages of wrong answers per run in the report (default: 20)",
     )
-    p.set_defaults(func=run)
+
+
+def _eval_config(args: argparse.Namespace) -> Any:
+    """The `EvalConfig` of the options given (the fields' defaults for the others)."""
+    import dataclasses
+
+    from openberry.evaluation.runner import EvalConfig
+
+    names = {f.name for f in dataclasses.fields(EvalConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if args.rollouts:
+        values["budgets"] = (args.rollouts,)
+    values["overrides"] = tuple(values.get("overrides", ()))
+    values["policy"] = model_spec(args)
+    values["judge"] = model_spec(args, args.judge) if args.judge else None
+    return EvalConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``berry eval`` (see ``berry eval --help``)."""
-    from openberry.evaluation.runner import EvalConfig, evaluate
+    from openberry.evaluation.runner import evaluate
 
-    budgets = args.budget_sweep or ((args.rollouts,) if args.rollouts else (4,))
-    config = EvalConfig(
-        dataset=args.dataset,
-        out=args.out,
-        methods=args.method,
-        budgets=budgets,
-        path=args.path,
-        split=args.split,
-        limit=args.limit,
-        samples=args.samples,
-        seed=args.seed,
-        overrides=tuple(args.overrides),
-        batch_size=args.batch_size,
-        policy=model_spec(args),
-        judge=model_spec(args, args.judge) if args.judge else None,
-    )
+    config = _eval_config(args)
+    if any(key == "help" for _, key, _ in config.overrides):
+        print(method_settings(config.methods))
+        return 0
     summary = evaluate(
         config,
         resume=args.resume,

@@ -4,6 +4,7 @@ Each subcommand lives in its own module under `openberry.cli` and exposes ``regi
 Those modules import only the standard library at module level, so ``berry --help`` and the light
 commands (``data``, ``grade``) start fast; torch and friends are imported inside the commands that
 need them. `main` returns an exit code and never calls `sys.exit`, so it is testable in-process.
+A command's ``--config FILE`` is read before parsing (`openberry.cli._config.expand_config_files`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from openberry import __version__
+from openberry.cli._config import expand_config_files
 from openberry.errors import BerryError
 
 __all__ = ["main"]
@@ -76,6 +78,12 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        argv = expand_config_files(parser, argv)
+    except BerryError as exc:
+        print(f"berry: error: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -14,56 +14,40 @@ from pathlib import Path
 from typing import Any
 
 from openberry.cli._args import add_backend_args, int_at_least, model_spec
+from openberry.cli._config import add_config_file_option, method_settings
 from openberry.models.builtin import DEFAULT_MODEL
+from openberry.search.registry import DEFAULT_ROLLOUTS, REGISTRY
 
-__all__ = ["METHOD_HELP", "register"]
+__all__ = ["key_value", "method_table", "register"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_METHOD = "mctsr"
-DEFAULT_ROLLOUTS = 4
 
-METHOD_HELP: dict[str, tuple[str, str]] = {
-    "greedy": ("one solution at temperature 0", "nothing (one solution)"),
-    "self-consistency": ("majority vote over sampled solutions", "N sampled solutions"),
-    "best-of-n": ("the best-scored of N sampled solutions", "N sampled solutions"),
-    "beam": (
-        "step-level beam search scored per step",
-        "N candidates per step: width N/2 (at least 1) x 2 samples per beam",
-    ),
-    "mctsr": (
-        "MCTS over whole answers: critique, rewrite, self-reward",
-        "N rollouts (critique + rewrite + reward)",
-    ),
-    "sr-mcts": (
-        "LLaMA-Berry SR-MCTS: self-refine, PPRM pairwise judge, EBC ranking",
-        "N rollouts (critique + rewrite + PPRM evaluation)",
-    ),
-    "meta-mcts": (
-        "LLaMA-O1 MCTS over meta-action thoughts (expansion, critic, refine, conclusion)",
-        "4N simulations (a simulation writes two short thoughts)",
-    ),
-}
-"""Method -> (what it does, what ``--rollouts N`` sets). Keys equal `openberry.search.METHODS`
-(checked by the tests; kept here so that ``berry --help`` imports no search code)."""
+
+def method_table() -> str:
+    """The methods of `openberry.search.registry`, and what ``--rollouts N`` sets for each."""
+    width = max(len(m) for m in REGISTRY)
+    lines = ["methods (--method):"]
+    lines += [f"  {m:<{width}}  {spec.summary}" for m, spec in REGISTRY.items()]
+    lines += ["", "what --rollouts N sets, per method:"]
+    lines += [f"  {m:<{width}}  {spec.budget_help}" for m, spec in REGISTRY.items()]
+    return "\n".join(lines)
 
 
 def _description() -> str:
-    width = max(len(m) for m in METHOD_HELP)
-    lines = [
-        "Search for a solution of PROBLEM with one method and print the answer, the chosen path",
-        "and what the search cost (model calls, tokens, wall time, tree size).",
-        "",
-        "methods (--method):",
-    ]
-    lines += [f"  {m:<{width}}  {what}" for m, (what, _) in METHOD_HELP.items()]
-    lines += ["", "what --rollouts N sets, per method:"]
-    lines += [f"  {m:<{width}}  {budget}" for m, (_, budget) in METHOD_HELP.items()]
-    lines += [
-        "",
-        "Compare methods at equal generated tokens (printed in the stats line), not at equal N.",
-    ]
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            "Search for a solution of PROBLEM with one method and print the answer, the chosen "
+            "path",
+            "and what the search cost (model calls, tokens, wall time, tree size).",
+            "",
+            method_table(),
+            "",
+            "Compare methods at equal generated tokens (printed in the stats line), not at "
+            "equal N.",
+        ]
+    )
 
 
 _EPILOG = """\
@@ -75,12 +59,21 @@ examples:
   berry solve "What is 2+2?" --backend openai --base-url http://localhost:8000/v1 --model tiny
 
 --set KEY=VALUE sets any field of the method's config by name (repeat it for several); an
-unknown KEY is an error that lists the valid ones. --out DIR writes DIR/tree.json (open it again
-with 'berry view') and DIR/tree.html (the offline tree viewer).
+unknown KEY is an error that lists the valid ones, and '--set help' lists them with their types,
+defaults and meaning. --config FILE reads options from a TOML or YAML file (keys: the flags,
+e.g. method = "sr-mcts", rollouts = 8, set = {c = 1.0}); flags given on the command line win.
+--out DIR writes DIR/tree.json (open it again with 'berry view') and DIR/tree.html (the offline
+tree viewer). The tree's info.config is the search's whole config.
 """
 
+_HELP = "help"
+"""``--set help``: list the settings of the method instead of running it."""
 
-def _key_value(text: str) -> tuple[str, str]:
+
+def key_value(text: str) -> tuple[str, str]:
+    """An argparse ``type``: ``KEY=VALUE`` as ``(KEY, VALUE)``; ``help`` as ``("help", "")``."""
+    if text.strip() == _HELP:
+        return _HELP, ""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -103,10 +96,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("problem", metavar="PROBLEM", help="the problem statement ('-': stdin)")
     p.add_argument(
         "--method",
-        choices=tuple(METHOD_HELP),
+        choices=tuple(REGISTRY),
         default=DEFAULT_METHOD,
         metavar="M",
-        help=f"search method: {', '.join(METHOD_HELP)} (default: {DEFAULT_METHOD})",
+        help=f"search method: {', '.join(REGISTRY)} (default: {DEFAULT_METHOD})",
     )
     p.add_argument(
         "--rollouts",
@@ -132,12 +125,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--set",
         dest="overrides",
-        type=_key_value,
+        type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="set a config field of the method (repeatable)",
+        help="set a config field of the method (repeatable; '--set help' lists them)",
     )
+    add_config_file_option(p)
     p.add_argument("--out", metavar="DIR", help="write DIR/tree.json and DIR/tree.html")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
@@ -160,19 +154,30 @@ def run(args: argparse.Namespace) -> int:
         BerryError: A bad ``--set``, a model that cannot be loaded, a failed search, or an output
             directory that cannot be written.
     """
-    import dataclasses
+    if _HELP in dict(args.overrides):
+        print(method_settings([args.method]))
+        return 0
+    question = sys.stdin.read() if args.problem == "-" else args.problem
+    result = _search(args, question)
+    files = _write_files(result.tree, args.out) if args.out else {}
+    if args.json:
+        print(json.dumps(_json_summary(args, question, result, files), ensure_ascii=False))
+    else:
+        _print_text(args.method, result, files)
+    return 0
 
+
+def _search(args: argparse.Namespace, question: str) -> Any:
+    """Configure the search, load the models and search `question`; its `SearchResult`."""
     from openberry.errors import BerryError
     from openberry.records import Problem
     from openberry.search import make_search, run_search
-    from openberry.serve.search_models import PROBLEM_ID, completion_text
+    from openberry.serve.search_models import PROBLEM_ID
 
-    question = sys.stdin.read() if args.problem == "-" else args.problem
     if not question.strip():
         raise BerryError("PROBLEM is empty")
     # Configure first: a bad --set fails before any model is loaded.
     search = make_search(args.method, args.rollouts, dict(args.overrides))
-    config = search.config  # type: ignore[attr-defined]
 
     logger.info("loading policy %s (%s backend)", args.model, args.backend)
     models = {"policy": model_spec(args).build()}
@@ -183,58 +188,64 @@ def run(args: argparse.Namespace) -> int:
     logger.info("searching with %s, rollouts %d, seed %d", args.method, args.rollouts, args.seed)
     problem = Problem(id=PROBLEM_ID, question=question, source="cli")
     (result,) = run_search(search, [problem], models, seed=args.seed)
-    tree = result.tree
-    config_dict = dataclasses.asdict(config)
-    tree = dataclasses.replace(
-        tree, info={**tree.info, "config": {**config_dict, **(tree.info.get("config") or {})}}
-    )
-    s = result.stats
     logger.info(
         "%s finished: answer %r, %d nodes, %.2f s",
         args.method,
         result.answer,
-        len(tree),
-        s.wall_time,
+        len(result.tree),
+        result.stats.wall_time,
     )
+    return result
 
-    files: dict[str, str] = {}
-    if args.out:
-        from openberry.viewer import write_tree_html
 
-        out = Path(args.out)
-        try:
-            files["tree"] = str(tree.save(out / "tree.json"))
-            files["html"] = str(write_tree_html(tree, out / "tree.html"))
-        except OSError as exc:
-            raise BerryError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+def _write_files(tree: Any, out_dir: str) -> dict[str, str]:
+    """Write ``tree.json`` and the viewer's ``tree.html`` under `out_dir`; their paths."""
+    from openberry.errors import BerryError
+    from openberry.viewer import write_tree_html
 
-    if args.json:
-        chosen = [
-            {
-                "id": i,
-                "meta_action": tree.nodes[i].meta_action,
-                "text": tree.nodes[i].text,
-                "answer": tree.nodes[i].answer,
-            }
-            for i in tree.chosen[1:]
-        ]
-        obj = {
-            "problem": question,
-            "method": args.method,
-            "rollouts": args.rollouts,
-            "seed": args.seed,
-            "answer": result.answer,
-            "text": completion_text(tree, args.method),
-            "chosen": chosen,
-            "stats": {**s.to_dict(), "nodes": len(tree)},
-            "config": config_dict,
-            **({"files": files} if files else {}),
+    out = Path(out_dir)
+    try:
+        return {
+            "tree": str(tree.save(out / "tree.json")),
+            "html": str(write_tree_html(tree, out / "tree.html")),
         }
-        print(json.dumps(obj, ensure_ascii=False))
-        return 0
+    except OSError as exc:
+        raise BerryError(f"{out}: cannot write: {exc.strerror or exc}") from exc
 
+
+def _json_summary(
+    args: argparse.Namespace, question: str, result: Any, files: dict[str, str]
+) -> dict[str, Any]:
+    from openberry.serve.search_models import completion_text
+
+    tree = result.tree
+    chosen = [
+        {
+            "id": i,
+            "meta_action": tree.nodes[i].meta_action,
+            "text": tree.nodes[i].text,
+            "answer": tree.nodes[i].answer,
+        }
+        for i in tree.chosen[1:]
+    ]
+    return {
+        "problem": question,
+        "method": args.method,
+        "rollouts": args.rollouts,
+        "seed": args.seed,
+        "answer": result.answer,
+        "text": completion_text(tree, args.method),
+        "chosen": chosen,
+        "stats": {**result.stats.to_dict(), "nodes": len(tree)},
+        "config": tree.info["config"],
+        **({"files": files} if files else {}),
+    }
+
+
+def _print_text(method: str, result: Any, files: dict[str, str]) -> None:
+    tree, s = result.tree, result.stats
     print(f"Answer: {result.answer if result.answer is not None else '(none)'}")
-    print(f"Chosen path ({args.method}, {len(tree.chosen) - 1 if tree.chosen else 0} node(s)):")
+    print(f"Chosen path ({method}, {len(tree.chosen) - 1 if tree.chosen else 0} node(s)):")
     for i in tree.chosen[1:]:
         node = tree.nodes[i]
         label = node.meta_action or ("answer (dummy)" if node.info.get("dummy") else "answer")
@@ -247,4 +258,3 @@ def run(args: argparse.Namespace) -> int:
     if files:
         print(f"Tree: {files['tree']}")
         print(f"Viewer: {files['html']}")
-    return 0

@@ -2,23 +2,21 @@
 pretraining (`openberry.training.sft`).
 
 Only the standard library and the light `openberry.training.sft` module (whose heavy imports are
-inside its functions) are imported at module level. The options of ``sft`` mirror the fields of
-`SFTConfig`, and their help text is each field's docstring, read from the source. Options left out
-take their value from ``--recipe NAME`` when given, else from the `SFTConfig` defaults.
+inside its functions) are imported at module level. The options of ``sft`` are the fields of
+`SFTConfig`, built by `openberry.cli._config.add_field_options` (help text from each field's
+docstring). Options left out take their value from ``--config FILE``, then from ``--recipe NAME``
+when given, else from the `SFTConfig` defaults.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
-import functools
-import itertools
 import sys
 from pathlib import Path
 from typing import Any
 
 from openberry.cli._args import int_at_least
+from openberry.cli._config import FieldOption, add_config_file_option, add_field_options
 from openberry.training.sft import DTYPES, RECIPES, REQUIRED_FIELDS, SFTConfig, SFTError
 
 __all__ = ["register"]
@@ -50,60 +48,56 @@ examples:
   berry train sft --model ./runs/base/final --data longcot.jsonl --out runs/cpt --resume
 """
 
-# (flag, field, argparse options). The help text is the field's docstring unless given here.
-_SFT_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("--model", "model", {"metavar": "PATH_OR_ID"}),
-    ("--data", "data", {"nargs": "+", "metavar": "FILE_OR_ID"}),
-    ("--eval-data", "eval_data", {"nargs": "+", "metavar": "FILE_OR_ID"}),
+_SFT_OPTIONS: tuple[FieldOption, ...] = (
+    ("--model", "model", {"metavar": "PATH_OR_ID", "note": "required unless --from-scratch"}),
+    ("--data", "data", {"metavar": "FILE_OR_ID"}),
+    ("--eval-data", "eval_data", {"metavar": "FILE_OR_ID"}),
     ("--out", "output_dir", {"metavar": "DIR"}),
     ("--text-field", "text_field", {"metavar": "F"}),
     ("--prompt-field", "prompt_field", {"metavar": "F"}),
     ("--completion-field", "completion_field", {"metavar": "F"}),
-    ("--eval-fraction", "eval_fraction", {"type": float, "metavar": "P"}),
+    ("--eval-fraction", "eval_fraction", {"metavar": "P"}),
     ("--max-length", "max_length", {"type": int_at_least(2), "metavar": "N"}),
     (
         "--no-packing",
         "packing",
         {
-            "action": "store_false",
             "help": "do not pack documents: each is truncated to --max-length and padded per "
-            "batch like a pair",
+            "batch like a pair"
         },
     ),
-    ("--lora", "lora", {"action": "store_true"}),
+    ("--lora", "lora", {}),
     ("--lora-r", "lora_r", {"type": int_at_least(1), "metavar": "R"}),
     ("--lora-alpha", "lora_alpha", {"type": int_at_least(1), "metavar": "A"}),
-    ("--lora-dropout", "lora_dropout", {"type": float, "metavar": "P"}),
-    ("--lora-target-modules", "lora_target_modules", {"nargs": "+", "metavar": "NAME"}),
+    ("--lora-dropout", "lora_dropout", {"metavar": "P"}),
+    ("--lora-target-modules", "lora_target_modules", {"metavar": "NAME"}),
     ("--from-scratch", "from_scratch", {"metavar": "CONFIG.json"}),
     ("--tokenizer", "tokenizer", {"metavar": "DIR"}),
     ("--vocab-size", "vocab_size", {"type": int_at_least(16), "metavar": "N"}),
     ("--max-steps", "max_steps", {"type": int_at_least(1), "metavar": "N"}),
-    ("--lr", "learning_rate", {"type": float, "metavar": "LR"}),
+    ("--lr", "learning_rate", {"metavar": "LR"}),
     ("--warmup-steps", "warmup_steps", {"type": int_at_least(0), "metavar": "N"}),
     ("--scheduler", "lr_scheduler", {"metavar": "NAME"}),
-    ("--min-lr-rate", "min_lr_rate", {"type": float, "metavar": "R"}),
-    ("--weight-decay", "weight_decay", {"type": float, "metavar": "W"}),
-    ("--adam-beta2", "adam_beta2", {"type": float, "metavar": "B"}),
-    ("--max-grad-norm", "max_grad_norm", {"type": float, "metavar": "N"}),
+    ("--min-lr-rate", "min_lr_rate", {"metavar": "R"}),
+    ("--weight-decay", "weight_decay", {"metavar": "W"}),
+    ("--adam-beta2", "adam_beta2", {"metavar": "B"}),
+    ("--max-grad-norm", "max_grad_norm", {"metavar": "N"}),
     ("--batch-size", "batch_size", {"type": int_at_least(1), "metavar": "N"}),
     ("--grad-accum", "grad_accum", {"type": int_at_least(1), "metavar": "N"}),
     ("--eval-steps", "eval_steps", {"type": int_at_least(1), "metavar": "N"}),
     ("--save-steps", "save_steps", {"type": int_at_least(1), "metavar": "N"}),
     ("--save-total-limit", "save_total_limit", {"type": int_at_least(1), "metavar": "N"}),
     ("--logging-steps", "logging_steps", {"type": int_at_least(1), "metavar": "N"}),
-    ("--seed", "seed", {"type": int, "metavar": "S"}),
+    ("--seed", "seed", {"metavar": "S"}),
     ("--threads", "threads", {"type": int_at_least(1), "metavar": "N"}),
-    ("--tensorboard", "tensorboard", {"action": "store_true"}),
-    ("--resume", "resume", {"action": "store_true"}),
+    ("--tensorboard", "tensorboard", {}),
+    ("--resume", "resume", {}),
     ("--dtype", "dtype", {"choices": DTYPES}),
     ("--save-dtype", "save_dtype", {"choices": DTYPES}),
-    (
-        "--no-eval-on-start",
-        "eval_on_start",
-        {"action": "store_false", "help": "skip the evaluation before the first step"},
-    ),
+    ("--no-eval-on-start", "eval_on_start", {"help": "skip the evaluation before the first step"}),
 )
+"""(flag, `SFTConfig` field, argparse settings): the option's type, ``nargs`` or flag action
+follow the field's type hint and its help is the field's docstring unless given here."""
 
 
 def register(subparsers: Any) -> None:
@@ -141,52 +135,14 @@ def register(subparsers: Any) -> None:
         help="named recipe that supplies defaults for every option; explicit options override "
         f"it (registered: {', '.join(sorted(RECIPES)) or 'none yet'})",
     )
-    docs = _field_docs()
-    defaults = {f.name: f.default for f in dataclasses.fields(SFTConfig)}
-    for flag, name, options in _SFT_OPTIONS:
-        options = dict(options)
-        text = options.pop("help", None) or docs.get(name, "")
-        default = defaults.get(name, dataclasses.MISSING)
-        if options.get("action") not in ("store_true", "store_false"):
-            if default is dataclasses.MISSING:
-                text += " (required)" if name != "model" else " (required unless --from-scratch)"
-            elif default is not None and default != ():
-                shown = " ".join(default) if isinstance(default, tuple) else default
-                text += f" (default: {shown})"
-        p_sft.add_argument(
-            flag, dest=name, default=argparse.SUPPRESS, help=text.replace("%", "%%"), **options
-        )
+    add_field_options(p_sft, SFTConfig, _SFT_OPTIONS)
+    add_config_file_option(p_sft)
     p_sft.set_defaults(func=_cmd_sft)
 
 
 def _no_subcommand(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
-
-
-@functools.cache
-def _field_docs() -> dict[str, str]:
-    """Field name -> docstring (one line) of `SFTConfig`, read from its source; {} if unreadable."""
-    import openberry.training.sft as module
-
-    try:
-        tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return {}
-    docs: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == SFTConfig.__name__:
-            body = node.body
-            for stmt, nxt in itertools.pairwise(body):
-                if (
-                    isinstance(stmt, ast.AnnAssign)
-                    and isinstance(stmt.target, ast.Name)
-                    and isinstance(nxt, ast.Expr)
-                    and isinstance(nxt.value, ast.Constant)
-                    and isinstance(nxt.value.value, str)
-                ):
-                    docs[stmt.target.id] = " ".join(nxt.value.value.split())
-    return docs
 
 
 def _cmd_sft(args: argparse.Namespace) -> int:

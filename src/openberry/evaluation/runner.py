@@ -45,6 +45,7 @@ from openberry.models.base import ModelSpec
 from openberry.models.builtin import DEFAULT_MODEL
 from openberry.records import Example, Problem
 from openberry.search.engine import derive_seed
+from openberry.search.registry import DEFAULT_ROLLOUTS
 
 __all__ = [
     "RECORD_SCHEMA",
@@ -72,12 +73,12 @@ class EvalConfig:
     """One ``berry eval`` command: which problems, methods, budgets and models."""
 
     dataset: str
-    """Dataset name (``berry data list``) or a JSONL / JSON / parquet file."""
+    """Dataset name (see 'berry data list') or a JSONL / JSON / parquet file."""
     out: str
     """Output directory."""
     methods: tuple[str, ...] = ("greedy",)
     """Search methods (see ``berry solve --help``)."""
-    budgets: tuple[int, ...] = (4,)
+    budgets: tuple[int, ...] = (DEFAULT_ROLLOUTS,)
     """Budgets (``--rollouts``) each method runs at; greedy runs once, at budget 1."""
     path: str | None = None
     """Read the dataset's rows from this file (JSONL, JSON array, parquet)."""
@@ -92,7 +93,8 @@ class EvalConfig:
     overrides: tuple[tuple[str, str, str], ...] = ()
     """``(method or "", key, value)`` config overrides (``--set [METHOD:]KEY=VALUE``)."""
     batch_size: int = 64
-    """Problems searched together in one batch (a chunk); part of the run's identity."""
+    """Problems searched together in one batch (a chunk); fixed for the life of an evaluation
+    (part of its identity)."""
     policy: ModelSpec = field(default_factory=lambda: ModelSpec(DEFAULT_MODEL))
     """The policy model."""
     judge: ModelSpec | None = None

@@ -120,9 +120,7 @@ def greedy(problem: Problem, rng: random.Random, config: GreedyConfig) -> Search
     out = yield Generate((solve_prompt(problem.question),), params)
     builder = TreeBuilder(problem, "greedy")
     nid = _solution_node(builder, 0, out[0][0])
-    return builder.freeze(
-        chosen=(0, nid), info={"config": {"max_new_tokens": config.max_new_tokens}}
-    )
+    return builder.freeze(chosen=(0, nid))
 
 
 def _sample(problem: Problem, n: int, temperature: float, top_p: float, max_new: int) -> SearchGen:

@@ -28,7 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from typing import Any, Union
 
 from openberry.errors import BerryError
@@ -360,6 +360,17 @@ def _copied(answer: Any) -> Any:
     return dict(answer) if isinstance(answer, dict) else answer
 
 
+def _check_problems(problems: Sequence[Problem]) -> None:
+    for p in problems:
+        if isinstance(p, Example):
+            raise TypeError(
+                "run_search takes Problem records, not Example: search must never see the "
+                "reference answer (pass example.problem)"
+            )
+        if not isinstance(p, Problem):
+            raise TypeError(f"run_search takes Problem records, got {type(p).__name__}")
+
+
 def run_search(
     search: SearchFn,
     problems: Sequence[Problem],
@@ -372,6 +383,9 @@ def run_search(
     on_result: Callable[[int, SearchResult], None] | None = None,
 ) -> list[SearchResult]:
     """Search every problem together, batching their model calls; results in problem order.
+
+    Each tree's ``info`` gets ``stats`` (`SearchStats`), ``seed`` and, for a search made by
+    `openberry.search.make_search`, ``config``: the whole config of the search as a dict.
 
     Args:
         search: the method bound to its config (see `openberry.search.methods`).
@@ -386,14 +400,7 @@ def run_search(
         on_result: called with ``(index, result)`` as soon as problem ``index`` finishes, while
             the others are still searching (how `berry eval` writes each record as it finishes).
     """
-    for p in problems:
-        if isinstance(p, Example):
-            raise TypeError(
-                "run_search takes Problem records, not Example: search must never see the "
-                "reference answer (pass example.problem)"
-            )
-        if not isinstance(p, Problem):
-            raise TypeError(f"run_search takes Problem records, got {type(p).__name__}")
+    _check_problems(problems)
     table = dict(models) if isinstance(models, Mapping) else {"policy": models}
     if "policy" not in table:
         raise SearchError("models must include a 'policy'")
@@ -411,8 +418,12 @@ def run_search(
     read = answer_of or chosen_answer
     results: list[SearchResult | None] = [None] * len(problems)
 
+    config = getattr(search, "config", None)
+
     def finish(i: int, tree: Tree) -> None:
         info = dict(tree.info)
+        if is_dataclass(config) and not isinstance(config, type):
+            info = {"config": asdict(config), **info}
         info["stats"] = stats[i].to_dict()
         info.setdefault("seed", seed)
         tree = replace(tree, info=info)

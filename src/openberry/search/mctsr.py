@@ -231,5 +231,4 @@ def mctsr(problem: Problem, rng: random.Random, config: MCTSrConfig) -> SearchGe
     b.root.visits = cfg.rollouts
     return b.freeze(
         chosen=b.path(best),
-        info={"config": {"rollouts": cfg.rollouts, "c": cfg.c, "max_children": cfg.max_children}},
     )

@@ -542,15 +542,6 @@ def meta_mcts(
     return b.freeze(
         chosen=b.path(chosen.id) if chosen is not None else (),
         info={
-            "config": {
-                "simulations": cfg.simulations,
-                "num_candidates": cfg.num_candidates,
-                "max_children": cfg.max_children,
-                "c_puct": cfg.c_puct,
-                "meta_policy": cfg.meta_policy,
-                "gamma": cfg.gamma,
-                "answer_selection": cfg.answer_selection,
-            },
             "verifier": verifier is not None,
         },
     )

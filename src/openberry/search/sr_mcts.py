@@ -201,15 +201,6 @@ def sr_mcts(problem: Problem, rng: random.Random, config: SRMCTSConfig) -> Searc
     return b.freeze(
         chosen=b.path(best),
         info={
-            "config": {
-                "rollouts": cfg.rollouts,
-                "c": cfg.c,
-                "gamma": cfg.gamma,
-                "max_children": cfg.max_children,
-                "alpha": cfg.alpha,
-                "preference": cfg.preference,
-                "answer_selection": cfg.answer_selection,
-            },
             "ranking": [sols[k] for k in order],
         },
     )

@@ -1,12 +1,13 @@
 """Search methods served as model names (``berry-mctsr``...) and the text a finished search answers.
 
 Light module (no FastAPI, no torch): `openberry.serve.app` serves the names and ``berry solve``
-(`openberry.cli.solve`) prints the same completion text.
+(`openberry.cli.solve`) prints the same completion text. The methods are those of
+`openberry.search.registry`.
 
 What a search "completes" with: for whole-answer methods (greedy, self-consistency, best-of-n,
 mctsr, sr-mcts) the text of the last node of the chosen path, which is the chosen solution; for
-step methods (beam, meta-mcts), whose chosen path is a chain of steps, the texts of the chosen
-nodes after the root joined with newlines.
+step methods (`Method.steps`: beam, meta-mcts), whose chosen path is a chain of steps, the texts
+of the chosen nodes after the root joined with newlines.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+from openberry.search.registry import REGISTRY
 from openberry.tree import Tree
 
 __all__ = [
@@ -37,12 +39,13 @@ result."""
 MAX_SEARCH_ROLLOUTS = 64
 """Largest ``rollouts`` a served search-model request (or ``berry serve --search-rollouts``) may
 ask for."""
-STEP_METHODS = frozenset({"beam", "meta-mcts"})
+STEP_METHODS = frozenset(name for name, m in REGISTRY.items() if m.steps)
 """Methods whose chosen path is a chain of steps (the others choose one whole solution)."""
 
 
-def search_model_names(methods: Iterable[str]) -> dict[str, str]:
-    """Served model name -> method name, e.g. ``{"berry-mctsr": "mctsr"}``."""
+def search_model_names(methods: Iterable[str] = REGISTRY) -> dict[str, str]:
+    """Served model name -> method name, e.g. ``{"berry-mctsr": "mctsr"}`` (default: every
+    registered method)."""
     return {f"{SEARCH_MODEL_PREFIX}{m}": m for m in methods}
 
 
@@ -70,7 +73,7 @@ def search_summary(
         tree: the finished tree (its ``info["stats"]`` is set by `run_search`).
         answer: the answer the method chose, or None.
         method: the method name.
-        config: the method's config dataclass.
+        config: the method's config dataclass (or its dict, as recorded in ``tree.info``).
         extra: more fields to add (``rollouts``, ``seed``...).
     """
     return {

@@ -1,0 +1,60 @@
+"""The method registry: one entry per method, read by search, the command line and the server."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from openberry.search import METHODS, make_config
+from openberry.search.registry import DEFAULT_ROLLOUTS, REGISTRY, Scaled
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_method_has_config_search_budget_and_help(name: str) -> None:
+    m = REGISTRY[name]
+    cls = m.config_class()
+    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+    assert callable(m.search_function())
+    assert METHODS[name] == (cls, m.search_function())
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert {field for field, _ in m.budget} <= fields
+    assert m.summary and m.budget_help
+
+
+def test_budget_rules_as_data() -> None:
+    assert make_config("greedy", 8) == make_config("greedy")
+    assert make_config("self-consistency", 5).samples == 5
+    assert make_config("best-of-n", 3).samples == 3
+    assert (make_config("beam", 1).width, make_config("beam", 1).branch) == (1, 2)
+    assert (make_config("beam", 6).width, make_config("beam", 6).branch) == (3, 2)
+    assert make_config("mctsr", 3).rollouts == 3 and make_config("sr-mcts", 2).rollouts == 2
+    assert make_config("meta-mcts", 3).simulations == 12
+    assert Scaled(per=2)(1) == 1 and Scaled(times=4)(2) == 8
+    assert DEFAULT_ROLLOUTS == 4
+
+
+def test_cli_server_and_search_list_the_same_methods() -> None:
+    from openberry.cli import eval as cli_eval
+    from openberry.cli.main import build_parser
+    from openberry.serve.search_models import STEP_METHODS, search_model_names
+
+    names = list(REGISTRY)
+    assert list(METHODS) == names
+    assert list(search_model_names().values()) == names
+    assert sorted(STEP_METHODS) == ["beam", "meta-mcts"]
+    assert cli_eval._methods(",".join(names)) == tuple(names)
+    solve = build_parser()._subparsers._group_actions[0].choices["solve"]  # type: ignore[union-attr]
+    (method,) = [a for a in solve._actions if a.dest == "method"]
+    assert list(method.choices) == names
+
+
+def test_registry_imports_no_search_implementation() -> None:
+    code = (
+        "import sys, openberry.search.registry, openberry.configs\n"
+        "print(sorted(m for m in sys.modules if m.startswith('openberry.search.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['openberry.search.registry']"
