@@ -1,1 +1,1 @@
-"""Evaluation: `berry eval` runs, their record files, metrics and reports (issue 6)."""
+"""Evaluation: `berry eval` runs, their record files, metrics and reports."""

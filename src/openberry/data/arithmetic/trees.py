@@ -1,4 +1,4 @@
-"""Arithmetic solutions as OpenLongCoT trees (LLaMA-O1's tree language, seed-spec section 3.2).
+"""Arithmetic solutions as OpenLongCoT trees (LLaMA-O1's tree language, docs/formats.md).
 
 Three shapes, all built from the same steps as the text writers:
 
