@@ -2,11 +2,9 @@
 solutions, slips, critiques, OpenLongCoT trees, rating labels and comparison pairs.
 
 Why it exists: it is the benchmark every component runs offline, and the training corpus of the
-tiny from-scratch model ``berry-tiny``. The feasibility note (``shared/research/feasibility.md``,
-"The arithmetic reasoning task") measured a 1M-parameter model on "2-3 operands, numbers 1..20,
-``*`` by 1..9": ~35 % greedy after 3 minutes of CPU training and ~80 % after 8; a step checker
-roughly doubled accuracy at the 35 % point, so the task leaves room for search. `ArithmeticConfig`
-holds the difficulty knobs; its defaults are a little harder (2-4 operands, parentheses).
+tiny from-scratch model ``berry-tiny``: a small model trained on a CPU learns it yet still makes
+mistakes that a step checker catches, so the task leaves room for search. `ArithmeticConfig`
+holds the difficulty knobs.
 
 Problems look like ``Compute 37 + 48 * 2 - 15.``; solutions like::
 

@@ -1,11 +1,9 @@
 """Difficulty knobs of the arithmetic task, and the task's error type.
 
 The defaults are chosen for a ~1M-10M parameter model trained from scratch on a CPU, with headroom
-left for search: the feasibility note (``shared/research/feasibility.md``, "The arithmetic reasoning
-task") measured a 1M model on "2-3 operands, numbers 1..20, ``*`` by 1..9" at ~35 % greedy after
-3 minutes and ~80 % after 8; "3-4 operands, 1..99" stayed at 5 %. The defaults here (2-4 operands,
-1..20, ``*`` by 2..9, one pair of parentheses in a quarter of the problems) sit a little above the
-easy task, so a small model solves many problems greedily and search still has mistakes to fix.
+left for search: hard enough that such a model still makes mistakes for search to fix, easy enough
+that it solves problems greedily. Small multipliers and at most one pair of parentheses keep each
+step learnable.
 """
 
 from __future__ import annotations
