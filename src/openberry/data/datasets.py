@@ -773,15 +773,7 @@ def load_examples(
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0, got {limit}")
     spec = DATASETS.get(name_or_path)
-    if spec is None and path is None:
-        candidate = Path(name_or_path).expanduser()
-        if not candidate.is_file():
-            raise DatasetError(_unknown_message(name_or_path))
-        path = candidate
-        name, source = candidate.stem, name_or_path
-    else:
-        name = source = name_or_path
-
+    path, name, source = _resolve_source(name_or_path, spec, path)
     if spec is not None and spec.builtin and path is None:
         if question_field or answer_field or id_field:
             logger.warning("%s is generated: field options apply to files only", spec.name)
@@ -789,26 +781,54 @@ def load_examples(
 
     mapping = _resolve_mapping(spec, name, source, split, question_field, answer_field, id_field)
     effective_split = split or (spec.split if spec else "")
-    if path is not None:
-        file = Path(path).expanduser()
-        rows, origin = _file_rows(file), str(file)
-    elif (
-        spec is not None
-        and effective_split == spec.split
-        and (found := local_file(spec)) is not None
-    ):
-        rows, origin = _file_rows(found), str(found)
-    elif spec is not None:
-        rows = _hub_rows(spec, effective_split)
-        origin = f"hub:{spec.hub_id}[{_hub_split(spec, effective_split)}]"
-    else:  # pragma: no cover - a missing spec always comes with a path
-        raise DatasetError(_unknown_message(name_or_path))
+    rows, origin = _open_rows(name_or_path, spec, path, effective_split)
     logger.debug("reading %s from %s", name, origin)
     result = _collect(rows, mapping, limit=limit, skip_bad=skip_bad, origin=origin)
+    if limit is None and spec is not None and effective_split == spec.split:
+        _check_row_count(spec, result, origin)
+    return result
 
-    complete = limit is None and spec is not None and effective_split == spec.split
+
+def _resolve_source(
+    name_or_path: str, spec: DatasetSpec | None, path: str | os.PathLike[str] | None
+) -> tuple[str | os.PathLike[str] | None, str, str]:
+    """(path, name, source label): a name that is not registered and comes without `path` must
+    be an existing file, which becomes the path, named by its stem.
+
+    Raises:
+        DatasetError: `name_or_path` is neither a known dataset nor a file.
+    """
+    if spec is None and path is None:
+        candidate = Path(name_or_path).expanduser()
+        if not candidate.is_file():
+            raise DatasetError(_unknown_message(name_or_path))
+        return candidate, candidate.stem, name_or_path
+    return path, name_or_path, name_or_path
+
+
+def _open_rows(
+    name_or_path: str,
+    spec: DatasetSpec | None,
+    path: str | os.PathLike[str] | None,
+    split: str,
+) -> tuple[_Rows, str]:
+    """The rows and their origin label: `path`; else the dataset's file in ``$BERRY_DATA_DIR``
+    (default split only); else the hub."""
+    if path is not None:
+        file = Path(path).expanduser()
+        return _file_rows(file), str(file)
+    if spec is not None and split == spec.split and (found := local_file(spec)) is not None:
+        return _file_rows(found), str(found)
+    if spec is not None:
+        rows = _hub_rows(spec, split)
+        return rows, f"hub:{spec.hub_id}[{_hub_split(spec, split)}]"
+    raise DatasetError(_unknown_message(name_or_path))  # pragma: no cover - no spec means a path
+
+
+def _check_row_count(spec: DatasetSpec, result: LoadResult, origin: str) -> None:
+    """Warn when a whole default split read fewer or more rows than the dataset has."""
     seen = len(result.examples) + len(result.skipped)
-    if complete and spec is not None and spec.num_rows is not None and seen != spec.num_rows:
+    if spec.num_rows is not None and seen != spec.num_rows:
         logger.warning(
             "%s: read %d rows from %s, expected %d (is the file complete?)",
             spec.name,
@@ -816,7 +836,6 @@ def load_examples(
             origin,
             spec.num_rows,
         )
-    return result
 
 
 def _collect(

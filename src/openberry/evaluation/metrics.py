@@ -224,66 +224,56 @@ def _sort_key(record: Mapping[str, Any]) -> tuple[int, str]:
     return (index if isinstance(index, int) else 1 << 62, str(record.get("id", "")))
 
 
-def summarize_run(
-    records: Sequence[Mapping[str, Any]], *, run: str | None = None
-) -> dict[str, Any]:
-    """Summarise one run's records (one per problem) into a JSON-ready dict.
+def _split_run_name(run: str | None, warnings: list[str]) -> tuple[str | None, int | None]:
+    """(method, budget) of a ``METHOD@BUDGET`` run name; a malformed name is the method alone,
+    with no budget, and adds a warning."""
+    if run is None:
+        return None, None
+    try:
+        name = RunName.parse(run)
+    except ValueError as exc:
+        warnings.append(f"{exc}; it is left out of the budget plots")
+        return run, None
+    return name.method, name.budget
 
-    Keys: ``run``, ``method``, ``budget`` (None when `run` is not METHOD@BUDGET), ``problems``,
-    ``samples`` (K, the smallest number of samples of any problem), ``accuracy`` (see the module
-    docstring; None without records), ``maj@K`` (only when K > 1), ``coverage`` (``pass@k`` for k
-    in `coverage_ks`), ``oracle`` (``oracle_any_node``, ``best_scored_node`` and
-    ``best_scored_node_problems``), ``cost`` (means per problem of the per-sample cost fields,
-    totals over the run, ``batch_wall_time`` (the sum over chunks of their longest search) and
-    ``wall_time_per_problem`` (that over the problems), ``no_answer``), ``wrong`` (sample 0's wrong answers, by index) and
-    ``warnings``.
 
-    Args:
-        records: The run's records (``openberry.eval-record`` objects).
-        run: The run name, ``METHOD@BUDGET``.
-    """
-    warnings: list[str] = []
-    method: str | None = None
-    budget: int | None = None
-    if run is not None:
-        try:
-            name = RunName.parse(run)
-            method, budget = name.method, name.budget
-        except ValueError as exc:
-            method = run
-            warnings.append(f"{exc}; it is left out of the budget plots")
-    records = sorted(records, key=_sort_key)
-    per_problem = [_samples(r) for r in records]
-    counts = [len(s) for s in per_problem]
+def _common_samples(counts: Sequence[int], warnings: list[str]) -> int:
+    """K, the smallest number of samples of any problem (0 without problems); warns when the
+    problems differ."""
     k_max = min(counts) if counts else 0
     if counts and max(counts) != k_max:
         warnings.append(
             f"problems have between {k_max} and {max(counts)} samples; maj@K and pass@k use "
             f"K={k_max}, accuracy uses every sample"
         )
+    return k_max
 
-    n = len(records)
-    summary: dict[str, Any] = {
-        "run": run,
-        "method": method,
-        "budget": budget,
-        "problems": n,
-        "samples": k_max,
-    }
-    grades = [[_is_true(s.get("correct")) for s in samples] for samples in per_problem]
-    summary["accuracy"] = _mean([sum(g) / len(g) for g in grades])
+
+def _grade_metrics(
+    per_problem: Sequence[Sequence[Mapping[str, Any]]], grades: Sequence[Sequence[bool]], k_max: int
+) -> dict[str, Any]:
+    """``accuracy``, ``maj@K`` (only when K > 1) and the pass@k ``coverage`` block, in that order."""
+    metrics: dict[str, Any] = {"accuracy": _mean([sum(g) / len(g) for g in grades])}
     if k_max > 1:
-        summary[f"maj@{k_max}"] = _mean(
+        metrics[f"maj@{k_max}"] = _mean(
             [
                 float(maj_at_k([s.get("answer") for s in samples], g, k_max))
                 for samples, g in zip(per_problem, grades, strict=True)
             ]
         )
-    summary["coverage"] = {
+    metrics["coverage"] = {
         f"pass@{k}": _mean([pass_at_k(len(g), sum(g), k) for g in grades])
         for k in coverage_ks(k_max)
     }
+    return metrics
 
+
+def _is_score(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _oracle_metrics(per_problem: Sequence[Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
+    """The ``oracle`` block from each problem's sample 0 (module docstring: why it is apart)."""
     any_node: list[float] = []
     best_scored: list[float] = []
     for samples in per_problem:
@@ -296,22 +286,42 @@ def summarize_run(
                 or any(_is_true(c.get("correct")) for c in candidates)
             )
         )
-        scored = [
-            c
-            for c in candidates
-            if isinstance(c.get("score"), (int, float))
-            and not isinstance(c.get("score"), bool)
-            and math.isfinite(c["score"])
-        ]
+        scored = [c for c in candidates if _is_score(c.get("score"))]
         if scored:
             best = max(scored, key=lambda c: c["score"])  # first of the best on ties
             best_scored.append(float(_is_true(best.get("correct"))))
-    summary["oracle"] = {
+    return {
         "oracle_any_node": _mean(any_node),
         "best_scored_node": _mean(best_scored),
         "best_scored_node_problems": len(best_scored),
     }
 
+
+def _batch_wall_time(
+    records: Sequence[Mapping[str, Any]], per_problem: Sequence[Sequence[Mapping[str, Any]]]
+) -> float:
+    """Sum over chunks of the chunk's longest sample wall time.
+
+    Problems of one chunk are searched together, and a record's wall_time is the time from the
+    chunk's start to that problem's end: the chunk took the longest of them. A record without a
+    chunk is a chunk of its own.
+    """
+    chunk_wall: dict[Any, float] = {}
+    for pos, (r, samples) in enumerate(zip(records, per_problem, strict=True)):
+        key = r.get("chunk", f"record-{pos}")
+        longest = max(_number(s.get("wall_time")) for s in samples)
+        chunk_wall[key] = max(chunk_wall.get(key, 0.0), longest)
+    return sum(chunk_wall.values())
+
+
+def _cost_metrics(
+    records: Sequence[Mapping[str, Any]], per_problem: Sequence[Sequence[Mapping[str, Any]]]
+) -> dict[str, Any]:
+    """The ``cost`` block: per-problem means of `COST_FIELDS`, run totals, batch wall time.
+
+    Wall time per problem is the batch wall time divided by the problems (what the run cost),
+    while the mean of ``wall_time`` is the latency a problem saw inside its batch.
+    """
     cost: dict[str, Any] = {}
     for name in COST_FIELDS:
         per = [sum(_number(s.get(name)) for s in samples) / len(samples) for samples in per_problem]
@@ -325,21 +335,20 @@ def summarize_run(
     cost["total_tokens"] = int(sum(totals.values()))
     cost["total_calls"] = int(sum(_number(s.get("calls")) for p in per_problem for s in p))
     cost["total_wall_time"] = sum(_number(s.get("wall_time")) for p in per_problem for s in p)
-    # Problems of one chunk are searched together, and a record's wall_time is the time from the
-    # chunk's start to that problem's end: the chunk took the longest of them. Wall time per
-    # problem is the sum over chunks divided by the problems (what the run cost), while the mean
-    # of wall_time above is the latency a problem saw inside its batch.
-    chunk_wall: dict[Any, float] = {}
-    for pos, (r, samples) in enumerate(zip(records, per_problem, strict=True)):
-        key = r.get("chunk", f"record-{pos}")
-        longest = max(_number(s.get("wall_time")) for s in samples)
-        chunk_wall[key] = max(chunk_wall.get(key, 0.0), longest)
-    cost["batch_wall_time"] = sum(chunk_wall.values())
+    n = len(records)
+    cost["batch_wall_time"] = _batch_wall_time(records, per_problem)
     cost["wall_time_per_problem"] = cost["batch_wall_time"] / n if n else None
     cost["no_answer"] = sum(not _answered(s[0].get("answer")) for s in per_problem)
-    summary["cost"] = cost
+    return cost
 
-    summary["wrong"] = [
+
+def _wrong_answers(
+    records: Sequence[Mapping[str, Any]],
+    per_problem: Sequence[Sequence[Mapping[str, Any]]],
+    grades: Sequence[Sequence[bool]],
+) -> list[dict[str, Any]]:
+    """The problems whose sample 0 is wrong, in record order, with what a report shows of them."""
+    return [
         {
             "id": r.get("id"),
             "index": r.get("index"),
@@ -351,5 +360,42 @@ def summarize_run(
         for r, samples, g in zip(records, per_problem, grades, strict=True)
         if not g[0]
     ]
+
+
+def summarize_run(
+    records: Sequence[Mapping[str, Any]], *, run: str | None = None
+) -> dict[str, Any]:
+    """Summarise one run's records (one per problem) into a JSON-ready dict.
+
+    Keys: ``run``, ``method``, ``budget`` (None when `run` is not METHOD@BUDGET), ``problems``,
+    ``samples`` (K, the smallest number of samples of any problem), ``accuracy`` (see the module
+    docstring; None without records), ``maj@K`` (only when K > 1), ``coverage`` (``pass@k`` for k
+    in `coverage_ks`), ``oracle`` (``oracle_any_node``, ``best_scored_node`` and
+    ``best_scored_node_problems``), ``cost`` (means per problem of the per-sample cost fields,
+    totals over the run, ``batch_wall_time`` (the sum over chunks of their longest search) and
+    ``wall_time_per_problem`` (that over the problems), ``no_answer``), ``wrong`` (sample 0's
+    wrong answers, by index) and ``warnings``.
+
+    Args:
+        records: The run's records (``openberry.eval-record`` objects).
+        run: The run name, ``METHOD@BUDGET``.
+    """
+    warnings: list[str] = []
+    method, budget = _split_run_name(run, warnings)
+    records = sorted(records, key=_sort_key)
+    per_problem = [_samples(r) for r in records]
+    k_max = _common_samples([len(s) for s in per_problem], warnings)
+    grades = [[_is_true(s.get("correct")) for s in samples] for samples in per_problem]
+    summary: dict[str, Any] = {
+        "run": run,
+        "method": method,
+        "budget": budget,
+        "problems": len(records),
+        "samples": k_max,
+    }
+    summary.update(_grade_metrics(per_problem, grades, k_max))
+    summary["oracle"] = _oracle_metrics(per_problem)
+    summary["cost"] = _cost_metrics(records, per_problem)
+    summary["wrong"] = _wrong_answers(records, per_problem, grades)
     summary["warnings"] = warnings
     return summary

@@ -90,6 +90,62 @@ def _run_names(out_dir: Path, config: Mapping[str, Any], warnings: list[str]) ->
     return names + extra
 
 
+def _load_warnings(load: Any) -> list[str]:
+    """What a read-only load of a run's records.jsonl found: a torn last line, duplicate ids."""
+    found: list[str] = []
+    if load.torn_line is not None:
+        found.append(
+            f"records.jsonl:{load.torn_line}: torn last line (an interrupted write) not counted; "
+            "'berry eval --resume' repairs it and runs that problem again"
+        )
+    if load.duplicates:
+        shown = ", ".join(load.duplicates[:5]) + (", ..." if len(load.duplicates) > 5 else "")
+        found.append(
+            f"records.jsonl: {len(load.duplicates)} duplicate id(s), first record kept: {shown}"
+        )
+    return found
+
+
+def _summarize_named_run(
+    out_dir: Path, name: str, expected_samples: Any, warnings: list[str]
+) -> dict[str, Any] | None:
+    """`summarize_run` of one run directory plus its ``load`` block, or None when it has no
+    records; the run's warnings, prefixed with its name, are added to `warnings`."""
+    from openberry.evaluation.metrics import summarize_run
+
+    rows, load = RecordFile(out_dir / name / "records.jsonl").load(repair=False)
+    run_warnings = _load_warnings(load)
+    if not rows:
+        warnings.extend(f"{name}: {w}" for w in run_warnings)
+        return None
+    summary = summarize_run(rows, run=name)
+    if isinstance(expected_samples, int) and summary["samples"] < expected_samples:
+        run_warnings.append(
+            f"some problems have {summary['samples']} sample(s); run.json asks for "
+            f"{expected_samples}"
+        )
+    summary["warnings"] = run_warnings + summary["warnings"]
+    summary["load"] = {"torn_line": load.torn_line, "duplicates": len(load.duplicates)}
+    warnings.extend(f"{name}: {w}" for w in summary["warnings"])
+    return summary
+
+
+def _cross_run_warnings(runs: Mapping[str, Any], empty: Sequence[str]) -> list[str]:
+    """Warnings about the runs together: runs without records, runs over different problems."""
+    found: list[str] = []
+    if empty:
+        found.append(
+            f"{len(empty)} run(s) without records yet, left out of the report: {', '.join(empty)}"
+        )
+    sizes = {run["problems"] for run in runs.values()}
+    if len(sizes) > 1:
+        found.append(
+            f"runs cover different numbers of problems ({min(sizes)} to {max(sizes)}): an "
+            "unfinished run? Their accuracies are over different problem sets"
+        )
+    return found
+
+
 def summarize_dir(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Summarise every run of a `berry eval` output directory.
 
@@ -106,54 +162,21 @@ def summarize_dir(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
         BerryError: The directory is missing, ``run.json`` is not a JSON object, a record file is
             damaged before its last line, or no run has any record.
     """
-    from openberry.evaluation.metrics import summarize_run
-
     out_dir = Path(out_dir)
     if not out_dir.exists():
         raise BerryError(f"{out_dir}: no such directory")
     if not out_dir.is_dir():
         raise BerryError(f"{out_dir}: not a directory")
     config, warnings = _read_run_json(out_dir)
-    expected_samples = config.get("samples")
     runs: dict[str, Any] = {}
     empty: list[str] = []
     for name in _run_names(out_dir, config, warnings):
-        rows, load = RecordFile(out_dir / name / "records.jsonl").load(repair=False)
-        run_warnings: list[str] = []
-        if load.torn_line is not None:
-            run_warnings.append(
-                f"records.jsonl:{load.torn_line}: torn last line (an interrupted write) not counted; "
-                "'berry eval --resume' repairs it and runs that problem again"
-            )
-        if load.duplicates:
-            shown = ", ".join(load.duplicates[:5]) + (", ..." if len(load.duplicates) > 5 else "")
-            run_warnings.append(
-                f"records.jsonl: {len(load.duplicates)} duplicate id(s), first record kept: {shown}"
-            )
-        if not rows:
-            warnings.extend(f"{name}: {w}" for w in run_warnings)
+        summary = _summarize_named_run(out_dir, name, config.get("samples"), warnings)
+        if summary is None:
             empty.append(name)
-            continue
-        summary = summarize_run(rows, run=name)
-        if isinstance(expected_samples, int) and summary["samples"] < expected_samples:
-            run_warnings.append(
-                f"some problems have {summary['samples']} sample(s); run.json asks for "
-                f"{expected_samples}"
-            )
-        summary["warnings"] = run_warnings + summary["warnings"]
-        summary["load"] = {"torn_line": load.torn_line, "duplicates": len(load.duplicates)}
-        warnings.extend(f"{name}: {w}" for w in summary["warnings"])
-        runs[name] = summary
-    if empty:
-        warnings.append(
-            f"{len(empty)} run(s) without records yet, left out of the report: {', '.join(empty)}"
-        )
-    sizes = {run["problems"] for run in runs.values()}
-    if len(sizes) > 1:
-        warnings.append(
-            f"runs cover different numbers of problems ({min(sizes)} to {max(sizes)}): an "
-            "unfinished run? Their accuracies are over different problem sets"
-        )
+        else:
+            runs[name] = summary
+    warnings.extend(_cross_run_warnings(runs, empty))
     if not runs:
         raise BerryError(
             f"{out_dir}: no records found (no <run>/records.jsonl with a record); is it an output "
@@ -574,6 +597,48 @@ def _labels(paths: Sequence[Path]) -> list[str]:
     return out
 
 
+def _directories_md(labels: Sequence[str], summaries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The comparison's title, a line per directory, and a note when the datasets differ."""
+    parts = [f"# Comparison of {len(summaries)} evaluation directories"]
+    parts.append(
+        "\n".join(
+            f"- **{label}**: `{s['dir']}`: dataset {s.get('dataset') or '?'}, model "
+            f"{s.get('model') or '?'}, {s.get('samples') or '?'} sample(s), seed "
+            f"{s.get('seed') if s.get('seed') is not None else '?'}, {len(s['runs'])} run(s)"
+            for label, s in zip(labels, summaries, strict=True)
+        )
+    )
+    datasets = {s.get("dataset") for s in summaries}
+    if len(datasets) > 1:
+        parts.append(
+            "**Note:** the directories evaluate different datasets "
+            f"({', '.join(sorted(str(d) for d in datasets))}); their accuracies are not comparable."
+        )
+    return parts
+
+
+def _write_comparison(
+    out_path: Path,
+    text: str,
+    dirs: Sequence[tuple[str, Path, Mapping[str, Any]]],
+    plots: Sequence[Path],
+    warnings: Sequence[str],
+) -> None:
+    """Write the comparison's ``report.md`` and ``report.json`` (`dirs`: label, path, summary)."""
+    _write_text(out_path / "report.md", text)
+    _write_json(
+        out_path / "report.json",
+        {
+            "schema": COMPARISON_SCHEMA,
+            "version": REPORT_VERSION,
+            "dirs": [{"label": label, "path": str(p), "summary": s} for label, p, s in dirs],
+            "plots": [p.relative_to(out_path).as_posix() for p in plots],
+            "warnings": list(warnings),
+        },
+    )
+    logger.info("comparison written to %s", out_path / "report.md")
+
+
 def compare_dirs(
     dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str] | None = None
 ) -> str:
@@ -608,21 +673,7 @@ def compare_dirs(
         for label, s in zip(labels, summaries, strict=True)
         for run in s["runs"].values()
     ]
-    parts = [f"# Comparison of {len(paths)} evaluation directories"]
-    parts.append(
-        "\n".join(
-            f"- **{label}**: `{s['dir']}`: dataset {s.get('dataset') or '?'}, model "
-            f"{s.get('model') or '?'}, {s.get('samples') or '?'} sample(s), seed "
-            f"{s.get('seed') if s.get('seed') is not None else '?'}, {len(s['runs'])} run(s)"
-            for label, s in zip(labels, summaries, strict=True)
-        )
-    )
-    datasets = {s.get("dataset") for s in summaries}
-    if len(datasets) > 1:
-        parts.append(
-            "**Note:** the directories evaluate different datasets "
-            f"({', '.join(sorted(str(d) for d in datasets))}); their accuracies are not comparable."
-        )
+    parts = _directories_md(labels, summaries)
     parts.append(_tables(rows))
     warnings = [
         f"{label}: {w}" for label, s in zip(labels, summaries, strict=True) for w in s["warnings"]
@@ -634,19 +685,6 @@ def compare_dirs(
         parts += ["## Warnings", "\n".join(f"- {w}" for w in warnings)]
     text = "\n\n".join(parts) + "\n"
     if out_path is not None:
-        _write_text(out_path / "report.md", text)
-        _write_json(
-            out_path / "report.json",
-            {
-                "schema": COMPARISON_SCHEMA,
-                "version": REPORT_VERSION,
-                "dirs": [
-                    {"label": label, "path": str(p), "summary": s}
-                    for label, p, s in zip(labels, paths, summaries, strict=True)
-                ],
-                "plots": [p.relative_to(out_path).as_posix() for p in plots],
-                "warnings": warnings,
-            },
-        )
-        logger.info("comparison written to %s", out_path / "report.md")
+        dir_list = list(zip(labels, paths, summaries, strict=True))
+        _write_comparison(out_path, text, dir_list, plots, warnings)
     return text

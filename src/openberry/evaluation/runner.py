@@ -473,13 +473,40 @@ def evaluate(
         raise EvalError("ready-made models cannot be sent to Ray workers")
     runs = plan_runs(config)
     examples = _load_examples(config)
-    ids = {e.id for e in examples}
     _prepare_dir(config, runs, resume)
-    out = Path(config.out)
 
     from openberry.grading.grader import Grader
 
     grader = Grader()  # one pool of grading processes for every run; started on first need
+    writers, todo, skipped = _open_writers(config, runs, examples, grader)
+    pending = _log_plan(config, len(runs), examples, writers, todo, skipped)
+    handle = _Progress(writers, _progress_bar(pending, progress))
+    try:
+        if use_ray:
+            _run_ray(config, todo, workers, ray_address, handle)
+        else:
+            table = dict(models) if models is not None else _build_models(config)
+            _run_in_process(todo, table, handle)
+    finally:
+        if handle.bar is not None:
+            handle.bar.close()
+        grader.close()
+    return EvalSummary(
+        out=Path(config.out),
+        runs=[r.name for r in runs],
+        written=handle.written,
+        skipped=skipped,
+        wall_time=time.perf_counter() - start,
+    )
+
+
+def _open_writers(
+    config: EvalConfig, runs: Sequence[RunSpec], examples: Sequence[Example], grader: Any
+) -> tuple[dict[str, _Writer], list[_Unit], int]:
+    """A writer per run, knowing the problems its record file already holds (a torn last line
+    is repaired), and the chunks still to search; also how many problems were already done."""
+    out = Path(config.out)
+    ids = {e.id for e in examples}
     writers: dict[str, _Writer] = {}
     todo: list[_Unit] = []
     skipped = 0
@@ -494,6 +521,18 @@ def evaluate(
         skipped += len(writer.done)
         writers[run.name] = writer
         todo += list(_units(config, run, examples, writer.done))
+    return writers, todo, skipped
+
+
+def _log_plan(
+    config: EvalConfig,
+    n_runs: int,
+    examples: Sequence[Example],
+    writers: Mapping[str, _Writer],
+    todo: Sequence[_Unit],
+    skipped: int,
+) -> int:
+    """Log what is done and what is left; return the number of problems left to search."""
     pending = sum(
         sum(1 for i in u.indices if examples[i].id not in writers[u.run.name].done) for u in todo
     )
@@ -501,56 +540,52 @@ def evaluate(
         "%s: %d problem(s) x %d run(s); %d already recorded, %d to go in %d batch(es)",
         config.dataset,
         len(examples),
-        len(runs),
+        n_runs,
         skipped,
         pending,
         len(todo),
     )
-    bar = _progress_bar(pending, progress)
-    written = 0
+    return pending
 
-    def handle(unit: _Unit, finished: _Finished) -> None:
-        nonlocal written
-        writer = writers[unit.run.name]
+
+@dataclass
+class _Progress:
+    """Hands each finished problem to its run's writer; counts the records written and moves the
+    progress bar (driver side)."""
+
+    writers: Mapping[str, _Writer]
+    bar: Any
+    written: int = 0
+
+    def __call__(self, unit: _Unit, finished: _Finished) -> None:
+        writer = self.writers[unit.run.name]
         if writer.write(finished, unit.chunk):
-            written += 1
-            if bar is not None:
-                bar.set_postfix_str(
+            self.written += 1
+            if self.bar is not None:
+                self.bar.set_postfix_str(
                     f"{unit.run.name} acc {100 * writer.correct / max(1, writer.count):.1f}%",
                     refresh=False,
                 )
-                bar.update(1)
+                self.bar.update(1)
 
-    try:
-        if use_ray:
-            _run_ray(config, todo, workers, ray_address, handle)
-        else:
-            table = dict(models) if models is not None else _build_models(config)
-            for n, unit in enumerate(todo, start=1):
-                _search_unit(unit, table, lambda f, u=unit: handle(u, f))
-                if bar is None:
-                    w = writers[unit.run.name]
-                    logger.info(
-                        "batch %d/%d done (%s chunk %d): %s accuracy so far %.1f%% (%d problems)",
-                        n,
-                        len(todo),
-                        unit.run.name,
-                        unit.chunk,
-                        unit.run.name,
-                        100 * w.correct / max(1, w.count),
-                        w.count,
-                    )
-    finally:
-        if bar is not None:
-            bar.close()
-        grader.close()
-    return EvalSummary(
-        out=out,
-        runs=[r.name for r in runs],
-        written=written,
-        skipped=skipped,
-        wall_time=time.perf_counter() - start,
-    )
+
+def _run_in_process(todo: Sequence[_Unit], models: Mapping[str, Any], handle: _Progress) -> None:
+    """Search the chunks one after another in this process; without a progress bar, log each
+    finished batch."""
+    for n, unit in enumerate(todo, start=1):
+        _search_unit(unit, models, lambda f, u=unit: handle(u, f))
+        if handle.bar is None:
+            w = handle.writers[unit.run.name]
+            logger.info(
+                "batch %d/%d done (%s chunk %d): %s accuracy so far %.1f%% (%d problems)",
+                n,
+                len(todo),
+                unit.run.name,
+                unit.chunk,
+                unit.run.name,
+                100 * w.correct / max(1, w.count),
+                w.count,
+            )
 
 
 def _build_models(config: EvalConfig) -> dict[str, Any]:

@@ -72,59 +72,12 @@ class RecordFile:
         if not self.path.is_file():
             return [], report
         data = self.path.read_bytes()
-        rows: list[dict[str, Any]] = []
-        seen: set[Any] = set()
-        pos = 0
-        lineno = 0
-        good_end = 0
-        while pos < len(data):
-            nl = data.find(b"\n", pos)
-            end = len(data) if nl < 0 else nl + 1
-            raw = data[pos:end]
-            lineno += 1
-            last = end >= len(data)
-            row = _parse(raw) if raw.strip() else {}
-            if raw.strip() and row is None:
-                if not last:
-                    raise RecordFileError(
-                        f"{self.path}:{lineno}: not a JSON object; the file is damaged before "
-                        "its last line (not a crash artefact): fix or remove that line"
-                    )
-                report.torn_line = lineno
-                break
-            if raw.strip():
-                k = row.get(self.key)
-                if k in seen:
-                    report.duplicates.append(str(k))
-                else:
-                    seen.add(k)
-                    rows.append(row)
-            good_end = end
-            pos = end
+        rows, good_end = _scan(data, self.path, self.key, report)
         if report.torn_line is None and data and not data.endswith(b"\n") and repair:
-            # A whole record cut just before its newline: keep it, end the line for the next append.
-            with self.path.open("ab") as f:
-                f.write(b"\n")
-                f.flush()
-                os.fsync(f.fileno())
+            _end_last_line(self.path)
         if report.torn_line is not None:
-            torn = data[good_end:]
             if repair:
-                side = self.path.with_name(self.path.name + ".torn")
-                with side.open("ab") as f:
-                    f.write(torn + (b"" if torn.endswith(b"\n") else b"\n"))
-                with self.path.open("r+b") as f:
-                    f.truncate(good_end)
-                    f.flush()
-                    os.fsync(f.fileno())
-                report.repaired, report.torn_file = True, side
-                logger.warning(
-                    "%s:%d: torn last line (an interrupted write) moved to %s; that problem "
-                    "will run again",
-                    self.path,
-                    report.torn_line,
-                    side,
-                )
+                _move_torn_line(self.path, data, good_end, report)
             else:
                 logger.warning(
                     "%s:%d: torn last line (an interrupted write) ignored; 'berry eval --resume' "
@@ -162,3 +115,73 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     return row if isinstance(row, dict) else None
+
+
+def _scan(
+    data: bytes, path: Path, key: str, report: LoadReport
+) -> tuple[list[dict[str, Any]], int]:
+    """The records of a file's bytes (first of each `key`) and the offset after the last whole
+    line; sets the report's torn last line and duplicates.
+
+    Raises:
+        RecordFileError: A line other than the last is not a JSON object.
+    """
+    rows: list[dict[str, Any]] = []
+    seen: set[Any] = set()
+    pos = 0
+    lineno = 0
+    good_end = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        end = len(data) if nl < 0 else nl + 1
+        raw = data[pos:end]
+        lineno += 1
+        last = end >= len(data)
+        row = _parse(raw) if raw.strip() else {}
+        if raw.strip() and row is None:
+            if not last:
+                raise RecordFileError(
+                    f"{path}:{lineno}: not a JSON object; the file is damaged before "
+                    "its last line (not a crash artefact): fix or remove that line"
+                )
+            report.torn_line = lineno
+            break
+        if raw.strip():
+            k = row.get(key)
+            if k in seen:
+                report.duplicates.append(str(k))
+            else:
+                seen.add(k)
+                rows.append(row)
+        good_end = end
+        pos = end
+    return rows, good_end
+
+
+def _end_last_line(path: Path) -> None:
+    """End a file whose last record lacks its newline (a whole record cut just before it), so
+    the next append starts a line of its own."""
+    with path.open("ab") as f:
+        f.write(b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _move_torn_line(path: Path, data: bytes, good_end: int, report: LoadReport) -> None:
+    """Append the bytes after `good_end` to ``<path>.torn``, truncate the file to `good_end`
+    durably, and record the repair in `report`."""
+    torn = data[good_end:]
+    side = path.with_name(path.name + ".torn")
+    with side.open("ab") as f:
+        f.write(torn + (b"" if torn.endswith(b"\n") else b"\n"))
+    with path.open("r+b") as f:
+        f.truncate(good_end)
+        f.flush()
+        os.fsync(f.fileno())
+    report.repaired, report.torn_file = True, side
+    logger.warning(
+        "%s:%d: torn last line (an interrupted write) moved to %s; that problem will run again",
+        path,
+        report.torn_line,
+        side,
+    )

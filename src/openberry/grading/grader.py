@@ -382,6 +382,123 @@ def _start_method(requested: str | None) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# preparation steps (in-process, before any worker is asked)
+
+
+def _read_answers(
+    pred: str | None, gold: str | None, cfg: GraderConfig
+) -> Verdict | tuple[str, str | None, str, bool]:
+    """Extract both answers: (prediction text, its answer, gold answer, whether math-verify should
+    also read the raw prediction text), or the verdict when one is missing or too long."""
+    if gold is None or not str(gold).strip():
+        return Verdict(False, "gold answer is empty", None, None)
+    pred_text = "" if pred is None else str(pred)
+    gold_text = str(gold)
+    if len(gold_text) > cfg.max_input_chars:
+        return Verdict(False, f"gold too long ({len(gold_text)} chars)", None, None)
+    gold_ans = extract_answer(gold_text, fallback="whole")
+    if gold_ans is None:
+        return Verdict(False, "gold unparseable", None, None)
+    if len(pred_text) > cfg.max_input_chars:
+        reason = f"prediction too long ({len(pred_text)} chars > {cfg.max_input_chars})"
+        return Verdict(False, reason, None, gold_ans)
+    pred_ans = extract_answer(pred_text, fallback="none")
+    marked = pred_ans is not None
+    if pred_ans is None:
+        pred_ans = extract_answer(pred_text, fallback=cfg.fallback)
+    # An unmarked solution (no box or answer sentence) is also read by math-verify's own
+    # extraction, which finds a final LaTeX expression that the last number misses.
+    raw_text = not marked and cfg.fallback != "none" and not looks_like_bare_answer(pred_text)
+    if pred_ans is None and not raw_text:
+        return Verdict(False, "no answer found", None, gold_ans)
+    return pred_text, pred_ans, gold_ans, raw_text
+
+
+def _too_long_verdict(pred_ans: str | None, gold_ans: str, cfg: GraderConfig) -> Verdict | None:
+    """Over-long answers are compared by exact text equality only: no normalisation or sympy."""
+    for answer, who in ((gold_ans, "gold"), (pred_ans, "answer")):
+        if answer is not None and len(answer) > cfg.max_answer_chars:
+            if pred_ans is not None and pred_ans.strip() == gold_ans.strip():
+                return Verdict(True, None, pred_ans, gold_ans)
+            reason = f"{who} too long ({len(answer)} chars > {cfg.max_answer_chars})"
+            return Verdict(False, reason, pred_ans, gold_ans)
+    return None
+
+
+def _joined_boxes(pred_text: str, gold_norm: str, cfg: GraderConfig) -> str | None:
+    """A k-part gold answer given over several boxes ("\\boxed{3} ... \\boxed{1}"): the last
+    boxes whose parts add up to exactly k, joined; None when there are no such boxes."""
+    k = len(split_top_level(gold_norm))
+    if k <= 1:
+        return None
+    count, tail = 0, []
+    for box in reversed(all_boxed(pred_text)):
+        if len(box) > cfg.max_answer_chars:
+            break
+        count += len(split_top_level(normalize_answer(box)))
+        tail.insert(0, box)
+        if count >= k:
+            break
+    if count == k and len(tail) > 1:
+        return ", ".join(tail)
+    return None
+
+
+def _fast_verdict(
+    preds: Sequence[str],
+    pred_ans: str | None,
+    gold_ans: str,
+    gold_norm: str,
+    raw_text: bool,
+    cfg: GraderConfig,
+) -> Verdict | None:
+    """The fast path's verdict: correct when a form matches, wrong when every form is a
+    certainly different number and the raw text need not be read; else None (math-verify)."""
+    gold_pct = has_percent(gold_ans)
+    decided_false = True
+    for p in preds:
+        result = _fast_compare(
+            normalize_answer(p), gold_norm, (has_percent(p), gold_pct), cfg.rel_tol
+        )
+        if result is True:
+            return Verdict(True, None, pred_ans, gold_ans)
+        if result is None:
+            decided_false = False
+    if decided_false and not raw_text:
+        return Verdict(False, "not equivalent", pred_ans, gold_ans)
+    return None
+
+
+def _guard_verdict(
+    preds: Sequence[str], pred_ans: str | None, gold_ans: str, cfg: GraderConfig
+) -> Verdict | None:
+    """Wrong, with a logged warning, when the gold or the first answer form is unsafe to hand to
+    sympy (`_guard`); else None."""
+    for answer, who in ((gold_ans, "gold"), *((p, "answer") for p in preds[:1])):
+        reason = _guard(answer, who, cfg)
+        if reason is not None:
+            logger.warning("graded false without evaluating: %s", reason)
+            return Verdict(False, reason, pred_ans, gold_ans)
+    return None
+
+
+def _slow_candidates(
+    preds: Sequence[str], gold_ans: str, gold_norm: str, cfg: GraderConfig
+) -> list[tuple[str, str, bool]]:
+    """(gold form, answer form, raw) pairs for math-verify: normalised, then as written, for
+    each answer form that passes `_guard`; no empty or repeated pair."""
+    candidates: list[tuple[str, str, bool]] = []
+    for p in preds:
+        if _guard(p, "answer", cfg) is not None:
+            continue
+        for gold_form, pred_form in ((gold_norm, normalize_answer(p)), (gold_ans, p)):
+            cand = (gold_form, pred_form, False)
+            if gold_form and pred_form and cand not in candidates:
+                candidates.append(cand)
+    return candidates
+
+
+# ----------------------------------------------------------------------------------------------
 # the grader
 
 
@@ -459,80 +576,26 @@ class Grader:
     # -- preparation (in-process) -----------------------------------------------------------
 
     def _prepare(self, pred: str | None, gold: str | None) -> Verdict | _Job:
+        """A verdict decided in-process, or the `_Job` of forms math-verify must compare."""
         cfg = self.config
-        if gold is None or not str(gold).strip():
-            return Verdict(False, "gold answer is empty", None, None)
-        pred_text = "" if pred is None else str(pred)
-        gold_text = str(gold)
-        if len(gold_text) > cfg.max_input_chars:
-            return Verdict(False, f"gold too long ({len(gold_text)} chars)", None, None)
-        gold_ans = extract_answer(gold_text, fallback="whole")
-        if gold_ans is None:
-            return Verdict(False, "gold unparseable", None, None)
-        if len(pred_text) > cfg.max_input_chars:
-            reason = f"prediction too long ({len(pred_text)} chars > {cfg.max_input_chars})"
-            return Verdict(False, reason, None, gold_ans)
-        pred_ans = extract_answer(pred_text, fallback="none")
-        marked = pred_ans is not None
-        if pred_ans is None:
-            pred_ans = extract_answer(pred_text, fallback=cfg.fallback)
-        # An unmarked solution (no box or answer sentence) is also read by math-verify's own
-        # extraction, which finds a final LaTeX expression that the last number misses.
-        raw_text = not marked and cfg.fallback != "none" and not looks_like_bare_answer(pred_text)
-        if pred_ans is None and not raw_text:
-            return Verdict(False, "no answer found", None, gold_ans)
-
-        # Over-long answers: exact text equality only; no normalisation or sympy on them.
-        for answer, who in ((gold_ans, "gold"), (pred_ans, "answer")):
-            if answer is not None and len(answer) > cfg.max_answer_chars:
-                if pred_ans is not None and pred_ans.strip() == gold_ans.strip():
-                    return Verdict(True, None, pred_ans, gold_ans)
-                reason = f"{who} too long ({len(answer)} chars > {cfg.max_answer_chars})"
-                return Verdict(False, reason, pred_ans, gold_ans)
-
+        read = _read_answers(pred, gold, cfg)
+        if isinstance(read, Verdict):
+            return read
+        pred_text, pred_ans, gold_ans, raw_text = read
+        verdict = _too_long_verdict(pred_ans, gold_ans, cfg)
+        if verdict is not None:
+            return verdict
         preds = [] if pred_ans is None else [pred_ans]
         gold_norm = normalize_answer(gold_ans)
-        k = len(split_top_level(gold_norm))
-        if k > 1:
-            # A k-part gold answer given over several boxes ("\boxed{3} ... \boxed{1}"): join the
-            # last boxes whose parts add up to exactly k.
-            count, tail = 0, []
-            for box in reversed(all_boxed(pred_text)):
-                if len(box) > cfg.max_answer_chars:
-                    break
-                count += len(split_top_level(normalize_answer(box)))
-                tail.insert(0, box)
-                if count >= k:
-                    break
-            if count == k and len(tail) > 1:
-                preds.append(", ".join(tail))
-
-        gold_pct = has_percent(gold_ans)
-        decided_false = True
-        for p in preds:
-            result = _fast_compare(
-                normalize_answer(p), gold_norm, (has_percent(p), gold_pct), cfg.rel_tol
-            )
-            if result is True:
-                return Verdict(True, None, pred_ans, gold_ans)
-            if result is None:
-                decided_false = False
-        if decided_false and not raw_text:
-            return Verdict(False, "not equivalent", pred_ans, gold_ans)
-
-        for answer, who in ((gold_ans, "gold"), *((p, "answer") for p in preds[:1])):
-            reason = _guard(answer, who, cfg)
-            if reason is not None:
-                logger.warning("graded false without evaluating: %s", reason)
-                return Verdict(False, reason, pred_ans, gold_ans)
-        candidates: list[tuple[str, str, bool]] = []
-        for p in preds:
-            if _guard(p, "answer", cfg) is not None:
-                continue
-            for gold_form, pred_form in ((gold_norm, normalize_answer(p)), (gold_ans, p)):
-                cand = (gold_form, pred_form, False)
-                if gold_form and pred_form and cand not in candidates:
-                    candidates.append(cand)
+        joined = _joined_boxes(pred_text, gold_norm, cfg)
+        if joined is not None:
+            preds.append(joined)
+        verdict = _fast_verdict(preds, pred_ans, gold_ans, gold_norm, raw_text, cfg)
+        if verdict is None:
+            verdict = _guard_verdict(preds, pred_ans, gold_ans, cfg)
+        if verdict is not None:
+            return verdict
+        candidates = _slow_candidates(preds, gold_ans, gold_norm, cfg)
         if raw_text:
             candidates.append((gold_ans, pred_text, True))
         return _Job(pred_ans, gold_ans, tuple(candidates))

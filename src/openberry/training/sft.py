@@ -521,6 +521,56 @@ class SFTCollator:
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def _pack_documents(
+    doc_ids: Sequence[list[int]], max_length: int, keep_remainder: bool, label: str
+) -> list[Any]:
+    """Concatenate the documents (each ending in EOS) and cut the stream into blocks of exactly
+    `max_length` tokens; the shorter last block is kept only with `keep_remainder`."""
+    import numpy as np
+
+    stream = np.fromiter(
+        (t for ids in doc_ids for t in ids), dtype=np.int64, count=sum(map(len, doc_ids))
+    )
+    n_full = len(stream) // max_length
+    blocks = list(stream[: n_full * max_length].reshape(n_full, max_length))
+    if keep_remainder and len(stream) % max_length:
+        blocks.append(stream[n_full * max_length :])
+    logger.info(
+        "%s: packed %d documents (%d tokens) into %d blocks of %d tokens (%d tokens dropped)",
+        label,
+        len(doc_ids),
+        len(stream),
+        len(blocks),
+        max_length,
+        0 if keep_remainder else len(stream) - n_full * max_length,
+    )
+    return blocks
+
+
+def _pair_sequences(
+    tokenizer: Any, pairs: Sequence[tuple[Any, Any]], eos: int, max_length: int, label: str
+) -> tuple[list[Any], list[int], int, int]:
+    """Each pair as prompt + completion + EOS, cut to `max_length`, with its prompt length.
+
+    Returns (sequences, prompt lengths, how many were truncated, how many were dropped because
+    the prompt alone fills `max_length`).
+    """
+    import numpy as np
+
+    sequences: list[Any] = []
+    prompt_lengths: list[int] = []
+    truncated = dropped = 0
+    for prompt_ids, completion_ids in _encode_pairs(tokenizer, pairs, label):
+        ids = prompt_ids + completion_ids + [eos]
+        if len(prompt_ids) >= max_length:
+            dropped += 1
+            continue
+        truncated += len(ids) > max_length
+        sequences.append(np.asarray(ids[:max_length], dtype=np.int64))
+        prompt_lengths.append(len(prompt_ids))
+    return sequences, prompt_lengths, truncated, dropped
+
+
 def build_dataset(
     rows: Sequence[Row],
     tokenizer: Any,
@@ -548,41 +598,19 @@ def build_dataset(
     docs = [r.text for r in rows if r.text is not None]
     pairs = [(r.prompt, r.completion) for r in rows if r.text is None]
     doc_ids = [[*ids, eos] for ids in _encode(tokenizer, docs, f"{label} documents")]
-    sequences: list[Any] = []
-    prompt_lengths: list[int] = []
-    truncated = dropped = 0
     if packing and doc_ids:
-        stream = np.fromiter(
-            (t for ids in doc_ids for t in ids), dtype=np.int64, count=sum(map(len, doc_ids))
-        )
-        n_full = len(stream) // max_length
-        blocks = list(stream[: n_full * max_length].reshape(n_full, max_length))
-        if keep_remainder and len(stream) % max_length:
-            blocks.append(stream[n_full * max_length :])
-        logger.info(
-            "%s: packed %d documents (%d tokens) into %d blocks of %d tokens (%d tokens dropped)",
-            label,
-            len(doc_ids),
-            len(stream),
-            len(blocks),
-            max_length,
-            0 if keep_remainder else len(stream) - n_full * max_length,
-        )
-        sequences += blocks
-        prompt_lengths += [0] * len(blocks)
+        sequences = _pack_documents(doc_ids, max_length, keep_remainder, label)
+        truncated = 0
     else:
-        for ids in doc_ids:
-            truncated += len(ids) > max_length
-            sequences.append(np.asarray(ids[:max_length], dtype=np.int64))
-            prompt_lengths.append(0)
-    for prompt_ids, completion_ids in _encode_pairs(tokenizer, pairs, label):
-        ids = prompt_ids + completion_ids + [eos]
-        if len(prompt_ids) >= max_length:
-            dropped += 1
-            continue
-        truncated += len(ids) > max_length
-        sequences.append(np.asarray(ids[:max_length], dtype=np.int64))
-        prompt_lengths.append(len(prompt_ids))
+        sequences = [np.asarray(ids[:max_length], dtype=np.int64) for ids in doc_ids]
+        truncated = sum(len(ids) > max_length for ids in doc_ids)
+    prompt_lengths = [0] * len(sequences)
+    pair_seqs, pair_prompts, pair_truncated, dropped = _pair_sequences(
+        tokenizer, pairs, eos, max_length, label
+    )
+    sequences += pair_seqs
+    prompt_lengths += pair_prompts
+    truncated += pair_truncated
     if truncated:
         logger.warning(
             "%s: %d rows longer than %d tokens were truncated", label, truncated, max_length
@@ -1002,6 +1030,121 @@ def _reset_metrics(path: Path, checkpoint: Path | None) -> float:
     return _truncate_metrics(path, int(match.group(1)) if match else 0)
 
 
+def _load_splits(config: SFTConfig) -> tuple[list[Row], list[Row]]:
+    """Training and evaluation rows: ``eval_data`` when given, else a held-out fraction."""
+    fields = {
+        "text_field": config.text_field,
+        "prompt_field": config.prompt_field,
+        "completion_field": config.completion_field,
+    }
+    train_rows = load_rows(config.data, **fields)
+    if config.eval_data:
+        eval_rows = load_rows(config.eval_data, **fields)
+    else:
+        train_rows, eval_rows = split_rows(train_rows, config.eval_fraction, config.seed)
+    if not train_rows:
+        raise SFTError("no training rows")
+    return train_rows, eval_rows
+
+
+def _build_datasets(
+    config: SFTConfig, tokenizer: Any, train_rows: Sequence[Row], eval_rows: Sequence[Row]
+) -> tuple[TokenDataset, TokenDataset | None]:
+    """Tokenise both splits; the eval set is None when it has no rows or no sequences."""
+    build = functools.partial(
+        build_dataset, tokenizer=tokenizer, max_length=config.max_length, packing=config.packing
+    )
+    train_ds = build(train_rows, keep_remainder=False, label="train")
+    if len(train_ds) == 0:
+        raise SFTError(
+            f"no training sequences: the data has fewer than max_length={config.max_length} "
+            "tokens to pack; lower --max-length or add data"
+        )
+    eval_ds = build(eval_rows, keep_remainder=True, label="eval") if eval_rows else None
+    if eval_ds is not None and len(eval_ds) == 0:
+        eval_ds = None
+    logger.info(
+        "train: %d sequences (%d loss tokens); eval: %d sequences",
+        len(train_ds),
+        train_ds.loss_tokens,
+        len(eval_ds) if eval_ds is not None else 0,
+    )
+    return train_ds, eval_ds
+
+
+def _make_trainer(
+    config: SFTConfig,
+    model: Any,
+    tokenizer: Any,
+    datasets: tuple[TokenDataset, TokenDataset | None],
+    checkpoint: Path | None,
+    elapsed_before: float,
+    callbacks: Sequence[Any],
+) -> Any:
+    """The Trainer for this run; writes ``sft_config.json`` once the settings are valid."""
+    out = Path(config.output_dir)
+    train_ds, eval_ds = datasets
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    args = _training_args(config, eval_ds is not None, checkpoint is not None)
+    write_text_atomic(
+        out / "sft_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n"
+    )
+    return _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=SFTCollator(pad),
+        processing_class=tokenizer,
+        callbacks=[_metrics_callback(out / METRICS_FILE, elapsed_before), *callbacks],
+    )
+
+
+def _final_eval_loss(
+    trainer: Any, metrics: Sequence[dict[str, Any]], step: int, has_eval: bool
+) -> float | None:
+    """The eval loss logged at the last step, or a fresh evaluation when none was; None without
+    an eval set."""
+    if not has_eval:
+        return None
+    at_end = [r for r in metrics if "eval_loss" in r and r["step"] == step]
+    if at_end:
+        return float(at_end[-1]["eval_loss"])
+    return float(trainer.evaluate()["eval_loss"])
+
+
+def _finish(
+    config: SFTConfig, trainer: Any, tokenizer: Any, has_eval: bool, started: float
+) -> SFTResult:
+    """Save the final model and ``result.json`` (main process only) and return the result."""
+    out = Path(config.output_dir)
+    step = int(trainer.state.global_step)
+    metrics = _read_metrics(out / METRICS_FILE)
+    eval_loss = _final_eval_loss(trainer, metrics, step, has_eval)
+    initial = [r["eval_loss"] for r in metrics if "eval_loss" in r and r["step"] == 0]
+    losses = [r["loss"] for r in metrics if "loss" in r]
+    final_dir = out / FINAL_DIR
+    if trainer.is_world_process_zero():
+        _save_final(trainer.model, tokenizer, final_dir, config.save_dtype, config.lora)
+    result = SFTResult(
+        output_dir=str(out),
+        step=step,
+        train_loss=float(losses[-1]) if losses else None,
+        eval_loss=eval_loss,
+        initial_eval_loss=float(initial[0]) if initial else None,
+        tokens_seen=int(trainer.state.num_input_tokens_seen),
+        wall_seconds=round(time.monotonic() - started, 3),
+        final_dir=str(final_dir),
+    )
+    if trainer.is_world_process_zero():
+        write_text_atomic(
+            out / "result.json", json.dumps(dataclasses.asdict(result), indent=2) + "\n"
+        )
+    if result.eval_loss is not None and not math.isfinite(result.eval_loss):
+        logger.warning("the final eval loss is not finite: %s", result.eval_loss)
+    return result
+
+
 def train_sft(
     config: SFTConfig,
     *,
@@ -1033,18 +1176,7 @@ def train_sft(
         torch.set_num_threads(config.threads)
     checkpoint = _check_output_dir(config)
     out = Path(config.output_dir)
-    fields = {
-        "text_field": config.text_field,
-        "prompt_field": config.prompt_field,
-        "completion_field": config.completion_field,
-    }
-    train_rows = load_rows(config.data, **fields)
-    if config.eval_data:
-        eval_rows = load_rows(config.eval_data, **fields)
-    else:
-        train_rows, eval_rows = split_rows(train_rows, config.eval_fraction, config.seed)
-    if not train_rows:
-        raise SFTError("no training rows")
+    train_rows, eval_rows = _load_splits(config)
     out.mkdir(parents=True, exist_ok=True)
     elapsed_before = _reset_metrics(out / METRICS_FILE, checkpoint)
     if tokenizer is None:
@@ -1053,67 +1185,9 @@ def train_sft(
         model = _load_model(config, tokenizer)
     if config.lora:
         model = _apply_lora(model, config)
-    build = functools.partial(
-        build_dataset, tokenizer=tokenizer, max_length=config.max_length, packing=config.packing
-    )
-    train_ds = build(train_rows, keep_remainder=False, label="train")
-    if len(train_ds) == 0:
-        raise SFTError(
-            f"no training sequences: the data has fewer than max_length={config.max_length} "
-            "tokens to pack; lower --max-length or add data"
-        )
-    eval_ds = build(eval_rows, keep_remainder=True, label="eval") if eval_rows else None
-    if eval_ds is not None and len(eval_ds) == 0:
-        eval_ds = None
-    logger.info(
-        "train: %d sequences (%d loss tokens); eval: %d sequences",
-        len(train_ds),
-        train_ds.loss_tokens,
-        len(eval_ds) if eval_ds is not None else 0,
-    )
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    args = _training_args(config, eval_ds is not None, checkpoint is not None)
-    write_text_atomic(
-        out / "sft_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n"
-    )
-    trainer = _trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        data_collator=SFTCollator(pad),
-        processing_class=tokenizer,
-        callbacks=[_metrics_callback(out / METRICS_FILE, elapsed_before), *callbacks],
+    datasets = _build_datasets(config, tokenizer, train_rows, eval_rows)
+    trainer = _make_trainer(
+        config, model, tokenizer, datasets, checkpoint, elapsed_before, callbacks
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    step = int(trainer.state.global_step)
-    metrics = _read_metrics(out / METRICS_FILE)
-    eval_loss = None
-    if eval_ds is not None:
-        at_end = [r for r in metrics if "eval_loss" in r and r["step"] == step]
-        if at_end:
-            eval_loss = float(at_end[-1]["eval_loss"])
-        else:
-            eval_loss = float(trainer.evaluate()["eval_loss"])
-    initial = [r["eval_loss"] for r in metrics if "eval_loss" in r and r["step"] == 0]
-    losses = [r["loss"] for r in metrics if "loss" in r]
-    final_dir = out / FINAL_DIR
-    if trainer.is_world_process_zero():
-        _save_final(trainer.model, tokenizer, final_dir, config.save_dtype, config.lora)
-    result = SFTResult(
-        output_dir=str(out),
-        step=step,
-        train_loss=float(losses[-1]) if losses else None,
-        eval_loss=eval_loss,
-        initial_eval_loss=float(initial[0]) if initial else None,
-        tokens_seen=int(trainer.state.num_input_tokens_seen),
-        wall_seconds=round(time.monotonic() - started, 3),
-        final_dir=str(final_dir),
-    )
-    if trainer.is_world_process_zero():
-        write_text_atomic(
-            out / "result.json", json.dumps(dataclasses.asdict(result), indent=2) + "\n"
-        )
-    if result.eval_loss is not None and not math.isfinite(result.eval_loss):
-        logger.warning("the final eval loss is not finite: %s", result.eval_loss)
-    return result
+    return _finish(config, trainer, tokenizer, datasets[1] is not None, started)

@@ -2,10 +2,9 @@
 solutions, slips, critiques, OpenLongCoT trees, rating labels and comparison pairs.
 
 Why it exists: it is the benchmark every component runs offline, and the training corpus of the
-tiny from-scratch model ``berry-tiny``. A model of about a million parameters learns the easiest
-form of the task in minutes of CPU training and still makes mistakes a step checker or search can
-fix, so the task leaves room for search (docs/berry-tiny.md). `ArithmeticConfig`
-holds the difficulty knobs; its defaults are a little harder (2-4 operands, parentheses).
+tiny from-scratch model ``berry-tiny``: a small model trained on a CPU learns it yet still makes
+mistakes that a step checker catches, so the task leaves room for search. `ArithmeticConfig`
+holds the difficulty knobs.
 
 Problems look like ``Compute 37 + 48 * 2 - 15.``; solutions like::
 

@@ -1,9 +1,9 @@
 """Difficulty knobs of the arithmetic task, and the task's error type.
 
 The defaults are chosen for a ~1M-10M parameter model trained from scratch on a CPU, with headroom
-left for search: a little above the easiest task such a model learns in minutes (2-3 operands,
-small numbers), so a small model solves many problems greedily and search still has mistakes to
-fix (2-4 operands, 1..20, ``*`` by 2..9, one pair of parentheses in a quarter of the problems).
+left for search: hard enough that such a model still makes mistakes for search to fix, easy enough
+that it solves problems greedily. Small multipliers and at most one pair of parentheses keep each
+step learnable.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ A solution is one step per line, ``a op b = c`` in the canonical order (see `exp
 ``The answer is \\boxed{N}.``. A *slip* makes one step's result wrong by a mistake a model makes
 (off by one or two, a lost or extra carry, a neighbouring row of the times table, swapped
 digits); the later steps carry the wrong value on, as a model would, so the final answer is wrong.
-A small model's wrong answers are mostly such systematic slips (docs/berry-tiny.md),
-which is why flawed solutions are written on purpose: they train critics and value heads.
+Flawed solutions are written on purpose, with the slips a small model makes: they train critics
+and value heads.
 """
 
 from __future__ import annotations
