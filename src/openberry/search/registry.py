@@ -19,7 +19,8 @@ from typing import Any
 __all__ = ["DEFAULT_ROLLOUTS", "REGISTRY", "Method", "Scaled"]
 
 DEFAULT_ROLLOUTS = 4
-"""The search budget ``rollouts`` when none is given (``berry solve``, ``berry eval``)."""
+"""The search budget ``rollouts`` when none is given (``berry solve``, ``berry eval``, and
+``berry serve`` requests that name none)."""
 
 
 @dataclass(frozen=True)

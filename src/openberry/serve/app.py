@@ -90,6 +90,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openberry.models.base import Policy
+from openberry.search.registry import DEFAULT_ROLLOUTS
 from openberry.serve.responses import STREAM_PIECE_CHARS
 from openberry.serve.routes import render_chat, router
 from openberry.serve.schema import APIError, error_response
@@ -113,7 +114,7 @@ def create_app(
     model_name: str,
     api_key: str | None = None,
     search_methods: bool | Iterable[str] = True,
-    search_rollouts: int = 4,
+    search_rollouts: int = DEFAULT_ROLLOUTS,
 ) -> FastAPI:
     """Build the OpenAI-compatible app serving `policy` (behaviour: module docstring).
 
