@@ -61,17 +61,9 @@ class HFRuntime:
         self.torch = torch
         torch_dtype = _resolve_dtype(torch, dtype)
         if model is None:
-            if name_or_path is None:
-                raise ModelError("HFPolicy needs a model or a name_or_path")
-            base = adapter_base(str(name_or_path))
-            if base is not None:
-                if adapter is not None:
-                    raise ModelError(
-                        f"{name_or_path} is an adapter directory; to load adapter {adapter!r} "
-                        f"instead, name its base model ({base})"
-                    )
-                adapter = str(name_or_path)
-            model, tokenizer = _load_pretrained(name_or_path, base, torch_dtype, tokenizer)
+            model, tokenizer, adapter = _load_pretrained(
+                name_or_path, adapter, torch_dtype, tokenizer
+            )
         elif tokenizer is None:
             raise ModelError("HFPolicy(model=...) also needs a tokenizer")
         if torch_dtype is not None and torch_dtype != "auto":
@@ -284,18 +276,28 @@ def adapter_base(path: str) -> str | None:
 
 
 def _load_pretrained(
-    name_or_path: str, base: str | None, torch_dtype: Any, tokenizer: Any
-) -> tuple[Any, Any]:
-    """Model and tokenizer of `name_or_path`; for an adapter directory (`base` not None) the
-    model of `base` and the directory's own tokenizer when it saved one, else the base's."""
+    name_or_path: str | None, adapter: str | None, torch_dtype: Any, tokenizer: Any
+) -> tuple[Any, Any, str | None]:
+    """Model, tokenizer and adapter to load for `name_or_path`. For an adapter directory: the
+    model of its base, the directory's own tokenizer when it saved one (else the base's), and
+    the directory as the adapter."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from openberry.models.builtin import resolve_model
 
-    source = resolve_model(str(base or name_or_path))
-    tokenizer_source = source
-    if base is not None and (Path(name_or_path) / "tokenizer_config.json").is_file():
-        tokenizer_source = str(name_or_path)
+    if name_or_path is None:
+        raise ModelError("HFPolicy needs a model or a name_or_path")
+    base = adapter_base(str(name_or_path))
+    source = tokenizer_source = resolve_model(str(base or name_or_path))
+    if base is not None:
+        if adapter is not None:
+            raise ModelError(
+                f"{name_or_path} is an adapter directory; to load adapter {adapter!r} "
+                f"instead, name its base model ({base})"
+            )
+        adapter = str(name_or_path)
+        if (Path(name_or_path) / "tokenizer_config.json").is_file():
+            tokenizer_source = str(name_or_path)
     try:
         kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
@@ -303,7 +305,7 @@ def _load_pretrained(
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     except (OSError, ValueError) as exc:
         raise ModelError(f"could not load model {name_or_path!r}: {exc}") from exc
-    return model, tokenizer
+    return model, tokenizer, adapter
 
 
 def _fresh_adapter_name(taken: Any) -> str:
