@@ -44,22 +44,32 @@ from typing import Any
 import torch
 from _search_setup import add_search_args, bench_problems, bench_search
 
-import openberry.models.hf as hf
 from openberry.models.hf import HFPolicy, tune_cpu_malloc
+from openberry.models.hf.decode import Decoder
+from openberry.models.hf.prefix import PrefixCache
+from openberry.models.hf.runtime import HFRuntime
 from openberry.search import run_search
+
+OWNERS: dict[str, type] = {
+    "_generate_rows": Decoder,
+    "forward": HFRuntime,
+    "prefill": PrefixCache,
+    "store_decoded": PrefixCache,
+    "generate": HFPolicy,
+    "next_token_probs": HFPolicy,
+}
+"""The class of each method `instrument` wraps (`HFPolicy` is composed of the others)."""
 
 
 def instrument(policy: HFPolicy) -> tuple[dict[str, float], Callable[[], None]]:
-    """Wrap `policy`'s class methods to add their times to the returned dict; the function
+    """Wrap the methods of `OWNERS` to add their times to the returned dict; the function
     returned with it puts back the attention wrapper (the class methods are put back by the
     caller)."""
     times: dict[str, float] = defaultdict(float)
     state: dict[str, Any] = {"call": None, "rows": 0, "prefill": 0}
 
     def timed(name: str, key: str):
-        real = getattr(hf.HFPolicy, name, None)
-        if real is None:  # older code (the A/B in BENCHMARKS.md runs this on it)
-            return
+        real = getattr(OWNERS[name], name)
 
         def wrapper(self, *args, **kwargs):
             start = time.perf_counter()
@@ -67,10 +77,10 @@ def instrument(policy: HFPolicy) -> tuple[dict[str, float], Callable[[], None]]:
             times[key] += time.perf_counter() - start
             return out
 
-        setattr(hf.HFPolicy, name, wrapper)
+        setattr(OWNERS[name], name, wrapper)
 
     def call_kind(name: str):
-        real = getattr(hf.HFPolicy, name)
+        real = getattr(OWNERS[name], name)
 
         def wrapper(self, *args, **kwargs):
             state["call"] = name
@@ -79,16 +89,16 @@ def instrument(policy: HFPolicy) -> tuple[dict[str, float], Callable[[], None]]:
             finally:
                 state["call"] = None
 
-        setattr(hf.HFPolicy, name, wrapper)
+        setattr(OWNERS[name], name, wrapper)
 
-    real_rows = hf.HFPolicy._generate_rows
+    real_rows = Decoder._generate_rows
 
     def generate_rows(self, prompt_rows, params, *args, **kwargs):
         state["rows"] = len(prompt_rows) * params.n
         return real_rows(self, prompt_rows, params, *args, **kwargs)
 
-    hf.HFPolicy._generate_rows = generate_rows
-    real_forward = hf.HFPolicy._forward
+    Decoder._generate_rows = generate_rows
+    real_forward = HFRuntime.forward
 
     def forward(self, ids, mask, pos, cache=None, keep=0):
         start = time.perf_counter()
@@ -104,8 +114,8 @@ def instrument(policy: HFPolicy) -> tuple[dict[str, float], Callable[[], None]]:
             times["policy_prefill_padded_tokens"] += ids.shape[0] * ids.shape[1]
         return out
 
-    hf.HFPolicy._forward = forward
-    real_prefill = hf.HFPolicy._prefill
+    HFRuntime.forward = forward
+    real_prefill = PrefixCache.prefill
 
     def prefill(self, *args, **kwargs):
         state["prefill"] += 1
@@ -117,7 +127,7 @@ def instrument(policy: HFPolicy) -> tuple[dict[str, float], Callable[[], None]]:
             if state["call"] == "generate":
                 times["policy_prefill_s"] += time.perf_counter() - start
 
-    hf.HFPolicy._prefill = prefill
+    PrefixCache.prefill = prefill
 
     def restore() -> None:
         """Put back what was wrapped outside `HFPolicy` (the attention function)."""
@@ -146,7 +156,7 @@ def instrument(policy: HFPolicy) -> tuple[dict[str, float], Callable[[], None]]:
         def restore() -> None:
             AttentionInterface.register(cpu_attention.IMPLEMENTATION, real_attention)
 
-    timed("_store_decoded", "store_write_s")
+    timed("store_decoded", "store_write_s")
     timed("generate", "generate_s")
     timed("next_token_probs", "next_token_s")
     call_kind("generate")
@@ -168,35 +178,24 @@ def main() -> None:
         search = bench_search(method, args.rollouts)
         # Warm-up, uninstrumented, recording the generate calls for the replay.
         calls: list = []
-        real_generate = hf.HFPolicy.generate
+        real_generate = HFPolicy.generate
 
         def recording(self, prompts, params, real=real_generate, calls=calls):
             calls.append((list(prompts), params))
             return real(self, prompts, params)
 
-        hf.HFPolicy.generate = recording
+        HFPolicy.generate = recording
         start = time.perf_counter()
         warm = run_search(search, problems, policy, seed=0)
         search_s = time.perf_counter() - start
-        hf.HFPolicy.generate = real_generate
-        saved = {
-            name: getattr(hf.HFPolicy, name, None)
-            for name in (
-                "_generate_rows",
-                "_forward",
-                "_prefill",
-                "_store_decoded",
-                "generate",
-                "next_token_probs",
-            )
-        }
+        HFPolicy.generate = real_generate
+        saved = {name: getattr(owner, name) for name, owner in OWNERS.items()}
         times, restore = instrument(policy)
         start = time.perf_counter()
         results = run_search(search, problems, policy, seed=0)
         wall = time.perf_counter() - start
         for name, fn in saved.items():
-            if fn is not None:
-                setattr(hf.HFPolicy, name, fn)
+            setattr(OWNERS[name], name, fn)
         restore()
         gen = times["generate_s"]
         row = {

@@ -31,7 +31,7 @@ from _search_setup import add_search_args, bench_problems, bench_search
 
 from openberry.formats.prompts import solve_prompt
 from openberry.models import SamplingParams
-from openberry.models.hf import HFPolicy, tune_cpu_malloc
+from openberry.models.hf import DEFAULT_PREFIX_CACHE_MB, HFPolicy, tune_cpu_malloc
 from openberry.search import run_search
 
 
@@ -74,7 +74,10 @@ def main() -> None:
         "to noise); the median is reported",
     )
     ap.add_argument(
-        "--prefix-cache-mb", type=float, default=1024.0, help="HFPolicy prefix store (0: off)"
+        "--prefix-cache-mb",
+        type=float,
+        default=DEFAULT_PREFIX_CACHE_MB,
+        help="HFPolicy prefix store (0: off)",
     )
     ap.add_argument(
         "--no-tune-malloc",

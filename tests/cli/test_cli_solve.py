@@ -83,7 +83,7 @@ def test_solve_json_step_method(_torch, capsys) -> None:
 
 
 def test_unknown_setting_is_an_error_before_loading(monkeypatch, capsys) -> None:
-    from openberry.models.base import ModelSpec
+    from openberry.models.spec import ModelSpec
 
     def no_load(*_a, **_k):
         raise AssertionError("the model must not be loaded for a bad --set")

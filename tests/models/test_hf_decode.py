@@ -72,7 +72,7 @@ def test_prefill_calls_sort_rows_and_return_them_in_order() -> None:
 
 
 def _scripted_choose(policy, monkeypatch, script: dict[int, list[str]], filler: str) -> None:
-    """Make `HFPolicy._choose` emit, at step s, ``script[s]`` (one token per row) or `filler`
+    """Make `Decoder._choose` emit, at step s, ``script[s]`` (one token per row) or `filler`
     for every row (the model still runs; only the chosen tokens are scripted)."""
     tok = policy.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for s in script.values() for t in s} | {
@@ -88,7 +88,9 @@ def _scripted_choose(policy, monkeypatch, script: dict[int, list[str]], filler: 
         chosen = [ids[t] for t in row] if row else [ids[filler]] * logits.shape[0]
         return torch.tensor(chosen[: logits.shape[0]], dtype=torch.long)
 
-    monkeypatch.setattr(type(policy), "_choose", choose)
+    from openberry.models.hf.decode import Decoder
+
+    monkeypatch.setattr(Decoder, "_choose", choose)
 
 
 def test_regression_finished_row_kept_in_batch_is_not_revived(policy, monkeypatch) -> None:

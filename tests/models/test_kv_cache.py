@@ -263,9 +263,9 @@ def test_generated_tokens_are_stored_and_reused(pair, monkeypatch, reserve: int)
     """After `generate`, a prompt that continues a generation (a value prompt of a new thought)
     finds the generated tokens in the store, and its probabilities equal the plain path's.
     With a tiny reserve the layers outgrow their shared buffer and are gathered per layer."""
-    import openberry.models.hf as hf
+    from openberry.models.hf import decode
 
-    monkeypatch.setattr(hf, "RESERVE_TOKENS", reserve)
+    monkeypatch.setattr(decode, "RESERVE_TOKENS", reserve)
     stored, plain = pair
     stored.reset_prefix_cache()
     prompts = [PATH + "Step 2:", PATH + "Step 2: so", "What is 2 + 2?\n"]
@@ -302,7 +302,7 @@ def test_models_without_full_attention_keep_transformers_cache(monkeypatch) -> N
     model = tiny_llama(len(tokenizer))
     monkeypatch.setattr(kv_cache, "supports_growing_cache", lambda model: False)
     policy = hf_module.HFPolicy(model, tokenizer, name="tiny")
-    assert policy.prefix_store is None and policy._kv is None
+    assert policy.prefix_store is None and policy.prefix_cache.kv is None
     plain = hf_module.HFPolicy(model, tokenizer, share_prefixes=False, prefix_cache_mb=0)
     params = SamplingParams(n=2, temperature=0, max_new_tokens=6)
     _same(policy.generate([PATH, PATH + "A"], params), plain.generate([PATH, PATH + "A"], params))
@@ -320,7 +320,7 @@ def test_negative_budget_is_refused() -> None:
 def test_stop_prefilter_keeps_multi_token_stops(pair, monkeypatch) -> None:
     """Regression for the stop-string pre-check (`_may_stop`): a stop spread over several
     tokens, or ending in whitespace, still stops exactly where the full check stops."""
-    from openberry.models.hf import HFPolicy
+    from openberry.models.hf.decode import Decoder
 
     stored, _ = pair
     prompts = [PATH + "Step 2:", "abc", PATH]
@@ -328,13 +328,13 @@ def test_stop_prefilter_keeps_multi_token_stops(pair, monkeypatch) -> None:
         params = SamplingParams(temperature=0, max_new_tokens=16, stop=stop)
         fast = stored.generate(prompts, params)
         with monkeypatch.context() as m:
-            m.setattr(HFPolicy, "_may_stop", lambda self, token, stops: True)
+            m.setattr(Decoder, "_may_stop", lambda self, token, stops: True)
             full = stored.generate(prompts, params)
         _same(fast, full)
 
 
 def test_a_stop_can_end_in_a_token_only_where_the_token_ends_it() -> None:
-    from openberry.models.hf import _may_end_in
+    from openberry.models.hf.decode import _may_end_in
 
     stop = "<end_of_thought>"
     assert not _may_end_in("<expansion>", stop)  # holds '>' but cannot end the stop
@@ -361,16 +361,18 @@ def test_tune_cpu_malloc_is_idempotent() -> None:
 def test_a_long_unknown_rest_is_read_in_its_own_pass(pair, monkeypatch) -> None:
     """One new long prompt among rows that extend a stored path is read first, alone, so the
     other rows are not padded to its length; results are unchanged."""
-    from openberry.models.hf import HFPolicy
+    from openberry.models.hf.prefix import PrefixCache
 
     stored, plain = pair
     stored.reset_prefix_cache()
     stored.generate([PATH], SamplingParams(temperature=0, max_new_tokens=1))
     rows = [PATH + c for c in "abcdefghijkl"] + ["a new prompt " * 6]
     passes: list[int] = []
-    real = HFPolicy._prefill_stored
+    real = PrefixCache._prefill_stored
     monkeypatch.setattr(
-        HFPolicy, "_prefill_stored", lambda self, r, *a: passes.append(len(r)) or real(self, r, *a)
+        PrefixCache,
+        "_prefill_stored",
+        lambda self, r, *a: passes.append(len(r)) or real(self, r, *a),
     )
     cands = ["<positive_rating>", "<negative_rating>"]
     got = stored.next_token_probs(rows, cands)
@@ -394,21 +396,22 @@ def test_layers_with_different_key_shapes_fall_back_to_whole_prompts(monkeypatch
     """One buffer holds every layer's keys, so a model whose layers differ (heads, head dim,
     dtype) reads prompts whole, without a store, instead of failing."""
     from openberry.models import hf as hf_module
+    from openberry.models.hf import prefix
 
     same = [torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 5, 4)]
-    assert hf_module._uniform_kv_layout(same) == (2, 2, 4, torch.float32)
-    assert hf_module._uniform_kv_layout([*same, torch.zeros(1, 1, 3, 4)]) is None
-    assert hf_module._uniform_kv_layout([*same, torch.zeros(1, 2, 3, 8)]) is None
-    assert hf_module._uniform_kv_layout([]) is None
+    assert prefix._uniform_kv_layout(same) == (2, 2, 4, torch.float32)
+    assert prefix._uniform_kv_layout([*same, torch.zeros(1, 1, 3, 4)]) is None
+    assert prefix._uniform_kv_layout([*same, torch.zeros(1, 2, 3, 8)]) is None
+    assert prefix._uniform_kv_layout([]) is None
 
     tokenizer = tiny_tokenizer()
     model = tiny_llama(len(tokenizer))
-    monkeypatch.setattr(hf_module, "_uniform_kv_layout", lambda keys: None)
+    monkeypatch.setattr(prefix, "_uniform_kv_layout", lambda keys: None)
     policy = hf_module.HFPolicy(model, tokenizer, name="tiny")
     plain = hf_module.HFPolicy(model, tokenizer, share_prefixes=False, prefix_cache_mb=0)
     params = SamplingParams(n=2, temperature=0, max_new_tokens=6)
     _same(policy.generate([PATH, PATH + "A"], params), plain.generate([PATH, PATH + "A"], params))
-    assert policy.prefix_store is None and policy._kv is None
+    assert policy.prefix_store is None and policy.prefix_cache.kv is None
 
 
 def test_check_stop_shortcut_equals_the_general_rule(pair) -> None:
@@ -417,16 +420,16 @@ def test_check_stop_shortcut_equals_the_general_rule(pair) -> None:
     stored, _ = pair
     (g,) = stored.generate([PATH], SamplingParams(temperature=0, max_new_tokens=24))[0]
     ids = list(g.token_ids)
-    texts = [stored._decode([t]) for t in ids]
+    texts = [stored.runtime.decode([t]) for t in ids]
 
     def rule(prefix: list[int], stops: tuple[str, ...]) -> tuple | None:
-        text = stored._decode(prefix)
+        text = stored.runtime.decode(prefix)
         hits = [i for i in (text.find(s) for s in stops) if i >= 0]
         if not hits:
             return None
         cut = text[: min(hits)]
         keep = len(prefix)
-        while keep > 0 and not cut.startswith(stored._decode(prefix[:keep])):
+        while keep > 0 and not cut.startswith(stored.runtime.decode(prefix[:keep])):
             keep -= 1
         return cut, tuple(prefix[:keep])
 
@@ -434,7 +437,7 @@ def test_check_stop_shortcut_equals_the_general_rule(pair) -> None:
     for stops in stop_sets:
         for end in range(1, len(ids) + 1):
             prefix = ids[:end]
-            got = stored._check_stop([1, 2], prefix, [0.0] * end, stops, window=8)
+            got = stored.decoder._check_stop([1, 2], prefix, [0.0] * end, stops, window=8)
             want = rule(prefix, stops)
             assert (None if got is None else (got.text, got.token_ids)) == want, (stops, end)
             if want is not None:  # where the decode loop stops

@@ -6,6 +6,7 @@ import pytest
 
 from models.tiny import tiny_llama, tiny_tokenizer
 from openberry.models import SamplingParams
+from openberry.models.hf.prefix import PrefixCache, prefix_groups
 
 PREFIX = "Problem: find x such that 3*x + 5 = 20. Step 1: subtract 5 from both sides. "
 SIBLINGS = [
@@ -44,7 +45,10 @@ def _assert_same(a, b) -> None:
 @pytest.mark.parametrize("n", [1, 3])
 def test_greedy_equal_with_and_without_sharing(policies, n) -> None:
     shared, plain = policies
-    assert shared._prefix_groups([shared.encode_prompt(p) for p in SIBLINGS]) is not None
+    assert (
+        prefix_groups([shared.encode_prompt(p) for p in SIBLINGS], shared.min_shared_prefix)
+        is not None
+    )
     params = SamplingParams(n=n, temperature=0, max_new_tokens=20)
     _assert_same(shared.generate(SIBLINGS, params), plain.generate(SIBLINGS, params))
 
@@ -72,27 +76,25 @@ def test_sampled_with_seed_is_reproducible(policies) -> None:
 def test_groups(policies) -> None:
     shared, _ = policies
     rows = [[1] * 40 + [2], [5, 6], [1] * 40 + [3, 4], [7] * 20, [1] * 50]
-    groups = shared._prefix_groups(rows)
+    groups = prefix_groups(rows, shared.min_shared_prefix)
     assert groups is not None
     by_members = {tuple(sorted(m)): length for length, m in groups}
     assert by_members[(0, 2, 4)] == 40
-    assert shared._prefix_groups([[1, 2, 3], [4, 5]]) is None
+    assert prefix_groups([[1, 2, 3], [4, 5]], shared.min_shared_prefix) is None
 
 
 def test_next_token_probs_equal_with_and_without_sharing(policies, monkeypatch) -> None:
     """`next_token_probs` runs a shared prefix once too (judge prompts that show the same first
     solution, value prompts of siblings): the probabilities equal the unshared ones."""
-    import openberry.models.hf as hf_module
-
     shared, plain = policies
     cands = [shared.tokenizer.decode([i]) for i in (5, 6, 7)]
     cands = [c for c in cands if len(shared.tokenizer.encode(c, add_special_tokens=False)) == 1]
     assert cands
     calls = []
-    real = hf_module.HFPolicy._store_shared_prefixes
+    real = PrefixCache._store_shared_prefixes
     shared.reset_prefix_cache()
     monkeypatch.setattr(
-        hf_module.HFPolicy,
+        PrefixCache,
         "_store_shared_prefixes",
         lambda self, *a: calls.append(1) or real(self, *a),
     )

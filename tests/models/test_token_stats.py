@@ -41,7 +41,7 @@ def test_two_point_closed_form_and_masked_tokens() -> None:
 
 def test_torch_helper_matches_formula() -> None:
     torch = pytest.importorskip("torch")
-    from openberry.models.hf import _entropy_varentropy
+    from openberry.models.hf.decode import _entropy_varentropy
 
     torch.manual_seed(0)
     logits = torch.randn(5, 300) * 3
@@ -215,12 +215,16 @@ def test_hf_stats_with_rows_dropped(tiny, monkeypatch) -> None:
 
 def test_hf_stats_with_prefix_sharing_and_n(tiny) -> None:
     from openberry.models.hf import HFPolicy
+    from openberry.models.hf.prefix import prefix_groups
 
     model, tokenizer = tiny
     policy = HFPolicy(model, tokenizer, min_shared_prefix=16)
     prefix = "Problem: find x such that 3*x + 5 = 20. Step 1: subtract 5 from both sides. "
     prompts = [prefix + "Step 2:", prefix + "So x", "unrelated", prefix + "Step 2: divide by 3"]
-    assert policy._prefix_groups([policy.encode_prompt(p) for p in prompts]) is not None
+    assert (
+        prefix_groups([policy.encode_prompt(p) for p in prompts], policy.min_shared_prefix)
+        is not None
+    )
     params = SamplingParams(n=3, max_new_tokens=16, seed=7, stop=("\n",), token_stats=True)
     out = policy.generate(prompts, params)
     _check_against_reference(policy, prompts, out)

@@ -102,13 +102,13 @@ def live_server(app: Any, timeout: float = 20.0) -> Iterator[str]:
 def spy_cache_shrinks(monkeypatch: Any) -> list[int]:
     """Record the batch size of every KV-cache reorder `HFPolicy` does (rows dropped when
     finished): returns the list the sizes are appended to."""
-    import openberry.models.hf as hf_module
+    from openberry.models.hf.runtime import HFRuntime
 
     shrinks: list[int] = []
-    real_new_cache = hf_module._new_cache
+    real_new_cache = HFRuntime.new_cache
 
-    def spying_cache(model: Any, *args: Any) -> Any:
-        cache = real_new_cache(model, *args)
+    def spying_cache(runtime: Any, *args: Any) -> Any:
+        cache = real_new_cache(runtime, *args)
         real = cache.reorder_cache
 
         def reorder(index: Any) -> Any:
@@ -118,7 +118,7 @@ def spy_cache_shrinks(monkeypatch: Any) -> list[int]:
         cache.reorder_cache = reorder
         return cache
 
-    monkeypatch.setattr(hf_module, "_new_cache", spying_cache)
+    monkeypatch.setattr(HFRuntime, "new_cache", spying_cache)
     try:
         from openberry.models import kv_cache
     except ImportError:

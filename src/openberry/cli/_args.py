@@ -6,7 +6,13 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_backend_args", "add_prefix_cache_arg", "int_at_least", "model_spec"]
+__all__ = [
+    "add_adapter_arg",
+    "add_backend_args",
+    "add_prefix_cache_arg",
+    "int_at_least",
+    "model_spec",
+]
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -27,8 +33,8 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 def add_backend_args(parser: Any) -> None:
     """Add the backend options shared by the commands that load a model (``--backend``,
-    ``--base-url``, ``--device``, ``--dtype``, ``--chat-template``, ``--prefix-cache-mb``) to a
-    parser or group."""
+    ``--base-url``, ``--device``, ``--dtype``, ``--chat-template``, ``--adapter``,
+    ``--prefix-cache-mb``) to a parser or group."""
     parser.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
     parser.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")
     parser.add_argument("--device", metavar="D", help="hf: cpu, cuda, cuda:1 ...")
@@ -36,32 +42,49 @@ def add_backend_args(parser: Any) -> None:
     parser.add_argument(
         "--chat-template", action="store_true", help="hf: wrap prompts in the chat template"
     )
+    add_adapter_arg(parser, "hf: ")
     add_prefix_cache_arg(parser, "hf: ")
+
+
+def add_adapter_arg(parser: Any, prefix: str = "") -> None:
+    """Add ``--adapter DIR`` (a peft LoRA adapter loaded on top of the model) to a parser or
+    group."""
+    parser.add_argument(
+        "--adapter",
+        metavar="DIR",
+        help=f"{prefix}peft (LoRA) adapter directory to load on top of --model (a --model that "
+        "is an adapter directory loads its base model by itself)",
+    )
 
 
 def add_prefix_cache_arg(parser: Any, prefix: str = "") -> None:
     """Add ``--prefix-cache-mb`` (`HFPolicy`'s prefix store budget) to a parser or group."""
+    from openberry.models.spec import DEFAULT_PREFIX_CACHE_MB
+
     parser.add_argument(
         "--prefix-cache-mb",
         type=float,
-        default=1024.0,
+        default=DEFAULT_PREFIX_CACHE_MB,
         metavar="MB",
         help=f"{prefix}MiB of keys/values of earlier prompts kept for re-use, so tree search "
-        "does not re-read a node's path at every call (0: off; default: 1024)",
+        "does not re-read a node's path at every call "
+        f"(0: off; default: {DEFAULT_PREFIX_CACHE_MB:g})",
     )
+
+
+_SPEC_OPTIONS = ("backend", "base_url", "device", "dtype", "chat_template", "prefix_cache_mb")
+"""`ModelSpec` fields that have a command-line option of the same name."""
 
 
 def model_spec(args: argparse.Namespace, model: str | None = None) -> Any:
-    """The `openberry.models.base.ModelSpec` of ``model`` (default ``args.model``) with the
-    backend options of `add_backend_args`."""
-    from openberry.models.base import ModelSpec
+    """The `openberry.models.spec.ModelSpec` of ``model`` (default ``args.model``) with the
+    backend options of `add_backend_args`; options the command does not have keep the spec's
+    defaults. ``--adapter`` belongs to ``args.model`` only: another `model` (a judge) gets none.
+    """
+    from openberry.models.spec import ModelSpec
 
-    return ModelSpec(
-        model=args.model if model is None else model,
-        backend=args.backend,
-        base_url=args.base_url,
-        device=args.device,
-        dtype=args.dtype,
-        chat_template=args.chat_template,
-        prefix_cache_mb=args.prefix_cache_mb,
-    )
+    options = {name: getattr(args, name) for name in _SPEC_OPTIONS if hasattr(args, name)}
+    if model is None:
+        model = args.model
+        options["adapter"] = getattr(args, "adapter", None)
+    return ModelSpec(model=model, **options)

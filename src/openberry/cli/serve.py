@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Any
 
-from openberry.cli._args import add_prefix_cache_arg, int_at_least
+from openberry.cli._args import add_adapter_arg, add_prefix_cache_arg, int_at_least, model_spec
 from openberry.errors import BerryError
 from openberry.models.builtin import DEFAULT_MODEL
 
@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
         metavar="PATH_OR_ID",
         help=f"model directory, hub id, or built-in name (default: {DEFAULT_MODEL})",
     )
-    p.add_argument("--adapter", metavar="DIR", help="peft (LoRA) adapter directory to load")
+    add_adapter_arg(p)
     p.add_argument(
         "--name", metavar="NAME", help="model name clients pass as 'model' (default: --model)"
     )
@@ -137,17 +137,7 @@ def run(args: argparse.Namespace) -> int:
         raise BerryError(
             f"berry serve needs the 'serve' extra (pip install 'openberry[serve]'): {exc}"
         ) from exc
-    from openberry.models.hf import HFPolicy, tune_cpu_malloc
-
-    if args.device in (None, "cpu"):
-        tune_cpu_malloc()
-    policy = HFPolicy.from_pretrained(
-        args.model,
-        adapter=args.adapter,
-        device=args.device,
-        dtype=args.dtype,
-        prefix_cache_mb=args.prefix_cache_mb,
-    )
+    policy = model_spec(args).build()
     name = args.name or args.model
     try:
         app = create_app(

@@ -41,8 +41,8 @@ from openberry.errors import BerryError
 from openberry.evaluation.metrics import RunName
 from openberry.evaluation.store import RecordFile
 from openberry.fileio import write_text_atomic
-from openberry.models.base import ModelSpec
 from openberry.models.builtin import DEFAULT_MODEL
+from openberry.models.spec import ModelSpec
 from openberry.records import Example, Problem
 from openberry.search.engine import derive_seed
 from openberry.search.registry import DEFAULT_ROLLOUTS

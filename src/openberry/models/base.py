@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 from openberry.errors import BerryError
 from openberry.records import Generation
 
-__all__ = ["ModelError", "ModelSpec", "Policy", "SamplingParams", "entropy_varentropy"]
+__all__ = ["ModelError", "Policy", "SamplingParams", "entropy_varentropy"]
 
 
 class ModelError(BerryError, RuntimeError):
@@ -148,46 +148,3 @@ class Policy(Protocol):
             ModelError: a candidate is not a single token.
         """
         ...
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to build a backend (the ``berry`` model options); picklable, so every Ray worker of
-    ``berry eval`` can build its own."""
-
-    model: str
-    """Model directory, hub id, built-in name, or the served model name (openai backend)."""
-    backend: str = "hf"
-    """``hf`` (transformers, in process) or ``openai`` (any OpenAI-compatible server)."""
-    base_url: str | None = None
-    """Server URL for the openai backend."""
-    device: str | None = None
-    """hf: cpu, cuda, cuda:1 ..."""
-    dtype: str | None = None
-    """hf: float32, bfloat16, auto ..."""
-    chat_template: bool = False
-    """hf: wrap prompts in the model's chat template."""
-    prefix_cache_mb: float = 1024.0
-    """hf: MiB of keys and values of earlier prompts kept for re-use across calls (0: off)."""
-
-    def build(self) -> Policy:
-        """Load the backend (imports torch for hf)."""
-        if self.backend == "openai":
-            if not self.base_url:
-                raise ModelError("--backend openai needs --base-url")
-            from openberry.models.openai import OpenAIPolicy
-
-            return OpenAIPolicy(self.base_url, self.model)
-        if self.backend != "hf":
-            raise ModelError(f"unknown backend {self.backend!r} (hf or openai)")
-        from openberry.models.hf import HFPolicy, tune_cpu_malloc
-
-        if self.device in (None, "cpu"):
-            tune_cpu_malloc()
-        return HFPolicy.from_pretrained(
-            self.model,
-            device=self.device,
-            dtype=self.dtype,
-            use_chat_template=self.chat_template,
-            prefix_cache_mb=self.prefix_cache_mb,
-        )

@@ -1,11 +1,10 @@
 """Decode-step attention for CPUs: one query token attended with two matrix products.
 
 transformers runs attention through ``torch.nn.functional.scaled_dot_product_attention``
-(``attn_implementation="sdpa"``). On a CPU, for a decode step (one query position per row) over
-a padded batch, SDPA's fused kernel was slower here than the plain product ``softmax(q k^T) v``:
-on berry-tiny with 2 threads, sampled batched searches took 4-8 % less wall time with it
-(BENCHMARKS.md, "Decode attention on a CPU"). GEMV-shaped products are what the CPU's BLAS does
-well; the fused kernel tiles the query axis, which has length 1 here.
+(``attn_implementation="sdpa"``). On a CPU, a decode step (one query position per row) over a
+padded batch uses the plain product ``softmax(q k^T) v`` instead of SDPA's fused kernel:
+GEMV-shaped products are what the CPU's BLAS does well, while the fused kernel tiles the query
+axis, which has length 1 here (the measured gain: BENCHMARKS.md, "Decode attention on a CPU").
 
 `decode_attention` is registered with transformers' attention and mask interfaces under
 `IMPLEMENTATION`; it computes single-query steps itself and hands everything else (prefill,

@@ -1,0 +1,76 @@
+"""`ModelSpec`: how to build a backend, the settings behind the ``berry`` model options.
+
+A spec is a frozen, picklable record, so every Ray worker of ``berry eval`` can build its own
+model from it. `ModelSpec.build` does everything a command needs to get a `Policy`: it imports
+and loads the backend (`openberry.models.hf` or `openberry.models.openai`), loads a LoRA
+adapter on the hf backend, and on a CPU tunes the allocator (`tune_cpu_malloc`).
+
+This module sits above the backends (it imports them when building); the backends import
+`openberry.models.base`, never this module. Importing it is light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openberry.models.base import ModelError, Policy
+from openberry.models.hf.prefix import DEFAULT_PREFIX_CACHE_MB
+
+__all__ = ["DEFAULT_PREFIX_CACHE_MB", "ModelSpec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build a backend (the ``berry`` model options)."""
+
+    model: str
+    """Model directory, hub id, built-in name, peft adapter directory (hf: loads its base model
+    too), or the served model name (openai backend)."""
+    backend: str = "hf"
+    """``hf`` (transformers, in process) or ``openai`` (any OpenAI-compatible server)."""
+    base_url: str | None = None
+    """Server URL for the openai backend."""
+    device: str | None = None
+    """hf: cpu, cuda, cuda:1 ..."""
+    dtype: str | None = None
+    """hf: float32, bfloat16, auto ..."""
+    chat_template: bool = False
+    """hf: wrap prompts in the model's chat template."""
+    prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB
+    """hf: MiB of keys and values of earlier prompts kept for re-use across calls (0: off)."""
+    adapter: str | None = None
+    """hf: a peft (LoRA) adapter directory loaded on top of the model."""
+
+    def build(self) -> Policy:
+        """Load the backend (imports torch for hf; tunes the allocator on a CPU).
+
+        Raises:
+            ModelError: unknown backend, openai without a URL or with an adapter, or a model
+                or adapter that cannot be loaded.
+        """
+        if self.backend == "openai":
+            if self.adapter is not None:
+                raise ModelError(
+                    "--adapter needs --backend hf: an OpenAI-compatible server loads adapters "
+                    "itself (e.g. vLLM's --lora-modules); pass the served adapter's name as "
+                    "--model"
+                )
+            if not self.base_url:
+                raise ModelError("--backend openai needs --base-url")
+            from openberry.models.openai import OpenAIPolicy
+
+            return OpenAIPolicy(self.base_url, self.model)
+        if self.backend != "hf":
+            raise ModelError(f"unknown backend {self.backend!r} (hf or openai)")
+        from openberry.models.hf import HFPolicy, tune_cpu_malloc
+
+        if self.device in (None, "cpu"):
+            tune_cpu_malloc()
+        return HFPolicy.from_pretrained(
+            self.model,
+            device=self.device,
+            dtype=self.dtype,
+            adapter=self.adapter,
+            use_chat_template=self.chat_template,
+            prefix_cache_mb=self.prefix_cache_mb,
+        )
