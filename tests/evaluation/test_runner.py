@@ -374,3 +374,13 @@ def test_prefix_cache_budget_is_not_part_of_a_runs_identity(tmp_path: Path) -> N
     assert a.identity() == {**b.identity(), "judge": None}
     assert "prefix_cache_mb" not in b.identity()["judge"]
     assert a.identity() != c.identity()
+
+
+def test_unset_adapter_keeps_the_identity_of_runs_written_before_adapters(tmp_path: Path) -> None:
+    """A run recorded before models had an ``adapter`` field resumes; a set adapter is part of
+    the identity."""
+    plain = config(tmp_path, policy=ModelSpec("berry-tiny")).identity()
+    adapted = config(tmp_path, policy=ModelSpec("berry-tiny", adapter="lora")).identity()
+    assert "adapter" not in plain["policy"]
+    assert adapted["policy"]["adapter"] == "lora"
+    assert adapted != plain

@@ -128,9 +128,12 @@ class EvalConfig:
 
 def _spec_identity(spec: ModelSpec) -> dict[str, Any]:
     """A model's settings that change results (the prefix cache changes only float rounding,
-    and a resumed run may use another budget)."""
+    and a resumed run may use another budget). An unset adapter is left out, so runs written
+    before models could carry one resume as they are."""
     out = dataclasses.asdict(spec)
     out.pop("prefix_cache_mb", None)
+    if out.get("adapter") is None:
+        out.pop("adapter", None)
     return out
 
 
