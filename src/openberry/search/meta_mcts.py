@@ -59,9 +59,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from openberry.formats.openlongcot import (
     META_TAGS,
@@ -76,6 +76,7 @@ from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
 from openberry.search.common import (
     MutableNode,
+    Step,
     TreeBuilder,
     answer_of_text,
     strip_tags,
@@ -112,8 +113,6 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
 follows a step or a conclusion, a refine follows a critic). ``transition_mask=False`` lifts it."""
 
 _FAILURE = 1e-6  # reward_epsilon: the rectified value of a failed leaf
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -309,9 +308,6 @@ def _stats(gen: Generation) -> tuple[float, float, float]:
 
 Verifier = Callable[[str], bool | None]
 """Training-time verifier: final answer -> correct? (None when it cannot tell)."""
-
-Step = Generator[Any, Any, _T]
-"""A sub-step that asks the model: used with ``yield from`` inside the search's generator."""
 
 
 @dataclass

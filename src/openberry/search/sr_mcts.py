@@ -38,14 +38,13 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from openberry.formats.prompts import review_prompt, solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import MutableNode, TreeBuilder, rewrite_child, vote_key
+from openberry.search.common import MutableNode, Step, TreeBuilder, rewrite_child, vote_key
 from openberry.search.ebc import LocalRule, ebc_ranking, ebc_scores, symmetrize
 from openberry.search.engine import Generate, SearchGen
 from openberry.search.scorers import (
@@ -64,10 +63,6 @@ __all__ = [
     "sr_mcts",
     "uct_berry",
 ]
-
-_T = TypeVar("_T")
-Step = Generator[Any, Any, _T]
-"""A sub-step that asks the model: used with ``yield from`` inside the search's generator."""
 
 
 @dataclass(frozen=True)
