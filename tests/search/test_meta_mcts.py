@@ -1,5 +1,5 @@
 """LLaMA-O1 meta-action MCTS: closed forms, a golden tree, and one regression test per bug of
-the original code (seed-spec 3.8) that applies to search."""
+the original code (B1-B17, docs/search.md) that applies to search."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MCTSr: Monte Carlo Tree Self-Refine (Zhang et al. 2024, arXiv 2406.07394; seed-spec section 1).
+"""MCTSr: Monte Carlo Tree Self-Refine (Zhang et al. 2024, arXiv 2406.07394).
 
 Nodes are whole answers. The search starts from the model's naive answer and a dummy "I don't
 know" answer; each rollout picks one answer by a UCT variant, samples one more self-evaluation
@@ -17,7 +17,7 @@ reward for the rewrite, which becomes a new child:
   propagated to every ancestor (the original code reached only one level);
 - final answer: the answer node with the highest Q (the dummy excluded). There is no
   ground-truth early stop: MCTSr's code stopped as soon as an answer matched the reference,
-  which made its reported figures an oracle pass@k (seed-spec 1.8-1.9).
+  which made its reported figures an oracle pass@k.
 
 Departures: the prompts are our short role frames (`openberry.formats.prompts`) rather than long
 chat instructions, and the rewrite sees the answer and its critique (the code sent only the

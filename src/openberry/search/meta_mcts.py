@@ -1,5 +1,5 @@
 """LLaMA-O1's meta-action MCTS: AlphaGo-Zero-style prior policy and value over OpenLongCoT thoughts
-(SimpleBerry/LLaMA-O1 ``online_train.py`` / ``offline_collect.py``; seed-spec sections 3.2-3.6).
+(SimpleBerry/LLaMA-O1 ``online_train.py`` / ``offline_collect.py``).
 
 Nodes are thoughts written in the OpenLongCoT language, each with a meta action (``expansion``,
 ``critic``, ``refine``, ``conclusion``, ``problem``). One causal LM plays three roles:
@@ -31,13 +31,16 @@ The final answer (no reference involved) is, by default, a vote over every ``<co
 the tree, each weighted by the lowest value-head estimate of the steps leading to it (PRM-weighted
 majority), reached through that answer's best-valued conclusion; ``answer_selection="value"``
 takes the best-valued conclusion itself. The original online trainer chooses no answer (it trains
-on the tree). We chose the default on the arithmetic *validation* split with berry-tiny (200
-problems, ``meta_policy="model"``, `berry eval` with ``--batch-size 200``): 32.5 / 36.5 % at 4 / 8
-rollouts against 31.0 / 30.0 % for the best-valued conclusion (docs/search.md). When the
-simulations end without a conclusion, the best leaf is finished greedily (``finish_steps``).
+on the tree). When the simulations end without a conclusion, the best leaf is finished greedily
+(``finish_steps``).
 
-Fixes of the original's bugs (seed-spec 3.8), each with a regression test named after it in
-``tests/search/test_meta_mcts.py``:
+The search is written as mctx writes its search, one function per step over a state
+(`MetaMCTSState`): `select` a path, `expand` its last node (policy head) and `evaluate` the new
+children (value head), `backup` the leaf value, and finally `choose` the conclusion that answers.
+`simulate` is one simulation; `meta_mcts` runs them.
+
+Fixes of the original code's bugs (labelled B1-B17 in docs/search.md), each with a regression test
+named after it in ``tests/search/test_meta_mcts.py``:
 
 - B2/B3: node ids are a per-tree counter (our `TreeBuilder`): no recursion, no duplicates;
 - B4: the root is the problem text, not a tuple holding the reference solution;
@@ -214,7 +217,7 @@ def sample_metas(row: dict[str, float], num: int, rng: random.Random) -> list[st
 def rule_metas(
     meta: str, text: str, value: float, has_conclusion_child: bool, num: int, rng: random.Random
 ) -> list[str]:
-    """The offline collector's rule table (seed-spec 3.6.1), one draw per candidate."""
+    """The offline collector's rule table (``offline_collect.py``), one draw per candidate."""
     out = []
     for _ in range(num):
         if meta == "conclusion":

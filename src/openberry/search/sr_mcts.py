@@ -1,5 +1,5 @@
 """LLaMA-Berry's SR-MCTS with the PPRM and Enhanced Borda Count (Zhang et al. 2024,
-arXiv 2410.02884 section 3; seed-spec section 2).
+arXiv 2410.02884 section 3).
 
 States are whole solutions; an action rewrites one. Each rollout:
 
@@ -16,11 +16,9 @@ States are whole solutions; an action rewrites one. Each rollout:
 After the last rollout every solution is ranked by EBC. The answer is, by default, the majority
 vote over the final answers of all the tree's solutions (the paper's maj@k, Appendix B), reached
 through that answer's top-EBC solution; ``answer_selection="ebc"`` takes the top-EBC solution
-itself (the paper's rm@k). No reference answer is involved in either. We chose the default on the
-arithmetic *validation* split with berry-tiny (200 problems; this rule 70.5 % at 8 rollouts and
-74.5 % at 16, top EBC 63.5 % and 55.5 %): self-refinement moves the tree towards the right answer,
-and a vote over the refinements is robust to a judge that ranks near-identical solutions poorly
-(BENCHMARKS.md, "Search").
+itself (the paper's rm@k). No reference answer is involved in either. The vote is the default:
+self-refinement moves the tree towards the right answer, and a vote over the refinements is robust
+to a judge that ranks near-identical solutions poorly.
 
 Preferences come from the judge model (``preference="judge"``: "Is solution A better than
 solution B?" and P(Yes) from the next-token probabilities, the PPRM), or from a Bradley-Terry
