@@ -9,8 +9,18 @@ from golden import check_golden
 
 from openberry.data.arithmetic import load_split
 from openberry.formats.prompts import JUDGE_YES
+from openberry.records import Generation
 from openberry.search import make_search, run_search
-from openberry.search.sr_mcts import berry_backup, choose_answer, uct_berry
+from openberry.search.common import TreeBuilder
+from openberry.search.sr_mcts import (
+    SRMCTSConfig,
+    SRMCTSState,
+    backup,
+    berry_backup,
+    choose_answer,
+    select,
+    uct_berry,
+)
 from search.policies import ArithmeticExpert, solution_ok
 
 EXAMPLES = load_split("test", limit=3)
@@ -20,6 +30,25 @@ def test_uct_and_backup_closed_forms() -> None:
     assert uct_berry(0.5, 4, 2) == pytest.approx(0.5 + 1.4 * math.sqrt(math.log(4) / 2))
     assert uct_berry(0.5, 1, 1) == 0.5 and uct_berry(0.5, 3, 0) == math.inf
     assert berry_backup(0.2, 1.0) == pytest.approx(0.9 * 0.2 + 0.1 * 1.0)
+
+
+def test_select_and_backup_steps() -> None:
+    """`select` prunes a node whose children include a better one; `backup` moves the parent's Q
+    towards its new child and counts the visits."""
+    problem = EXAMPLES[0].problem
+    tree = TreeBuilder(problem, "sr-mcts")
+    a = tree.add_solution(0, Generation(text="a"))
+    b = tree.add_solution(a.id, Generation(text="b"))
+    c = tree.add_solution(a.id, Generation(text="c"))
+    tree.root.visits, a.visits, b.visits, c.visits = 3, 1, 1, 1
+    state = SRMCTSState(problem, tree, SRMCTSConfig(), [a.id, b.id, c.id])
+    state.q = {a.id: 0.5, b.id: 0.2, c.id: 0.9}
+    assert select(state) == c.id  # a is pruned (two children, c beats it); c's Q is highest
+    backup(state, c.id, b.id)
+    assert state.q[c.id] == pytest.approx(0.9 * 0.9 + 0.1 * 0.2)
+    assert c.visits == 2 and tree.root.visits == 4
+    state.q = {a.id: 0.95, b.id: 0.2, c.id: 0.9}
+    assert select(state) == a.id
 
 
 def test_sr_mcts_golden_tree() -> None:

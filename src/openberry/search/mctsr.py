@@ -46,9 +46,15 @@ __all__ = [
     "MCTSrConfig",
     "MCTSrState",
     "backed_up_values",
+    "backup",
+    "choose",
+    "evaluate",
+    "expand",
+    "initial_answers",
     "is_candidate",
     "mctsr",
     "q_value",
+    "select",
     "uct",
 ]
 

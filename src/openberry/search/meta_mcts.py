@@ -93,13 +93,22 @@ __all__ = [
     "ALLOWED_TRANSITIONS",
     "META_ORDER",
     "MetaMCTSConfig",
+    "MetaMCTSState",
+    "backup",
+    "choose",
     "choose_conclusion",
+    "evaluate",
+    "expand",
+    "init_state",
     "meta_mcts",
     "puct_scores",
     "rectify",
     "rule_metas",
     "sample_metas",
+    "select",
+    "simulate",
     "transition_matrix",
+    "write_children",
 ]
 
 META_ORDER: tuple[str, ...] = ("expansion", "problem", "critic", "refine", "conclusion")

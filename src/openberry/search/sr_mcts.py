@@ -56,8 +56,14 @@ from openberry.search.scorers import (
 __all__ = [
     "SRMCTSConfig",
     "SRMCTSState",
+    "backup",
     "berry_backup",
     "choose_answer",
+    "evaluate",
+    "expand",
+    "first_solution",
+    "rank",
+    "select",
     "sr_mcts",
     "uct_berry",
 ]
