@@ -155,8 +155,8 @@ def test_solutions_with_format_tags_are_scored_not_rejected() -> None:
 
 def test_judge_probabilities_are_rounded_so_batch_noise_cannot_flip_ties() -> None:
     """Regression: float noise of a batched forward pass (~1e-7) made equal solutions get
-    unequal P(Yes) and flipped EBC's tie-breaks: 19 of 64 SR-MCTS trees differed between a batched
-    and a one-at-a-time run at temperature 0 (BENCHMARKS.md, "Speed of the batched engine")."""
+    unequal P(Yes) and flipped EBC's tie-breaks, so SR-MCTS trees differed between a batched and
+    a one-at-a-time run at temperature 0."""
     from openberry.formats.prompts import JUDGE_NO, JUDGE_YES
     from openberry.records import Problem
     from openberry.search.scorers import PROB_DECIMALS, judge_preferences

@@ -8,8 +8,20 @@ import pytest
 from golden import check_golden
 
 from openberry.data.arithmetic import load_split
+from openberry.records import Generation
 from openberry.search import make_search, run_search
-from openberry.search.mctsr import DUMMY_ANSWERS, backed_up_values, is_candidate, q_value, uct
+from openberry.search.common import TreeBuilder
+from openberry.search.mctsr import (
+    DUMMY_ANSWERS,
+    MCTSrConfig,
+    MCTSrState,
+    backed_up_values,
+    backup,
+    is_candidate,
+    q_value,
+    select,
+    uct,
+)
 from openberry.search.scorers import ScorerConfig, parse_score, suppress_full_score
 from search.policies import ArithmeticExpert
 
@@ -49,6 +61,27 @@ def test_reward_parsing_and_full_score_suppression() -> None:
     assert parse_score("250") == 100
     cfg = ScorerConfig()
     assert suppress_full_score(95, cfg) == 50 and suppress_full_score(94, cfg) == 94
+
+
+def test_backup_and_select_steps() -> None:
+    """`backup` recomputes Q and V from the rewards; `select` picks by UCT among the answers
+    that are not fully expanded, and returns None when every answer is."""
+    problem = EXAMPLES[0].problem
+    tree = TreeBuilder(problem, "mctsr")
+    a = tree.add_solution(0, Generation(text="a"))
+    b = tree.add_solution(a.id, Generation(text="b"))
+    a.rewards, b.rewards = [40.0, 20.0], [80.0]
+    state = MCTSrState(problem, tree, MCTSrConfig(max_children=1), [a.id, b.id])
+    q, v = backup(state)
+    assert q == [0.0, 25.0, 80.0] and v == [26.25, 52.5, 80.0]
+    assert select(state, q, v) == b.id  # a has max_children children and one beats it
+    b.rewards = [-50.0]
+    q, v = backup(state)
+    assert select(state, q, v) == a.id  # no child beats a now; a's UCT (V, root-level) is higher
+    state.answers = [a.id]
+    a.rewards = [-90.0]
+    q, v = backup(state)
+    assert select(state, q, v) is None
 
 
 def test_mctsr_golden_tree() -> None:

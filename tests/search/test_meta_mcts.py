@@ -1,5 +1,5 @@
 """LLaMA-O1 meta-action MCTS: closed forms, a golden tree, and one regression test per bug of
-the original code (seed-spec 3.8) that applies to search."""
+the original code (B1-B17, docs/search.md) that applies to search."""
 
 from __future__ import annotations
 
@@ -13,18 +13,24 @@ from openberry.data.arithmetic import load_split
 from openberry.formats.openlongcot import RATING_TOKENS, parse_nodes
 from openberry.models.base import SamplingParams
 from openberry.models.fake import FakePolicy
-from openberry.records import Problem
+from openberry.records import Generation, Problem
 from openberry.search import make_search, run_search
+from openberry.search.common import TreeBuilder
+from openberry.search.engine import Generate, NextTokenProbs
 from openberry.search.meta_mcts import (
     ALLOWED_TRANSITIONS,
     MetaMCTSConfig,
+    backup,
     choose_conclusion,
     clean_thought,
+    init_state,
     meta_mcts,
     puct_scores,
     rectify,
     rule_metas,
     sample_metas,
+    simulate,
+    thought_params,
     transition_matrix,
 )
 from search.policies import ArithmeticExpert, RecordingPolicy
@@ -91,6 +97,39 @@ def test_answer_selection_vote_is_the_default_and_recorded() -> None:
         tree = r.tree
         assert tree.info["config"]["answer_selection"] == rule
         assert tree.nodes[tree.chosen[-1]].meta_action == "conclusion"
+
+
+def test_backup_discounts_once_per_level_and_keeps_a_running_mean() -> None:
+    tree = TreeBuilder(PROBLEM, "meta-mcts")
+    a = tree.add(0, "a")
+    b = tree.add(a.id, "b")
+    path = [tree.root, a, b]
+    backup(path, 1.0, 0.5)
+    assert [n.visits for n in path] == [1, 1, 1]
+    assert (b.value, a.value, tree.root.value) == (0.5, 0.25, 0.125)
+    backup(path, 0.0, 0.5)
+    assert (b.value, a.value, tree.root.value) == (0.25, 0.125, 0.0625)
+
+
+def test_simulate_asks_the_policy_head_then_the_value_head() -> None:
+    """One simulation is two requests: one Generate for every candidate, one NextTokenProbs for
+    every new child; the leaf value goes back up the selected path."""
+    state = init_state(PROBLEM, random.Random(0), MetaMCTSConfig(meta_policy="model"))
+    sim = simulate(state, thought_params(state.config, 1.0))
+    request = next(sim)
+    assert isinstance(request, Generate) and len(request.prompts) == 2
+    texts = ["<expansion>2 + 3 = 5", "<conclusion>The answer is \\boxed{5}."]
+    request = sim.send([[Generation(text=t, logprobs=(-0.1,), num_tokens=1)] for t in texts])
+    assert isinstance(request, NextTokenProbs) and len(request.prompts) == 2
+    pos, neg = RATING_TOKENS["positive"], RATING_TOKENS["negative"]
+    with pytest.raises(StopIteration) as stop:
+        sim.send([{pos: 0.8, neg: 0.2}, {pos: 0.4, neg: 0.6}])
+    new = stop.value.value
+    assert [c.meta_action for c in new] == ["expansion", "conclusion"] and new[1].answer == "5"
+    assert [c.value for c in new] == pytest.approx([0.8, 0.4])
+    assert [c.prior for c in new] == [0.5, 0.5]
+    root = state.tree.root
+    assert root.visits == 1 and root.value == pytest.approx(0.9 * 0.8)  # best child, discounted
 
 
 def test_meta_mcts_golden_tree() -> None:

@@ -9,8 +9,18 @@ from golden import check_golden
 
 from openberry.data.arithmetic import load_split
 from openberry.formats.prompts import JUDGE_YES
+from openberry.records import Generation
 from openberry.search import make_search, run_search
-from openberry.search.sr_mcts import _select, berry_backup, uct_berry
+from openberry.search.common import TreeBuilder
+from openberry.search.sr_mcts import (
+    SRMCTSConfig,
+    SRMCTSState,
+    backup,
+    berry_backup,
+    choose_answer,
+    select,
+    uct_berry,
+)
 from search.policies import ArithmeticExpert, solution_ok
 
 EXAMPLES = load_split("test", limit=3)
@@ -20,6 +30,25 @@ def test_uct_and_backup_closed_forms() -> None:
     assert uct_berry(0.5, 4, 2) == pytest.approx(0.5 + 1.4 * math.sqrt(math.log(4) / 2))
     assert uct_berry(0.5, 1, 1) == 0.5 and uct_berry(0.5, 3, 0) == math.inf
     assert berry_backup(0.2, 1.0) == pytest.approx(0.9 * 0.2 + 0.1 * 1.0)
+
+
+def test_select_and_backup_steps() -> None:
+    """`select` prunes a node whose children include a better one; `backup` moves the parent's Q
+    towards its new child and counts the visits."""
+    problem = EXAMPLES[0].problem
+    tree = TreeBuilder(problem, "sr-mcts")
+    a = tree.add_solution(0, Generation(text="a"))
+    b = tree.add_solution(a.id, Generation(text="b"))
+    c = tree.add_solution(a.id, Generation(text="c"))
+    tree.root.visits, a.visits, b.visits, c.visits = 3, 1, 1, 1
+    state = SRMCTSState(problem, tree, SRMCTSConfig(), [a.id, b.id, c.id])
+    state.q = {a.id: 0.5, b.id: 0.2, c.id: 0.9}
+    assert select(state) == c.id  # a is pruned (two children, c beats it); c's Q is highest
+    backup(state, c.id, b.id)
+    assert state.q[c.id] == pytest.approx(0.9 * 0.9 + 0.1 * 0.2)
+    assert c.visits == 2 and tree.root.visits == 4
+    state.q = {a.id: 0.95, b.id: 0.2, c.id: 0.9}
+    assert select(state) == a.id
 
 
 def test_sr_mcts_golden_tree() -> None:
@@ -63,13 +92,13 @@ def test_answer_selection_rules() -> None:
     the higher summed score, reached through its top-scored solution."""
     answers = ["7", "9", " 9", None, "7"]
     scores = [0.9, 0.1, 0.3, 0.99, 0.2]
-    assert _select("ebc", answers, scores) == 3
+    assert choose_answer("ebc", answers, scores) == 3
     # "7" and "9" have two votes each ("9" and " 9" are one answer); "7" has the larger mass
     # (1.1 against 0.4) and its top-scored solution is index 0.
-    assert _select("vote", answers, scores) == 0
-    assert _select("vote", ["9", "9", "7"], [0.1, 0.2, 0.9]) == 1  # two votes beat one
-    assert _select("vote", [None, None], [0.2, 0.7]) == 1  # no vote: the top score
-    assert _select("vote", ["5", "5"], [0.4, 0.4]) == 0  # score ties go to the first
+    assert choose_answer("vote", answers, scores) == 0
+    assert choose_answer("vote", ["9", "9", "7"], [0.1, 0.2, 0.9]) == 1  # two votes beat one
+    assert choose_answer("vote", [None, None], [0.2, 0.7]) == 1  # no vote: the top score
+    assert choose_answer("vote", ["5", "5"], [0.4, 0.4]) == 0  # score ties go to the first
 
 
 @pytest.mark.parametrize("rule", ["vote", "ebc"])
@@ -80,7 +109,7 @@ def test_sr_mcts_answer_follows_the_selection_rule(rule: str) -> None:
         sols = list(r.tree.nodes[1:])  # every node but the root is a solution
         chosen = r.tree.nodes[r.tree.chosen[-1]]
         scores = [n.info["ebc_score"] for n in sols]
-        k = _select(rule, [n.answer for n in sols], scores)
+        k = choose_answer(rule, [n.answer for n in sols], scores)
         assert chosen.id == sols[k].id and r.answer == chosen.answer
         if rule == "ebc":
             assert chosen.info["ebc_score"] == max(scores)

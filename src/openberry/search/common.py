@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from openberry.formats.openlongcot import SPECIAL_TOKENS
 from openberry.formats.prompts import refine_prompt
@@ -23,6 +23,7 @@ from openberry.tree import Node, Tree
 
 __all__ = [
     "MutableNode",
+    "Step",
     "TreeBuilder",
     "answer_of_text",
     "majority",
@@ -31,6 +32,11 @@ __all__ = [
     "vote_key",
 ]
 
+
+_T = TypeVar("_T")
+Step = Generator[Any, Any, _T]
+"""A step of a search that asks the model: a generator the search runs with ``yield from``,
+which yields model requests (see `openberry.search.engine`) and returns a `_T`."""
 
 _TAG_RE = re.compile("|".join(re.escape(t) for t in sorted(SPECIAL_TOKENS, key=len, reverse=True)))
 

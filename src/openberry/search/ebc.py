@@ -12,7 +12,7 @@ EBC turns the n x n table of those probabilities into a ranking and a scalar sco
 6. local win rate ``Q_l`` against a node's neighbours in the search tree (`local_win_rates`);
 7. ``Q = alpha * Q_g + (1 - alpha) * Q_l`` with alpha = 0.9 (`ebc_scores`).
 
-Departures, each a choice the paper leaves open (seed-spec 2.4 marks them as inferred):
+Departures, each a choice the paper leaves open:
 
 - Ties inside a layer are ordered by each member's summed probability of beating the other members
   of its layer (then by index). For two members this is exactly the paper's comparator

@@ -1,4 +1,4 @@
-"""MCTSr: Monte Carlo Tree Self-Refine (Zhang et al. 2024, arXiv 2406.07394; seed-spec section 1).
+"""MCTSr: Monte Carlo Tree Self-Refine (Zhang et al. 2024, arXiv 2406.07394).
 
 Nodes are whole answers. The search starts from the model's naive answer and a dummy "I don't
 know" answer; each rollout picks one answer by a UCT variant, samples one more self-evaluation
@@ -17,7 +17,7 @@ reward for the rewrite, which becomes a new child:
   propagated to every ancestor (the original code reached only one level);
 - final answer: the answer node with the highest Q (the dummy excluded). There is no
   ground-truth early stop: MCTSr's code stopped as soon as an answer matched the reference,
-  which made its reported figures an oracle pass@k (seed-spec 1.8-1.9).
+  which made its reported figures an oracle pass@k.
 
 Departures: the prompts are our short role frames (`openberry.formats.prompts`) rather than long
 chat instructions, and the rewrite sees the answer and its critique (the code sent only the
@@ -37,17 +37,24 @@ from typing import Any, Literal
 from openberry.formats.prompts import review_prompt, self_eval_prompt, solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import TreeBuilder, rewrite_child
+from openberry.search.common import MutableNode, Step, TreeBuilder, rewrite_child
 from openberry.search.engine import Generate, SearchGen
 from openberry.search.scorers import ScorerConfig, parse_score, suppress_full_score
 
 __all__ = [
     "DUMMY_ANSWERS",
     "MCTSrConfig",
+    "MCTSrState",
     "backed_up_values",
+    "backup",
+    "choose",
+    "evaluate",
+    "expand",
+    "initial_answers",
     "is_candidate",
     "mctsr",
     "q_value",
+    "select",
     "uct",
 ]
 
@@ -141,94 +148,138 @@ def _parse_rewards(rows: list[list[Any]], cfg: MCTSrConfig) -> list[float | None
     return out
 
 
-def mctsr(problem: Problem, rng: random.Random, config: MCTSrConfig) -> SearchGen:
-    """Run MCTSr on one problem (see the module docstring)."""
-    cfg = config
-    b = TreeBuilder(problem, "mctsr")
+@dataclass
+class MCTSrState:
+    """One problem's MCTSr while it runs: what the steps below read and update."""
+
+    problem: Problem
+    tree: TreeBuilder
+    """The tree so far: node 0 is the problem, every other node an answer."""
+    config: MCTSrConfig
+    answers: list[int] = field(default_factory=list)
+    """Node ids of the answers in creation order (the dummy included)."""
+    dummy: int | None = None
+    """Node id of the dummy answer."""
+
+
+def evaluate(state: MCTSrState, ids: Sequence[int]) -> Step[None]:
+    """Evaluation: one self-evaluation reward for each node of `ids`, appended to its
+    ``rewards``. An unparsable reward is re-sampled up to ``reward_retries`` times, then counts
+    as 0 (``info["unparsed_rewards"]``)."""
+    cfg, tree = state.config, state.tree
+    todo = list(ids)
+    for attempt in range(cfg.reward_retries + 1):
+        if not todo:
+            return
+        rows = yield _reward_requests(state.problem, [tree[i].text for i in todo], cfg)
+        for i, row in zip(todo, rows, strict=True):
+            tree[i].generated_tokens += row[0].num_tokens
+        parsed = _parse_rewards(rows, cfg)
+        left = []
+        for i, r in zip(todo, parsed, strict=True):
+            if r is not None:
+                tree[i].rewards.append(r)
+            elif attempt == cfg.reward_retries:
+                tree[i].rewards.append(0.0)
+                tree[i].info["unparsed_rewards"] = tree[i].info.get("unparsed_rewards", 0) + 1
+            else:
+                left.append(i)
+        todo = left
+
+
+def initial_answers(state: MCTSrState, rng: random.Random) -> Step[None]:
+    """Initialisation: the model's naive answer and a dummy answer drawn from `DUMMY_ANSWERS`,
+    children of the problem, one reward each."""
+    cfg, tree = state.config, state.tree
     sample = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
-    critique_params = _line_params(cfg)
-    answers: list[int] = []  # node ids of answers (everything but the problem root)
-    dummy_id: int | None = None
+    out = yield Generate((solve_prompt(state.problem.question),), sample)
+    first = tree.add_solution(0, out[0][0])
+    dummy = tree.add(0, rng.choice(DUMMY_ANSWERS), terminal=True, info={"dummy": True})
+    state.dummy = dummy.id
+    state.answers += [first.id, dummy.id]
+    yield from evaluate(state, [first.id, dummy.id])
 
-    def add_rewards(ids: Sequence[int]) -> Any:
-        """Sample one reward for each node, re-sampling unparsable ones."""
-        todo = list(ids)
-        for attempt in range(cfg.reward_retries + 1):
-            if not todo:
-                return
-            rows = yield _reward_requests(problem, [b[i].text for i in todo], cfg)
-            for i, row in zip(todo, rows, strict=True):
-                b[i].generated_tokens += row[0].num_tokens
-            parsed = _parse_rewards(rows, cfg)
-            left = []
-            for i, r in zip(todo, parsed, strict=True):
-                if r is not None:
-                    b[i].rewards.append(r)
-                elif attempt == cfg.reward_retries:
-                    b[i].rewards.append(0.0)
-                    b[i].info["unparsed_rewards"] = b[i].info.get("unparsed_rewards", 0) + 1
-                else:
-                    left.append(i)
-            todo = left
 
-    # Initialisation: the naive answer and a dummy answer, one reward each.
-    out = yield Generate((solve_prompt(problem.question),), sample)
-    weak = out[0][0]
-    first = b.add_solution(0, weak)
-    dummy = b.add(0, rng.choice(DUMMY_ANSWERS), terminal=True, info={"dummy": True})
-    dummy_id = dummy.id
-    answers += [first.id, dummy.id]
-    yield from add_rewards([first.id, dummy.id])
+def backup(state: MCTSrState) -> tuple[list[float], list[float]]:
+    """Backup: Q of every node from all its rewards so far (`q_value`; 0 for the problem) and
+    the backed-up V (`backed_up_values`, by ``config.backup``), indexed by node id."""
+    q = [q_value(n.rewards) if n.id else 0.0 for n in state.tree.nodes]
+    return q, backed_up_values(q, [n.children for n in state.tree.nodes], state.config.backup)
 
-    def values() -> tuple[list[float], list[float]]:
-        q = [q_value(n.rewards) if n.id else 0.0 for n in b.nodes]
-        return q, backed_up_values(q, [n.children for n in b.nodes], cfg.backup)
 
-    for rollout in range(cfg.rollouts):
-        q, v = values()
-        cands = [
-            i
-            for i in answers
-            if is_candidate(q[i], [q[k] for k in b[i].children], cfg.max_children)
-        ]
-        if not cands:
-            break
+def select(state: MCTSrState, q: Sequence[float], v: Sequence[float]) -> int | None:
+    """Selection: among the answers that are not fully expanded (`is_candidate`), the node id
+    with the best `uct` (N = reward samples); ties go to the older answer. None when every
+    answer is fully expanded."""
+    cfg, tree = state.config, state.tree
+    cands = [
+        i
+        for i in state.answers
+        if is_candidate(q[i], [q[k] for k in tree[i].children], cfg.max_children)
+    ]
+    if not cands:
+        return None
 
-        def score(i: int, v: list[float] = v) -> float:
-            parent = b[i].parent
-            n_parent = len(b[parent].rewards) if parent else 0
-            return uct(v[i], n_parent, len(b[i].rewards), cfg.c, cfg.epsilon)
+    def score(i: int) -> float:
+        parent = tree[i].parent
+        n_parent = len(tree[parent].rewards) if parent else 0
+        return uct(v[i], n_parent, len(tree[i].rewards), cfg.c, cfg.epsilon)
 
-        selected = max(cands, key=lambda i: (score(i), -i))
-        b[selected].visits += 1
-        # Repeated sampling on the parent, and its critique, in one round.
-        rows = yield [
-            _reward_requests(problem, [b[selected].text], cfg),
-            Generate((review_prompt(problem.question, b[selected].text),), critique_params),
-        ]
-        reward_rows, critique_rows = rows
-        b[selected].generated_tokens += reward_rows[0][0].num_tokens
-        parsed = _parse_rewards(reward_rows, cfg)[0]
-        if parsed is None:
-            yield from add_rewards([selected])
-        else:
-            b[selected].rewards.append(parsed)
-        child = yield from rewrite_child(
-            b, problem, selected, critique_rows[0][0], sample, rollout + 1
-        )
-        answers.append(child.id)
-        yield from add_rewards([child.id])
+    return max(cands, key=lambda i: (score(i), -i))
 
-    q, v = values()
-    for i in answers:
-        node = b[i]
+
+def expand(state: MCTSrState, selected: int, rollout: int) -> Step[MutableNode]:
+    """Expansion by self-refine: answer `selected` counts a visit and gets one more reward
+    sample (MCTSr's repeated sampling, sent in one round with its critique); the rewrite from
+    the critique becomes a new answer, marked with its `rollout`, still without a reward."""
+    cfg, tree, problem = state.config, state.tree, state.problem
+    tree[selected].visits += 1
+    rows = yield [
+        _reward_requests(problem, [tree[selected].text], cfg),
+        Generate((review_prompt(problem.question, tree[selected].text),), _line_params(cfg)),
+    ]
+    reward_rows, critique_rows = rows
+    tree[selected].generated_tokens += reward_rows[0][0].num_tokens
+    parsed = _parse_rewards(reward_rows, cfg)[0]
+    if parsed is None:
+        yield from evaluate(state, [selected])
+    else:
+        tree[selected].rewards.append(parsed)
+    sample = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+    child = yield from rewrite_child(tree, problem, selected, critique_rows[0][0], sample, rollout)
+    state.answers.append(child.id)
+    return child
+
+
+def choose(state: MCTSrState) -> int:
+    """The final answer: the answer node with the highest Q, never the dummy (ties go to the
+    older one). Every answer node records its visits (at least its reward samples), its value
+    (V mapped from [-100, 100] to [0, 1]), ``info["q"]`` and ``info["backed_up"]``."""
+    q, v = backup(state)
+    for i in state.answers:
+        node = state.tree[i]
         node.visits = max(node.visits, len(node.rewards))
         node.value = (v[i] + 100.0) / 200.0
         node.info["q"] = q[i]
         node.info["backed_up"] = v[i]
-    real = [i for i in answers if i != dummy_id]
-    best = max(real, key=lambda i: (q[i], -i))
-    b.root.visits = cfg.rollouts
-    return b.freeze(
-        chosen=b.path(best),
+    real = [i for i in state.answers if i != state.dummy]
+    return max(real, key=lambda i: (q[i], -i))
+
+
+def mctsr(problem: Problem, rng: random.Random, config: MCTSrConfig) -> SearchGen:
+    """Run MCTSr on one problem (see the module docstring)."""
+    cfg = config
+    state = MCTSrState(problem=problem, tree=TreeBuilder(problem, "mctsr"), config=cfg)
+    yield from initial_answers(state, rng)
+    for rollout in range(cfg.rollouts):
+        selected = select(state, *backup(state))
+        if selected is None:
+            break
+        child = yield from expand(state, selected, rollout + 1)
+        yield from evaluate(state, [child.id])
+    best = choose(state)
+    tree = state.tree
+    tree.root.visits = cfg.rollouts
+    return tree.freeze(
+        chosen=tree.path(best),
     )

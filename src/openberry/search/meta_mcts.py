@@ -1,5 +1,5 @@
 """LLaMA-O1's meta-action MCTS: AlphaGo-Zero-style prior policy and value over OpenLongCoT thoughts
-(SimpleBerry/LLaMA-O1 ``online_train.py`` / ``offline_collect.py``; seed-spec sections 3.2-3.6).
+(SimpleBerry/LLaMA-O1 ``online_train.py`` / ``offline_collect.py``).
 
 Nodes are thoughts written in the OpenLongCoT language, each with a meta action (``expansion``,
 ``critic``, ``refine``, ``conclusion``, ``problem``). One causal LM plays three roles:
@@ -31,13 +31,16 @@ The final answer (no reference involved) is, by default, a vote over every ``<co
 the tree, each weighted by the lowest value-head estimate of the steps leading to it (PRM-weighted
 majority), reached through that answer's best-valued conclusion; ``answer_selection="value"``
 takes the best-valued conclusion itself. The original online trainer chooses no answer (it trains
-on the tree). We chose the default on the arithmetic *validation* split with berry-tiny (200
-problems, ``meta_policy="model"``, `berry eval` with ``--batch-size 200``): 32.5 / 36.5 % at 4 / 8
-rollouts against 31.0 / 30.0 % for the best-valued conclusion (docs/search.md). When the
-simulations end without a conclusion, the best leaf is finished greedily (``finish_steps``).
+on the tree). When the simulations end without a conclusion, the best leaf is finished greedily
+(``finish_steps``).
 
-Fixes of the original's bugs (seed-spec 3.8), each with a regression test named after it in
-``tests/search/test_meta_mcts.py``:
+The search is written as mctx writes its search, one function per step over a state
+(`MetaMCTSState`): `select` a path, `expand` its last node (policy head) and `evaluate` the new
+children (value head), `backup` the leaf value, and finally `choose` the conclusion that answers.
+`simulate` is one simulation; `meta_mcts` runs them.
+
+Fixes of the original code's bugs (labelled B1-B17 in docs/search.md), each with a regression test
+named after it in ``tests/search/test_meta_mcts.py``:
 
 - B2/B3: node ids are a per-tree counter (our `TreeBuilder`): no recursion, no duplicates;
 - B4: the root is the problem text, not a tuple holding the reference solution;
@@ -59,7 +62,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +79,7 @@ from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
 from openberry.search.common import (
     MutableNode,
+    Step,
     TreeBuilder,
     answer_of_text,
     strip_tags,
@@ -83,19 +87,28 @@ from openberry.search.common import (
 )
 from openberry.search.engine import Generate, NextTokenProbs, SearchGen
 from openberry.search.scorers import rating_value
-from openberry.tree import META_ACTIONS
+from openberry.tree import META_ACTIONS, Tree
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "META_ORDER",
     "MetaMCTSConfig",
+    "MetaMCTSState",
+    "backup",
+    "choose",
     "choose_conclusion",
+    "evaluate",
+    "expand",
+    "init_state",
     "meta_mcts",
     "puct_scores",
     "rectify",
     "rule_metas",
     "sample_metas",
+    "select",
+    "simulate",
     "transition_matrix",
+    "write_children",
 ]
 
 META_ORDER: tuple[str, ...] = ("expansion", "problem", "critic", "refine", "conclusion")
@@ -213,7 +226,7 @@ def sample_metas(row: dict[str, float], num: int, rng: random.Random) -> list[st
 def rule_metas(
     meta: str, text: str, value: float, has_conclusion_child: bool, num: int, rng: random.Random
 ) -> list[str]:
-    """The offline collector's rule table (seed-spec 3.6.1), one draw per candidate."""
+    """The offline collector's rule table (``offline_collect.py``), one draw per candidate."""
     out = []
     for _ in range(num):
         if meta == "conclusion":
@@ -309,6 +322,391 @@ Verifier = Callable[[str], bool | None]
 """Training-time verifier: final answer -> correct? (None when it cannot tell)."""
 
 
+@dataclass
+class MetaMCTSState:
+    """One problem's meta-action MCTS while it runs: what the steps below read and update."""
+
+    tree: TreeBuilder
+    """The tree so far; node 0 is the problem."""
+    config: MetaMCTSConfig
+    rng: random.Random
+    """The search's only randomness (meta actions, selection noise), drawn in a fixed order."""
+    verifier: Verifier | None = None
+    """Training-time verifier of conclusions; None at inference."""
+    successes: int = 0
+    """Conclusions the verifier accepted so far (the patience stop)."""
+
+
+def init_state(
+    problem: Problem, rng: random.Random, config: MetaMCTSConfig, verifier: Verifier | None = None
+) -> MetaMCTSState:
+    """A tree holding only the root: the problem text as a thought, value 1."""
+    tree = TreeBuilder(problem, "meta-mcts")
+    tree.root.text = clean_thought(problem.question)
+    tree.root.value = 1.0
+    return MetaMCTSState(tree=tree, config=config, rng=rng, verifier=verifier)
+
+
+def thought_params(config: MetaMCTSConfig, temperature: float) -> SamplingParams:
+    """Sampling settings of one thought: it ends at ``<end_of_thought>`` (or where a rating
+    would start), with the token statistics the prior and varentropy need."""
+    return SamplingParams(
+        max_new_tokens=config.max_thought_tokens,
+        temperature=temperature,
+        stop=(THOUGHT_END, RATING_START),
+        token_stats=True,
+    )
+
+
+# Local ids: the ids written into node headers.
+
+
+def local_id(node: MutableNode) -> int:
+    """The id `node` was written under: ``info["local_id"]`` where it differs from its tree id.
+
+    A merged twin adds no node after its header took an id, so the candidates after it in its
+    expansion are not at the tree ids they were written under. Each node keeps its header's id
+    and every later prompt shows it, so a path is always the text the model saw.
+    """
+    return node.info.get("local_id", node.id)
+
+
+def fresh_ids(tree: TreeBuilder, count: int) -> list[int]:
+    """The `count` smallest local ids no node has. The id a merged twin took goes to the next
+    new node, so local ids stay as small as the tree (a model trained on small trees has seen
+    small ids only)."""
+    used = {local_id(n) for n in tree.nodes}
+    return [i for i in range(len(used) + count) if i not in used][:count]
+
+
+def thought_line(tree: TreeBuilder, node: MutableNode) -> str:
+    """`node` as one OpenLongCoT line, under its own and its parent's local ids."""
+    father = -1 if node.parent is None else local_id(tree[node.parent])
+    return node_line(
+        father, local_id(node), node.meta_action or "expansion", node.text, _rating_of(node.value)
+    )
+
+
+def path_text(tree: TreeBuilder, node_id: int) -> str:
+    """The lines of the path from the root to `node_id`: the context its children are written
+    and rated in."""
+    return "\n".join(thought_line(tree, tree[i]) for i in tree.path(node_id))
+
+
+# Selection.
+
+
+def expandable(config: MetaMCTSConfig, node: MutableNode) -> bool:
+    """Whether `node` has been expanded fewer than ``max_children`` times (merged twins count)."""
+    return node.info.get("expansions", 0) < config.max_children
+
+
+def puct_child(state: MetaMCTSState, node: MutableNode) -> MutableNode:
+    """The child of `node` with the best PUCT score (`puct_scores`, plus uniform noise when
+    ``config.noise`` > 0, one draw per child); ties go to the older child."""
+    cfg = state.config
+    kids = [state.tree[k] for k in node.children]
+    scores = puct_scores(
+        [k.value if k.value is not None else 0.0 for k in kids],
+        [k.prior if k.prior is not None else 0.0 for k in kids],
+        [k.visits for k in kids],
+        [k.info.get("varentropy") or 0.0 for k in kids],
+        cfg.c_puct,
+        cfg.varentropy_lambda,
+    )
+    if cfg.noise > 0:
+        scores = [s + cfg.noise * state.rng.uniform(-1, 1) for s in scores]
+    best = max(range(len(kids)), key=lambda i: (scores[i], -kids[i].id))
+    return kids[best]
+
+
+def select(state: MetaMCTSState) -> list[MutableNode]:
+    """Selection: the path from the root through fully widened nodes, each step to the best
+    PUCT child. Its last node is the one to expand."""
+    path = [state.tree.root]
+    while not expandable(state.config, path[-1]) and path[-1].children:
+        path.append(puct_child(state, path[-1]))
+    return path
+
+
+# Expansion (policy head) and evaluation (value head).
+
+
+def propose_metas(state: MetaMCTSState, node: MutableNode) -> list[str | None]:
+    """The meta action of each of the ``num_candidates`` children to write below `node`, by
+    ``config.meta_policy``; None where the model writes the tag itself."""
+    cfg, tree = state.config, state.tree
+    if cfg.meta_policy == "model":
+        return [None] * cfg.num_candidates
+    if cfg.meta_policy == "rules":
+        has_concl = any(tree[c].meta_action == "conclusion" for c in node.children)
+        v = node.value if node.value is not None else 0.5
+        return rule_metas(  # type: ignore[return-value]
+            node.meta_action or "problem", node.text, v, has_concl, cfg.num_candidates, state.rng
+        )
+    edges = [
+        (tree[n.parent].meta_action or "problem", n.meta_action or "expansion", n.value or 0.0)
+        for n in tree.nodes[1:]
+    ]
+    row = transition_matrix(edges, cfg.transition_mask)[node.meta_action or "problem"]
+    return sample_metas(row, cfg.num_candidates, state.rng)  # type: ignore[return-value]
+
+
+def written_meta(text: str) -> str:
+    """The meta action whose tag a generated thought starts with (``expansion`` if none)."""
+    for cand in META_ACTIONS:
+        if text.lstrip().startswith(META_TAGS[cand]):
+            return cand
+    return "expansion"
+
+
+def add_thought(
+    state: MetaMCTSState, parent: int, meta: str | None, lid: int, gen: Generation
+) -> MutableNode | None:
+    """Add thought `gen`, written under local id `lid` with meta action `meta` (None: the tag it
+    starts with), as a child of `parent`; each call counts one expansion of `parent`.
+
+    Returns the new child, or None when ``merge_duplicates`` folds it into an identical sibling
+    (which then counts its tokens and ``info["duplicates"]``)."""
+    tree = state.tree
+    meta = written_meta(gen.text) if meta is None else meta
+    text = clean_thought(gen.text)
+    tree[parent].info["expansions"] = tree[parent].info.get("expansions", 0) + 1
+    twin = next(
+        (
+            tree[k]
+            for k in tree[parent].children
+            if tree[k].text == text and tree[k].meta_action == meta
+        ),
+        None,
+    )
+    if twin is not None and state.config.merge_duplicates:
+        twin.generated_tokens += max(gen.num_tokens, 0)
+        twin.info["duplicates"] = twin.info.get("duplicates", 0) + 1
+        return None
+    mean_lp, ent, vent = _stats(gen)
+    child = tree.add(parent, text, generation=gen, meta_action=meta)
+    if lid != child.id:
+        child.info["local_id"] = lid
+    child.info.update(
+        {
+            "seq_prob": math.exp(mean_lp) if math.isfinite(mean_lp) else 0.0,
+            "entropy": None if math.isnan(ent) else ent,
+            "varentropy": None if math.isnan(vent) else vent,
+            "finish_reason": gen.finish_reason,
+        }
+    )
+    if meta == "conclusion":
+        child.terminal = True
+        child.answer = answer_of_text(text)
+    return child
+
+
+def expand(
+    state: MetaMCTSState,
+    node_ids: Sequence[int],
+    metas: Sequence[Sequence[str | None]],
+    params: SamplingParams,
+    contexts: Mapping[int, str],
+) -> Step[list[MutableNode]]:
+    """Expansion (policy head): one request writes a child of each node per meta action.
+
+    Args:
+        node_ids: the nodes to extend.
+        metas: per node, the meta action of each child (None: the model writes the tag).
+        params: sampling settings of the thoughts (`thought_params`).
+        contexts: `path_text` of each node in `node_ids`.
+
+    Returns:
+        The new children in writing order (merged twins add none; see `add_thought`).
+    """
+    tree = state.tree
+    prompts, owners = [], []
+    ids = iter(fresh_ids(tree, sum(len(ms) for ms in metas)))
+    for nid, ms in zip(node_ids, metas, strict=True):
+        for m in ms:
+            lid = next(ids)
+            prompts.append(contexts[nid] + "\n" + node_header(local_id(tree[nid]), lid, m))
+            owners.append((nid, m, lid))
+    out = yield Generate(tuple(prompts), params)
+    new = [
+        add_thought(state, nid, m, lid, row[0])
+        for (nid, m, lid), row in zip(owners, out, strict=True)
+    ]
+    return [c for c in new if c is not None]
+
+
+def evaluate(
+    state: MetaMCTSState, children: Sequence[MutableNode], contexts: Mapping[int, str]
+) -> Step[None]:
+    """Evaluation (value head): rate each new child in its parent's context (`contexts`, the
+    parents' `path_text`) and set its ``value`` and ``info["original_value"]``.
+
+    The request is sent even when empty (every candidate merged), so that all problems of a
+    batch stay in step."""
+    tree = state.tree
+    prompts = tuple(
+        rating_prompt(
+            contexts[c.parent],  # type: ignore[index]
+            local_id(tree[c.parent]),  # type: ignore[index]
+            local_id(c),
+            c.meta_action,  # type: ignore[arg-type]
+            c.text,
+        )
+        for c in children
+    )
+    probs = yield NextTokenProbs(prompts, (RATING_TOKENS["positive"], RATING_TOKENS["negative"]))
+    for c, p in zip(children, probs, strict=True):
+        c.value = rating_value(p)
+        c.info["original_value"] = c.value
+
+
+def set_priors(tree: TreeBuilder, node_ids: Sequence[int]) -> None:
+    """Priors of the children of each node: their sequence probabilities normalised over the
+    siblings (B17), uniform when all are 0."""
+    for nid in set(node_ids):
+        kids = [tree[k] for k in tree[nid].children]
+        total = sum(k.info.get("seq_prob", 0.0) for k in kids)
+        for k in kids:
+            k.prior = k.info.get("seq_prob", 0.0) / total if total > 0 else 1.0 / len(kids)
+
+
+def write_children(
+    state: MetaMCTSState,
+    node_ids: Sequence[int],
+    metas: Sequence[Sequence[str | None]],
+    params: SamplingParams,
+) -> Step[list[MutableNode]]:
+    """Expand and evaluate: write children (`expand`), rate them (`evaluate`), set the priors
+    (`set_priors`). Returns the new children."""
+    # The extended nodes' ratings do not change while their children are written and rated, so
+    # policy and value prompts share their path text.
+    contexts = {nid: path_text(state.tree, nid) for nid in node_ids}
+    new = yield from expand(state, node_ids, metas, params, contexts)
+    yield from evaluate(state, new, contexts)
+    set_priors(state.tree, node_ids)
+    return new
+
+
+# Backup.
+
+
+def leaf_value(state: MetaMCTSState, node: MutableNode) -> float:
+    """The value a simulation backs up after expanding `node`: that of the child PUCT picks
+    now (`puct_child`), 0 when `node` still has no child."""
+    return (puct_child(state, node).value or 0.0) if node.children else 0.0
+
+
+def verify(state: MetaMCTSState, children: Sequence[MutableNode]) -> None:
+    """Training time (B14): the verifier labels each new conclusion with an answer
+    ``info["leaf_type"]`` successful or failed; accepted ones count towards the patience stop."""
+    if state.verifier is None:
+        return
+    for c in children:
+        if c.meta_action == "conclusion" and c.answer is not None:
+            ok = state.verifier(c.answer)
+            if ok is not None:
+                c.info["leaf_type"] = "successful" if ok else "failed"
+                state.successes += bool(ok)
+
+
+def backup(path: Sequence[MutableNode], value: float, gamma: float) -> None:
+    """Backup: `value`, discounted by `gamma` once more at each level from the leaf up, is
+    averaged into every node of `path` (running mean over the node's visits)."""
+    v = value
+    for n in reversed(path):
+        v *= gamma
+        n.visits += 1
+        prev = n.value if n.visits > 1 and n.value is not None else v
+        n.value = prev + (v - prev) / n.visits
+
+
+def simulate(state: MetaMCTSState, params: SamplingParams) -> Step[list[MutableNode]]:
+    """One simulation: `select` a path, expand and evaluate its last node (`write_children`),
+    `verify` the new conclusions, `backup` the `leaf_value`. Returns the new children."""
+    path = select(state)
+    node = path[-1]
+    new = yield from write_children(state, [node.id], [propose_metas(state, node)], params)
+    value = leaf_value(state, node)
+    verify(state, new)
+    backup(path, value, state.config.gamma)
+    return new
+
+
+def rectify_tree(state: MetaMCTSState) -> None:
+    """Training time: `rectify` the values with the verifier's verdicts, recorded as
+    ``info["true_value"]`` and ``info["rectify_visits"]``."""
+    nodes = state.tree.nodes
+    leaves = [
+        (n.id, n.info["leaf_type"] == "successful")
+        for n in nodes
+        if n.info.get("leaf_type") in ("successful", "failed")
+    ]
+    true, counts = rectify([n.parent for n in nodes], leaves, state.config.gamma)
+    for n, tv, k in zip(nodes, true, counts, strict=True):
+        if tv is not None:
+            n.info["true_value"] = tv
+            n.info["rectify_visits"] = k
+
+
+# Choosing the answer.
+
+
+def path_value(tree: TreeBuilder, node_id: int) -> float:
+    """The lowest value-head estimate of the steps leading to a conclusion (PRM-style: one bad
+    step sinks it); the conclusion's own rating is left out, as in the ``value`` scorer."""
+    steps = tree.path(node_id)[1:-1] or tree.path(node_id)[1:]
+    return min(tree[i].info.get("original_value", 1.0) for i in steps)
+
+
+def best_conclusion(state: MetaMCTSState) -> MutableNode | None:
+    """The conclusion `choose_conclusion` picks by ``answer_selection`` over every conclusion
+    with an answer, scored by `path_value`; None when there is none."""
+    tree = state.tree
+    concl = [n for n in tree.nodes if n.meta_action == "conclusion" and n.answer is not None]
+    if not concl:
+        return None
+    answers = [n.answer for n in concl]
+    values = [path_value(tree, n.id) for n in concl]
+    return concl[choose_conclusion(answers, values, state.config.answer_selection)]  # type: ignore[arg-type]
+
+
+def finish_greedily(state: MetaMCTSState) -> Step[MutableNode | None]:
+    """Up to ``finish_steps`` greedy thoughts from the best-valued leaf, the model choosing the
+    meta actions; returns the first conclusion with an answer, or None."""
+    tree = state.tree
+    leaves = [n for n in tree.nodes if not n.children and n.id != 0] or [tree.root]
+    node = max(leaves, key=lambda n: (n.value or 0.0, -n.id))
+    greedy = thought_params(state.config, 0.0)
+    for _ in range(state.config.finish_steps):
+        (node,) = yield from write_children(state, [node.id], [[None]], greedy)
+        node.info["finish"] = True
+        if node.meta_action == "conclusion" and node.answer is not None:
+            return node
+    return None
+
+
+def choose(state: MetaMCTSState) -> Step[MutableNode | None]:
+    """The conclusion that answers: `best_conclusion`, else one `finish_greedily` writes."""
+    chosen = best_conclusion(state)
+    if chosen is None and state.config.finish_steps > 0:
+        chosen = yield from finish_greedily(state)
+    return chosen
+
+
+def freeze_tree(
+    tree: TreeBuilder, cfg: MetaMCTSConfig, verifier: Verifier | None, chosen: MutableNode | None
+) -> Tree:
+    """The finished tree, its chosen path ending at `chosen` (none when None)."""
+    tree.root.value = tree.root.value if tree.root.value is not None else 0.0
+    return tree.freeze(
+        chosen=tree.path(chosen.id) if chosen is not None else (),
+        info={
+            "verifier": verifier is not None,
+        },
+    )
+
+
 def meta_mcts(
     problem: Problem,
     rng: random.Random,
@@ -320,228 +718,13 @@ def meta_mcts(
     `verifier` is for training-time search only (it usually knows the reference answer); at
     inference leave it None: no patience stop, no rectification.
     """
-    cfg = config
-    b = TreeBuilder(problem, "meta-mcts")
-    root = b.root
-    root.text = clean_thought(problem.question)
-    root.value = 1.0
-    successes = 0
-    stops = (THOUGHT_END, RATING_START)
-    params = SamplingParams(
-        max_new_tokens=cfg.max_thought_tokens,
-        temperature=cfg.temperature,
-        stop=stops,
-        token_stats=True,
-    )
-
-    # Local ids written into node headers. A merged twin adds no node after its header took an
-    # id, so the candidates after it in its expansion are not at the tree ids they were written
-    # under: each node keeps its header's id (``info["local_id"]`` where the two differ), and
-    # every later prompt shows it, so a path is always the text the model saw. The id a merged
-    # twin took goes to the next new node: ids stay as small as the tree (berry-tiny, trained on
-    # small trees, wrote worse thoughts under ids that skipped every merged twin: 21.0-21.5 %
-    # against 25.5-28.0 % at 4 rollouts, seeds 0-2; BENCHMARKS.md, "Search").
-    def local_id(n: MutableNode) -> int:
-        return n.info.get("local_id", n.id)
-
-    def fresh_ids(count: int) -> list[int]:
-        """The `count` smallest local ids no node has."""
-        used = {local_id(n) for n in b.nodes}
-        return [i for i in range(len(used) + count) if i not in used][:count]
-
-    def line(n: MutableNode) -> str:
-        father = -1 if n.parent is None else local_id(b[n.parent])
-        return node_line(
-            father, local_id(n), n.meta_action or "expansion", n.text, _rating_of(n.value)
-        )
-
-    def path_text(node_id: int) -> str:
-        return "\n".join(line(b[i]) for i in b.path(node_id))
-
-    def metas_for(node: MutableNode) -> list[str]:
-        if cfg.meta_policy == "model":
-            return [None] * cfg.num_candidates  # type: ignore[list-item]
-        if cfg.meta_policy == "rules":
-            has_concl = any(b[c].meta_action == "conclusion" for c in node.children)
-            v = node.value if node.value is not None else 0.5
-            return rule_metas(
-                node.meta_action or "problem", node.text, v, has_concl, cfg.num_candidates, rng
-            )
-        edges = [
-            (b[n.parent].meta_action or "problem", n.meta_action or "expansion", n.value or 0.0)
-            for n in b.nodes[1:]
-        ]
-        row = transition_matrix(edges, cfg.transition_mask)[node.meta_action or "problem"]
-        return sample_metas(row, cfg.num_candidates, rng)
-
-    def write_children(
-        node_ids: Sequence[int], metas: Sequence[Sequence[str | None]], gen_params: SamplingParams
-    ) -> SearchGen:
-        """Policy head for every (node, meta), then the value head for every new child."""
-        prompts, owners = [], []
-        ids = iter(fresh_ids(sum(len(ms) for ms in metas)))
-        # Path strings of the extended nodes: their ratings do not change while their children
-        # are written and rated, so policy and value prompts share them.
-        contexts = {nid: path_text(nid) for nid in node_ids}
-        for nid, ms in zip(node_ids, metas, strict=True):
-            for m in ms:
-                lid = next(ids)
-                prompts.append(contexts[nid] + "\n" + node_header(local_id(b[nid]), lid, m))
-                owners.append((nid, m, lid))
-        out = yield Generate(tuple(prompts), gen_params)
-        new: list[MutableNode] = []
-        for (nid, m, lid), row in zip(owners, out, strict=True):
-            g = row[0]
-            text = g.text
-            meta = m
-            if meta is None:  # the model wrote the tag
-                meta = "expansion"
-                for cand in META_ACTIONS:
-                    if text.lstrip().startswith(META_TAGS[cand]):
-                        meta = cand
-                        break
-            text = clean_thought(text)
-            b[nid].info["expansions"] = b[nid].info.get("expansions", 0) + 1
-            twin = next(
-                (b[k] for k in b[nid].children if b[k].text == text and b[k].meta_action == meta),
-                None,
-            )
-            if twin is not None and cfg.merge_duplicates:
-                # The same thought again: count its tokens on the twin, add no node.
-                twin.generated_tokens += max(g.num_tokens, 0)
-                twin.info["duplicates"] = twin.info.get("duplicates", 0) + 1
-                continue
-            mean_lp, ent, vent = _stats(g)
-            child = b.add(nid, text, generation=g, meta_action=meta)
-            if lid != child.id:
-                child.info["local_id"] = lid
-            child.info.update(
-                {
-                    "seq_prob": math.exp(mean_lp) if math.isfinite(mean_lp) else 0.0,
-                    "entropy": None if math.isnan(ent) else ent,
-                    "varentropy": None if math.isnan(vent) else vent,
-                    "finish_reason": g.finish_reason,
-                }
-            )
-            if meta == "conclusion":
-                child.terminal = True
-                child.answer = answer_of_text(text)
-            new.append(child)
-        # Value head for the new children, each in its parent's context (an empty request when
-        # every child was a duplicate, so that all problems of a batch stay in step).
-        vprompts = tuple(
-            rating_prompt(
-                contexts[c.parent],  # type: ignore[index]
-                local_id(b[c.parent]),  # type: ignore[index]
-                local_id(c),
-                c.meta_action,  # type: ignore[arg-type]
-                c.text,
-            )
-            for c in new
-        )
-        cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
-        probs = yield NextTokenProbs(vprompts, cands)
-        for c, p in zip(new, probs, strict=True):
-            c.value = rating_value(p)
-            c.info["original_value"] = c.value
-        # Priors: sequence probabilities normalised over each node's children (B17).
-        for nid in set(node_ids):
-            kids = [b[k] for k in b[nid].children]
-            total = sum(k.info.get("seq_prob", 0.0) for k in kids)
-            for k in kids:
-                k.prior = k.info.get("seq_prob", 0.0) / total if total > 0 else 1.0 / len(kids)
-        return new
-
-    def select(node: MutableNode) -> MutableNode:
-        kids = [b[k] for k in node.children]
-        scores = puct_scores(
-            [k.value if k.value is not None else 0.0 for k in kids],
-            [k.prior if k.prior is not None else 0.0 for k in kids],
-            [k.visits for k in kids],
-            [k.info.get("varentropy") or 0.0 for k in kids],
-            cfg.c_puct,
-            cfg.varentropy_lambda,
-        )
-        if cfg.noise > 0:
-            scores = [s + cfg.noise * rng.uniform(-1, 1) for s in scores]
-        best = max(range(len(kids)), key=lambda i: (scores[i], -kids[i].id))
-        return kids[best]
-
-    def expandable(node: MutableNode) -> bool:
-        return node.info.get("expansions", 0) < cfg.max_children
-
-    for _sim in range(cfg.simulations):
-        # Selection: descend through fully widened nodes.
-        path = [root]
-        node = root
-        while not expandable(node) and node.children:
-            node = select(node)
-            path.append(node)
-        new = yield from write_children([node.id], [metas_for(node)], params)
-        leaf_value = (select(node).value or 0.0) if node.children else 0.0
-        if verifier is not None:
-            for c in new:
-                if c.meta_action == "conclusion" and c.answer is not None:
-                    ok = verifier(c.answer)
-                    if ok is not None:
-                        c.info["leaf_type"] = "successful" if ok else "failed"
-                        successes += bool(ok)
-        # Backup: discounted value averaged into every node on the path (running mean).
-        v = leaf_value
-        for n in reversed(path):
-            v *= cfg.gamma
-            n.visits += 1
-            prev = n.value if n.visits > 1 and n.value is not None else v
-            n.value = prev + (v - prev) / n.visits
-        if verifier is not None and successes >= cfg.patience:
+    state = init_state(problem, rng, config, verifier)
+    params = thought_params(config, config.temperature)
+    for _sim in range(config.simulations):
+        yield from simulate(state, params)
+        if verifier is not None and state.successes >= config.patience:
             break
-
-    # Rectification with the verifier's verdicts (training-time only).
     if verifier is not None:
-        leaves = [
-            (n.id, n.info["leaf_type"] == "successful")
-            for n in b.nodes
-            if n.info.get("leaf_type") in ("successful", "failed")
-        ]
-        true, counts = rectify([n.parent for n in b.nodes], leaves, cfg.gamma)
-        for n, tv, k in zip(b.nodes, true, counts, strict=True):
-            if tv is not None:
-                n.info["true_value"] = tv
-                n.info["rectify_visits"] = k
-
-    def best_conclusion() -> MutableNode | None:
-        concl = [n for n in b.nodes if n.meta_action == "conclusion" and n.answer is not None]
-        if not concl:
-            return None
-        answers = [n.answer for n in concl]
-        values = [path_value(n.id) for n in concl]
-        return concl[choose_conclusion(answers, values, cfg.answer_selection)]  # type: ignore[arg-type]
-
-    def path_value(node_id: int) -> float:
-        """The lowest value-head estimate of the steps leading to a conclusion (PRM-style: one
-        bad step sinks it); the conclusion's own rating is left out, as in the ``value`` scorer
-        (berry-tiny rates right conclusions below wrong ones)."""
-        steps = b.path(node_id)[1:-1] or b.path(node_id)[1:]
-        return min(b[i].info.get("original_value", 1.0) for i in steps)
-
-    chosen = best_conclusion()
-    if chosen is None and cfg.finish_steps > 0:
-        # Finish greedily from the best-valued leaf (the model chooses the meta actions).
-        leaves = [n for n in b.nodes if not n.children and n.id != 0] or [root]
-        node = max(leaves, key=lambda n: (n.value or 0.0, -n.id))
-        greedy = SamplingParams(
-            max_new_tokens=cfg.max_thought_tokens, temperature=0.0, stop=stops, token_stats=True
-        )
-        for _ in range(cfg.finish_steps):
-            (node,) = yield from write_children([node.id], [[None]], greedy)
-            node.info["finish"] = True
-            if node.meta_action == "conclusion" and node.answer is not None:
-                chosen = node
-                break
-    root.value = root.value if root.value is not None else 0.0
-    return b.freeze(
-        chosen=b.path(chosen.id) if chosen is not None else (),
-        info={
-            "verifier": verifier is not None,
-        },
-    )
+        rectify_tree(state)
+    chosen = yield from choose(state)
+    return freeze_tree(state.tree, config, verifier, chosen)

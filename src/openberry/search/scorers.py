@@ -83,9 +83,8 @@ class ScorerConfig:
     value_aggregate: Literal["min", "last", "mean"] = "min"
     """How step ratings combine into a solution score for ``value``."""
     value_conclusion: bool = False
-    """Count the answer line's rating in the aggregate. Off by default: on berry-tiny's own
-    samples the conclusion's rating ranks right solutions below wrong ones (an ad-hoc check while
-    benchmarking search; the issue-5 note has it), while the other steps' ratings do better."""
+    """Count the answer line's rating in the aggregate. Off by default: the conclusion's rating
+    can rank right solutions below wrong ones, while the other steps' ratings rank them better."""
     value_context: Literal["positive", "predicted"] = "positive"
     """Ratings written after earlier steps when rating a step: all ``positive`` (one round), or
     the model's own ``predicted`` ratings (one round per step)."""

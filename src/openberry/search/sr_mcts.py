@@ -1,5 +1,5 @@
 """LLaMA-Berry's SR-MCTS with the PPRM and Enhanced Borda Count (Zhang et al. 2024,
-arXiv 2410.02884 section 3; seed-spec section 2).
+arXiv 2410.02884 section 3).
 
 States are whole solutions; an action rewrites one. Each rollout:
 
@@ -16,11 +16,9 @@ States are whole solutions; an action rewrites one. Each rollout:
 After the last rollout every solution is ranked by EBC. The answer is, by default, the majority
 vote over the final answers of all the tree's solutions (the paper's maj@k, Appendix B), reached
 through that answer's top-EBC solution; ``answer_selection="ebc"`` takes the top-EBC solution
-itself (the paper's rm@k). No reference answer is involved in either. We chose the default on the
-arithmetic *validation* split with berry-tiny (200 problems; this rule 70.5 % at 8 rollouts and
-74.5 % at 16, top EBC 63.5 % and 55.5 %): self-refinement moves the tree towards the right answer,
-and a vote over the refinements is robust to a judge that ranks near-identical solutions poorly
-(BENCHMARKS.md, "Search").
+itself (the paper's rm@k). No reference answer is involved in either. The vote is the default:
+self-refinement moves the tree towards the right answer, and a vote over the refinements is robust
+to a judge that ranks near-identical solutions poorly.
 
 Preferences come from the judge model (``preference="judge"``: "Is solution A better than
 solution B?" and P(Yes) from the next-token probabilities, the PPRM), or from a Bradley-Terry
@@ -44,7 +42,7 @@ from typing import Literal
 from openberry.formats.prompts import review_prompt, solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import TreeBuilder, rewrite_child, vote_key
+from openberry.search.common import MutableNode, Step, TreeBuilder, rewrite_child, vote_key
 from openberry.search.ebc import LocalRule, ebc_ranking, ebc_scores, symmetrize
 from openberry.search.engine import Generate, SearchGen
 from openberry.search.scorers import (
@@ -55,7 +53,20 @@ from openberry.search.scorers import (
     value_scores,
 )
 
-__all__ = ["SRMCTSConfig", "berry_backup", "sr_mcts", "uct_berry"]
+__all__ = [
+    "SRMCTSConfig",
+    "SRMCTSState",
+    "backup",
+    "berry_backup",
+    "choose_answer",
+    "evaluate",
+    "expand",
+    "first_solution",
+    "rank",
+    "select",
+    "sr_mcts",
+    "uct_berry",
+]
 
 
 @dataclass(frozen=True)
@@ -103,10 +114,11 @@ def berry_backup(parent_q: float, child_q: float, gamma: float = 0.1) -> float:
     return (1.0 - gamma) * parent_q + gamma * child_q
 
 
-def _select(rule: str, answers: list[str | None], scores: list[float]) -> int:
-    """Index of the chosen solution: the top EBC score (``ebc``), or the top-scored solution of
-    the most frequent answer (``vote``; ties between answers go to the higher summed score;
-    solutions without an answer do not vote, and when none has one the top score wins)."""
+def choose_answer(rule: str, answers: list[str | None], scores: list[float]) -> int:
+    """Index of the solution that answers (`SRMCTSConfig.answer_selection`): the top EBC score
+    (``ebc``), or the top-scored solution of the most frequent answer (``vote``; ties between
+    answers go to the higher summed score; solutions without an answer do not vote, and when
+    none has one the top score wins)."""
     top = max(range(len(scores)), key=lambda k: (scores[k], -k))
     if rule == "ebc":
         return top
@@ -122,84 +134,160 @@ def _select(rule: str, answers: list[str | None], scores: list[float]) -> int:
     return max((k for k, key in enumerate(keys) if key == winner), key=lambda k: (scores[k], -k))
 
 
+@dataclass
+class SRMCTSState:
+    """One problem's SR-MCTS while it runs: what the steps below read and update."""
+
+    problem: Problem
+    tree: TreeBuilder
+    """The tree so far: node 0 is the problem, every other node a solution."""
+    config: SRMCTSConfig
+    solutions: list[int] = field(default_factory=list)
+    """Node ids of the solutions in creation order: solution k is node ``solutions[k]``."""
+    q: dict[int, float] = field(default_factory=dict)
+    """Q of each solution, by node id."""
+    judged: dict[tuple[int, int], float] = field(default_factory=dict)
+    """Judge P(Yes) per ordered pair of solution indices (k, l), solution k shown first."""
+    values: dict[int, float] = field(default_factory=dict)
+    """Value-head score per solution index (``preference="value"``)."""
+
+
+def solution_params(config: SRMCTSConfig) -> SamplingParams:
+    """Sampling settings of a solution (the first one and every rewrite)."""
+    return SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+
+
+def critique_params(config: SRMCTSConfig) -> SamplingParams:
+    """Sampling settings of a critique: one line."""
+    return SamplingParams(
+        max_new_tokens=config.critique_max_new_tokens, temperature=config.temperature, stop=("\n",)
+    )
+
+
+def preference_table(state: SRMCTSState) -> list[list[float]]:
+    """P(solution i preferred to solution j) for every pair of the solutions so far."""
+    if state.config.preference == "judge":
+        return symmetrize(forward_table(len(state.solutions), state.judged))
+    return value_preferences([state.values[k] for k in range(len(state.solutions))])
+
+
+def solution_parents(state: SRMCTSState) -> list[int | None]:
+    """The solution index of each solution's parent (None for the first solution)."""
+    index = {nid: k for k, nid in enumerate(state.solutions)}
+    return [index.get(state.tree[nid].parent) for nid in state.solutions]  # type: ignore[arg-type]
+
+
+def evaluate(state: SRMCTSState) -> Step[float]:
+    """Evaluation of the newest solution: the judge compares it with every other solution in
+    both orders (or the value head scores it); its Q is its EBC score among all solutions,
+    stored in ``state.q`` and returned."""
+    cfg, tree = state.config, state.tree
+    k = len(state.solutions) - 1
+    texts = [tree[nid].text for nid in state.solutions]
+    if cfg.preference == "judge":
+        pairs = [(k, j) for j in range(k)] + [(j, k) for j in range(k)]
+        got = yield from judge_preferences(state.problem, texts, pairs)
+        state.judged.update(got)
+    else:
+        (v,) = yield from value_scores(state.problem, [texts[k]], cfg.scorer_config)
+        state.values[k] = v
+        tree[state.solutions[k]].info["value_score"] = v
+    q = ebc_scores(
+        preference_table(state), solution_parents(state), alpha=cfg.alpha, rule=cfg.local_rule
+    )[k]
+    state.q[state.solutions[k]] = q
+    return q
+
+
+def first_solution(state: SRMCTSState) -> Step[MutableNode]:
+    """The model's first solution, evaluated; it and the problem count one visit each."""
+    out = yield Generate((solve_prompt(state.problem.question),), solution_params(state.config))
+    first = state.tree.add_solution(0, out[0][0])
+    state.solutions.append(first.id)
+    yield from evaluate(state)
+    first.visits = 1
+    state.tree.root.visits = 1
+    return first
+
+
+def select(state: SRMCTSState) -> int | None:
+    """Selection: among the solutions dynamic pruning keeps (fewer than ``max_children``
+    children, or none with a higher Q), the node id with the best `uct_berry`; ties go to the
+    older solution. None when pruning keeps none."""
+    cfg, tree, q = state.config, state.tree, state.q
+    cands = [
+        nid
+        for nid in state.solutions
+        if len(tree[nid].children) < cfg.max_children
+        or max(q[c] for c in tree[nid].children) < q[nid]
+    ]
+    if not cands:
+        return None
+    return max(
+        cands,
+        key=lambda nid: (
+            uct_berry(q[nid], tree[tree[nid].parent].visits, tree[nid].visits, cfg.c),  # type: ignore[index]
+            -nid,
+        ),
+    )
+
+
+def expand(state: SRMCTSState, selected: int, rollout: int) -> Step[MutableNode]:
+    """Expansion by self-refine: a critique of solution `selected`, then a rewrite from it,
+    added as a new solution (one visit) marked with its `rollout`."""
+    tree, problem = state.tree, state.problem
+    crit = yield Generate(
+        (review_prompt(problem.question, tree[selected].text),), critique_params(state.config)
+    )
+    child = yield from rewrite_child(
+        tree, problem, selected, crit[0][0], solution_params(state.config), rollout
+    )
+    child.visits = 1
+    state.solutions.append(child.id)
+    return child
+
+
+def backup(state: SRMCTSState, selected: int, child: int) -> None:
+    """Backup to the parent only: `selected` and the problem count one more visit, and
+    `selected`'s Q moves towards its new `child`'s (`berry_backup`)."""
+    state.tree[selected].visits += 1
+    state.tree.root.visits += 1
+    state.q[selected] = berry_backup(state.q[selected], state.q[child], state.config.gamma)
+
+
+def rank(state: SRMCTSState) -> tuple[list[float], list[int]]:
+    """Final EBC over every solution: each solution's node gets its Q clipped to [0, 1] as
+    ``value``, ``info["ebc_score"]`` and ``info["rank"]``. Returns the scores and the ranking
+    (solution indices, best first)."""
+    cfg = state.config
+    prefs = preference_table(state)
+    order = ebc_ranking(prefs)
+    final = ebc_scores(prefs, solution_parents(state), alpha=cfg.alpha, rule=cfg.local_rule)
+    for k, nid in enumerate(state.solutions):
+        node = state.tree[nid]
+        node.value = min(1.0, max(0.0, state.q[nid]))
+        node.info["ebc_score"] = final[k]
+        node.info["rank"] = order.index(k) + 1
+    return final, order
+
+
 def sr_mcts(problem: Problem, rng: random.Random, config: SRMCTSConfig) -> SearchGen:
     """Run SR-MCTS on one problem (see the module docstring)."""
     cfg = config
-    b = TreeBuilder(problem, "sr-mcts")
-    sample = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
-    critique_params = SamplingParams(
-        max_new_tokens=cfg.critique_max_new_tokens, temperature=cfg.temperature, stop=("\n",)
-    )
-    sols: list[int] = []  # node ids of solutions, index k = solution k
-    q: dict[int, float] = {}
-    judged: dict[tuple[int, int], float] = {}  # (k, l) -> judge P(Yes) with k shown first
-    values: dict[int, float] = {}
-
-    def table() -> list[list[float]]:
-        if cfg.preference == "judge":
-            return symmetrize(forward_table(len(sols), judged))
-        return value_preferences([values[k] for k in range(len(sols))])
-
-    def parents() -> list[int | None]:
-        index = {nid: k for k, nid in enumerate(sols)}
-        return [index.get(b[nid].parent) for nid in sols]  # type: ignore[arg-type]
-
-    def evaluate_new() -> SearchGen:
-        k = len(sols) - 1
-        texts = [b[nid].text for nid in sols]
-        if cfg.preference == "judge":
-            pairs = [(k, j) for j in range(k)] + [(j, k) for j in range(k)]
-            got = yield from judge_preferences(problem, texts, pairs)
-            judged.update(got)
-        else:
-            (v,) = yield from value_scores(problem, [texts[k]], cfg.scorer_config)
-            values[k] = v
-            b[sols[k]].info["value_score"] = v
-        return ebc_scores(table(), parents(), alpha=cfg.alpha, rule=cfg.local_rule)[k]
-
-    out = yield Generate((solve_prompt(problem.question),), sample)
-    first = out[0][0]
-    root = b.add_solution(0, first)
-    sols.append(root.id)
-    q[root.id] = yield from evaluate_new()
-    root.visits = 1
-    b.root.visits = 1
-
+    state = SRMCTSState(problem=problem, tree=TreeBuilder(problem, "sr-mcts"), config=cfg)
+    yield from first_solution(state)
     for rollout in range(cfg.rollouts):
-        cands = [
-            nid
-            for nid in sols
-            if len(b[nid].children) < cfg.max_children
-            or max(q[c] for c in b[nid].children) < q[nid]
-        ]
-        if not cands:
+        selected = select(state)
+        if selected is None:
             break
-        selected = max(
-            cands,
-            key=lambda nid: (
-                uct_berry(q[nid], b[b[nid].parent].visits, b[nid].visits, cfg.c),
-                -nid,
-            ),
-        )
-        b[selected].visits += 1
-        b.root.visits += 1
-        crit = yield Generate((review_prompt(problem.question, b[selected].text),), critique_params)
-        child = yield from rewrite_child(b, problem, selected, crit[0][0], sample, rollout + 1)
-        child.visits = 1
-        sols.append(child.id)
-        q[child.id] = yield from evaluate_new()
-        q[selected] = berry_backup(q[selected], q[child.id], cfg.gamma)
-
-    prefs = table()
-    order = ebc_ranking(prefs)
-    final = ebc_scores(prefs, parents(), alpha=cfg.alpha, rule=cfg.local_rule)
-    for k, nid in enumerate(sols):
-        b[nid].value = min(1.0, max(0.0, q[nid]))
-        b[nid].info["ebc_score"] = final[k]
-        b[nid].info["rank"] = order.index(k) + 1
-    best = sols[_select(cfg.answer_selection, [b[nid].answer for nid in sols], final)]
-    return b.freeze(
-        chosen=b.path(best),
+        child = yield from expand(state, selected, rollout + 1)
+        yield from evaluate(state)
+        backup(state, selected, child.id)
+    final, order = rank(state)
+    tree, sols = state.tree, state.solutions
+    best = sols[choose_answer(cfg.answer_selection, [tree[nid].answer for nid in sols], final)]
+    return tree.freeze(
+        chosen=tree.path(best),
         info={
             "ranking": [sols[k] for k in order],
         },
