@@ -14,7 +14,7 @@ import openberry
 SRC = Path(openberry.__file__).parent
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"openberry", "errors", "fileio", "records", "jsonl", "tree"}),
+    frozenset({"openberry", "errors", "fileio", "records", "jsonl", "tree", "configs"}),
     frozenset({"formats", "grading", "viewer"}),
     frozenset({"data"}),
     frozenset({"models"}),
