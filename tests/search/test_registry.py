@@ -58,3 +58,14 @@ def test_registry_imports_no_search_implementation() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['openberry.search.registry']"
+
+
+def test_docs_method_table_lists_the_registry() -> None:
+    """docs/search.md's method table names exactly the registry's methods, in its order."""
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).parents[2] / "docs" / "search.md"
+    table = doc.read_text(encoding="utf-8").split("| method | what it does |", 1)[1]
+    rows = re.findall(r"^\| `([a-z-]+)` \|", table.split("\n\n", 1)[0], flags=re.M)
+    assert rows == list(REGISTRY)
