@@ -1,0 +1,66 @@
+"""Wall time of batched sampled searches on berry-tiny: one side of an A/B between two checkouts.
+
+Loads the model once, then times ``--repeats`` batched searches of the same problems per method
+(each from an empty prefix store) and prints one JSON line: per method the median, every run and
+the generated tokens (equal on both sides when the searches are the same). Run it alternately from
+two checkouts, each with its own source first on the path, for example the code before a change
+in a git worktree::
+
+    git worktree add /tmp/before REV
+    ROOT=$PWD
+    for round in 1 2 3 4; do
+      for dir in /tmp/before $ROOT; do
+        (cd $dir && PYTHONPATH=$dir/src $ROOT/.venv/bin/python $ROOT/bench/search_timing.py)
+      done
+    done
+
+It uses only APIs that older checkouts have too (`HFPolicy`, `make_search`, `run_search`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from openberry.data.arithmetic import load_split
+from openberry.models.hf import HFPolicy, tune_cpu_malloc
+from openberry.search import make_search, run_search
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--methods", default="meta-mcts,mctsr,sr-mcts")
+    ap.add_argument("--problems", type=int, default=64)
+    ap.add_argument("--rollouts", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    tune_cpu_malloc()
+    torch.set_num_threads(args.threads)
+    policy = HFPolicy.from_pretrained("berry-tiny", prefix_cache_mb=1024)
+    problems = [e.problem for e in load_split("test", limit=args.problems)]
+    out = {}
+    for method in args.methods.split(","):
+        over = {"meta_policy": "model"} if method == "meta-mcts" else {}
+        search = make_search(method, rollouts=args.rollouts, overrides=over)
+        runs, tokens = [], 0
+        for _ in range(args.repeats):
+            policy.reset_prefix_cache()
+            start = time.perf_counter()
+            results = run_search(search, problems, policy, seed=0)
+            runs.append(time.perf_counter() - start)
+            tokens = sum(r.tree.info["stats"]["generated_tokens"] for r in results)
+        out[method] = {
+            "median_s": round(statistics.median(runs), 3),
+            "runs_s": [round(x, 2) for x in runs],
+            "generated_tokens": tokens,
+        }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
