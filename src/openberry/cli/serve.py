@@ -14,6 +14,8 @@ from typing import Any
 from openberry.cli._args import add_adapter_arg, add_prefix_cache_arg, int_at_least, model_spec
 from openberry.errors import BerryError
 from openberry.models.builtin import DEFAULT_MODEL
+from openberry.search.registry import DEFAULT_ROLLOUTS
+from openberry.serve.search_models import MAX_SEARCH_ROLLOUTS
 
 __all__ = ["LOOPBACK_HOSTS", "check_bind", "register"]
 
@@ -86,9 +88,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--search-rollouts",
         type=int_at_least(1),
-        default=4,
+        default=DEFAULT_ROLLOUTS,
         metavar="N",
-        help="search budget of requests that name no 'rollouts' (default: 4; at most 64)",
+        help="search budget of requests that name no 'rollouts' "
+        f"(default: {DEFAULT_ROLLOUTS}; at most {MAX_SEARCH_ROLLOUTS})",
     )
     p.set_defaults(func=run)
 
