@@ -77,6 +77,7 @@ def test_batched_trees_equal_one_at_a_time_at_temperature_zero(method: str) -> N
         "mctsr": {"temperature": "0"},
         "sr-mcts": {"temperature": "0"},
         "meta-mcts": {"temperature": "0", "meta_policy": "model"},
+        "step-mcts": {"temperature": "0"},
     }[method]
     policy = FakePolicy(seed=3, eos_bias=0.0)
     search = make_search(method, rollouts=2, overrides=overrides)

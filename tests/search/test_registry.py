@@ -32,6 +32,7 @@ def test_budget_rules_as_data() -> None:
     assert (make_config("beam", 6).width, make_config("beam", 6).branch) == (3, 2)
     assert make_config("mctsr", 3).rollouts == 3 and make_config("sr-mcts", 2).rollouts == 2
     assert make_config("meta-mcts", 3).simulations == 12
+    assert make_config("step-mcts", 5).simulations == 5
     assert Scaled(per=2)(1) == 1 and Scaled(times=4)(2) == 8
     assert DEFAULT_ROLLOUTS == 4
 
@@ -44,7 +45,7 @@ def test_cli_server_and_search_list_the_same_methods() -> None:
     names = list(REGISTRY)
     assert list(METHODS) == names
     assert list(search_model_names().values()) == names
-    assert sorted(STEP_METHODS) == ["beam", "meta-mcts"]
+    assert sorted(STEP_METHODS) == ["beam", "meta-mcts", "step-mcts"]
     assert cli_eval._methods(",".join(names)) == tuple(names)
     solve = build_parser()._subparsers._group_actions[0].choices["solve"]  # type: ignore[union-attr]
     (method,) = [a for a in solve._actions if a.dest == "method"]

@@ -139,6 +139,15 @@ REGISTRY: dict[str, Method] = {
             budget_help="4N simulations (a simulation writes two short thoughts)",
             steps=True,
         ),
+        Method(
+            "step-mcts",
+            "PUCT tree search over solution lines: policy prior, value-head value",
+            "openberry.search.step_mcts:StepMCTSConfig",
+            "openberry.search.step_mcts:step_mcts",
+            budget=(("simulations", Scaled()),),
+            budget_help="N simulations (each samples the children of one line in one call)",
+            steps=True,
+        ),
     )
 }
 """Method name -> `Method`, in the order the command line lists them."""

@@ -6,8 +6,8 @@ Light module (no FastAPI, no torch): `openberry.serve.app` serves the names and 
 
 What a search "completes" with: for whole-answer methods (greedy, self-consistency, best-of-n,
 mctsr, sr-mcts) the text of the last node of the chosen path, which is the chosen solution; for
-step methods (`Method.steps`: beam, meta-mcts), whose chosen path is a chain of steps, the texts
-of the chosen nodes after the root joined with newlines.
+step methods (`Method.steps`: beam, meta-mcts, step-mcts), whose chosen path is a chain of
+steps, the texts of the chosen nodes after the root joined with newlines.
 """
 
 from __future__ import annotations

@@ -1,0 +1,158 @@
+"""Step-level MCTS: closed forms of the prior, PUCT and backup; a golden tree; one call per
+expansion; no reference answer; determinism at a fixed seed."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+import pytest
+from golden import check_golden
+
+from openberry.data.arithmetic import load_split
+from openberry.models.base import SamplingParams
+from openberry.models.fake import FakePolicy
+from openberry.records import Example, Generation
+from openberry.search import make_search, run_search
+from openberry.search.common import TreeBuilder
+from openberry.search.scorers import ScorerConfig
+from openberry.search.step_mcts import (
+    StepMCTSConfig,
+    StepMCTSState,
+    backup,
+    path_value,
+    puct_scores,
+    select,
+    sibling_priors,
+    vote_terminal,
+)
+from search.policies import ArithmeticExpert
+
+EXAMPLES = load_split("test", limit=3)
+
+
+def test_prior_is_the_softmax_of_mean_logprobs() -> None:
+    """softmax(mean log p) = exp(mean log p) normalised: 0.5 and 0.25 give 2/3 and 1/3."""
+    assert sibling_priors([math.log(0.5), math.log(0.25)]) == pytest.approx([2 / 3, 1 / 3])
+    assert sibling_priors([-1.0, -1.0, -1.0]) == pytest.approx([1 / 3] * 3)
+    assert sibling_priors([-math.inf, math.log(0.1)]) == pytest.approx([0.0, 1.0])
+    assert sibling_priors([-math.inf, -math.inf]) == [0.5, 0.5]  # no log-probabilities
+    assert sibling_priors([]) == []
+
+
+def test_puct_closed_form() -> None:
+    # Q + c P sqrt(N_parent) / (1 + N_child)
+    got = puct_scores([0.5, 0.2], [0.25, 0.75], [3, 0], 4, 1.5)
+    assert got == pytest.approx([0.5 + 1.5 * 0.25 * 2 / 4, 0.2 + 1.5 * 0.75 * 2 / 1])
+    assert puct_scores([0.3], [1.0], [2], 0, 1.0) == [0.3]  # an unvisited parent: Q alone
+
+
+def test_backup_is_the_mean_of_leaf_values() -> None:
+    tree = TreeBuilder(EXAMPLES[0].problem, "step-mcts")
+    a = tree.add(0, "a")
+    backup([a], [0.2])
+    assert (a.visits, a.value) == (1, 0.2)
+    backup([tree.root, a], [0.4, 0.9])
+    assert tree.root.visits == 2 and tree.root.value == pytest.approx(0.65)
+    assert a.visits == 3 and a.value == pytest.approx((0.2 + 0.4 + 0.9) / 3)
+
+
+def test_path_value_aggregates_step_ratings() -> None:
+    cfg = ScorerConfig()
+    assert path_value([0.9, 0.3, 0.8], False, cfg) == 0.3
+    assert path_value([0.9, 0.8, 0.1], True, cfg) == 0.8  # the conclusion's rating left out
+    assert path_value([0.9, 0.8, 0.1], True, ScorerConfig(value_conclusion=True)) == 0.1
+    assert path_value([0.4], True, cfg) == 0.4  # a lone conclusion keeps its rating
+    assert path_value([0.2, 0.6], False, ScorerConfig(value_aggregate="mean")) == 0.4
+    assert path_value([0.2, 0.6], False, ScorerConfig(value_aggregate="last")) == 0.6
+
+
+def test_vote_sums_values_per_answer() -> None:
+    # "7" has 0.4 + 0.4 = 0.8 > 0.7 for "9": its best-valued (then earliest) terminal wins.
+    assert vote_terminal(["9", "7", "7"], [0.7, 0.4, 0.4]) == 1
+    assert vote_terminal(["9", "7", "7"], [0.9, 0.4, 0.4]) == 0
+
+
+def test_select_descends_the_best_puct_child() -> None:
+    """Root N = 4; child a: Q 0.6, P 0.2, N 3; child b: Q 0.3, P 0.8, N 1:
+    a = 0.6 + 0.2 * 2 / 4 = 0.7, b = 0.3 + 0.8 * 2 / 2 = 1.1, so b; below b, its only child."""
+    tree = TreeBuilder(EXAMPLES[0].problem, "step-mcts")
+    state = StepMCTSState(EXAMPLES[0].problem, tree, StepMCTSConfig(c_puct=1.0))
+    a, b = tree.add(0, "a", prior=0.2), tree.add(0, "b", prior=0.8)
+    tree.root.visits, a.visits, a.value, b.visits, b.value = 4, 3, 0.6, 1, 0.3
+    c = tree.add(b.id, "c", prior=1.0, visits=1, value=0.5)
+    assert [n.id for n in select(state)] == [0, b.id, c.id]
+    b.value = -1.0
+    assert [n.id for n in select(state)] == [0, a.id]
+    c.terminal = True  # a terminal node ends the descent even with children
+    a.terminal = True
+    tree.add(a.id, "d")
+    assert [n.id for n in select(state)] == [0, a.id]
+
+
+def test_step_mcts_golden_tree() -> None:
+    (r,) = run_search(
+        make_search("step-mcts", rollouts=4, overrides={"children": 2}),
+        [EXAMPLES[0].problem],
+        ArithmeticExpert(),
+    )
+    check_golden("step_mcts", r.tree)
+    assert r.answer == EXAMPLES[0].answer  # the slipped first line is rated down and not taken
+
+
+class _Calls(ArithmeticExpert):
+    """Records the sampling settings of every generate call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: list[tuple[int, SamplingParams]] = []
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        self.params.append((len(prompts), params))
+        return super().generate(prompts, params)
+
+
+def test_siblings_are_sampled_in_one_call_with_n() -> None:
+    policy = _Calls()
+    search = make_search("step-mcts", rollouts=3, overrides={"children": 3, "finish_tokens": 0})
+    (r,) = run_search(search, [EXAMPLES[1].problem], policy)
+    assert policy.params and all(k == 1 for k, _ in policy.params)
+    assert all(p.n == 3 and p.stop == ("\n",) for _, p in policy.params)
+    assert len(policy.params) == 3  # one policy call per simulation
+    # Every expanded node's children came from its one call (merged duplicates counted).
+    for node in r.tree.nodes:
+        if node.children:
+            assert sum(r.tree.nodes[k].info["samples"] for k in node.children) == 3
+
+
+def test_the_search_never_sees_the_reference_answer() -> None:
+    canary = "ORACLE-CANARY-9127"
+    example = Example(problem=EXAMPLES[2].problem, answer=canary, solution=canary)
+    policy = ArithmeticExpert()
+    (r,) = run_search(make_search("step-mcts", rollouts=4), [example.problem], policy)
+    assert policy.prompts and not any(canary in p for p in policy.prompts)
+    assert canary not in r.tree.to_json()
+    with pytest.raises(TypeError, match="never see the reference answer"):
+        run_search(make_search("step-mcts", rollouts=4), [example], ArithmeticExpert())
+
+
+def test_deterministic_at_a_fixed_seed() -> None:
+    search = make_search("step-mcts", rollouts=4)
+    problems = [e.problem for e in EXAMPLES]
+    trees = [
+        [
+            json.dumps(x.tree.to_dict()["nodes"])
+            for x in run_search(search, problems, FakePolicy(seed=1), seed=s)
+        ]
+        for s in (7, 7, 8)
+    ]
+    assert trees[0] == trees[1] and trees[0] != trees[2]
+
+
+def test_visits_selection_takes_the_most_visited_terminal() -> None:
+    search = make_search("step-mcts", rollouts=6, overrides={"answer_selection": "visits"})
+    (r,) = run_search(search, [EXAMPLES[0].problem], ArithmeticExpert())
+    last = r.tree.nodes[r.tree.chosen[-1]]
+    terminals = [n for n in r.tree.nodes if n.terminal and n.answer is not None]
+    assert last.terminal and last.visits == max(n.visits for n in terminals)
