@@ -105,7 +105,9 @@ class StepMCTSConfig:
     finish_tokens: int = 256
     """Most tokens of the greedy finish when no terminal states an answer (0: none)."""
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
-    """How step ratings combine into a path value (``value_aggregate``, ``value_conclusion``)."""
+    """How step ratings combine into a path value: ``value_aggregate`` and ``value_conclusion``
+    are read (steps are always rated after positive earlier steps); the other fields are
+    unused."""
 
 
 def sibling_priors(mean_logprobs: Sequence[float]) -> list[float]:
