@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from golden import check_golden
@@ -156,3 +157,30 @@ def test_visits_selection_takes_the_most_visited_terminal() -> None:
     last = r.tree.nodes[r.tree.chosen[-1]]
     terminals = [n for n in r.tree.nodes if n.terminal and n.answer is not None]
     assert last.terminal and last.visits == max(n.visits for n in terminals)
+
+
+class _Tagged(ArithmeticExpert):
+    """Writes OpenLongCoT tags alone as two of the three sampled lines of every expansion."""
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        out = super().generate(prompts, params)
+        tags = ("<expansion>", "<end_of_thought>")
+        return [
+            [
+                replace(g, text=tags[k]) if k < len(tags) and params.n > 1 else g
+                for k, g in enumerate(row)
+            ]
+            for row in out
+        ]
+
+
+def test_a_line_of_tags_alone_is_an_empty_terminal_line() -> None:
+    """Regression: such a line crashed the value prompt (first line) or took the rating of the
+    step before it (later lines), as the value prompts drop tags and the node kept them."""
+    search = make_search("step-mcts", rollouts=4, overrides={"children": 3})
+    (r,) = run_search(search, [EXAMPLES[0].problem], _Tagged())
+    tagged = [n for n in r.tree.nodes[1:] if not n.text]
+    assert tagged and all(n.terminal and "step_value" not in n.info for n in tagged)
+    assert all(list(n.rewards) == [0.0] for n in tagged)
+    searched = [n for n in r.tree.nodes[1:] if n.text and not n.info.get("finish")]
+    assert searched and all("step_value" in n.info for n in searched)

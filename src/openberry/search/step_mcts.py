@@ -54,7 +54,14 @@ from openberry.formats.openlongcot import RATING_TOKENS
 from openberry.formats.prompts import solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
-from openberry.search.common import MutableNode, Step, TreeBuilder, answer_of_text, vote_key
+from openberry.search.common import (
+    MutableNode,
+    Step,
+    TreeBuilder,
+    answer_of_text,
+    strip_tags,
+    vote_key,
+)
 from openberry.search.engine import Generate, NextTokenProbs, SearchGen
 from openberry.search.scorers import (
     ScorerConfig,
@@ -208,8 +215,10 @@ def _or_inf(x: float | None) -> float:
 
 def add_line(state: StepMCTSState, parent: int, gen: Generation, depth: int) -> MutableNode:
     """A child of `parent` for the generated line, marked terminal when it states an answer,
-    is empty, or reaches ``max_depth``; a line equal to a sibling's merges into it."""
-    tree, line = state.tree, gen.text.strip()
+    is empty, or reaches ``max_depth``; a line equal to a sibling's merges into it. Tags of the
+    OpenLongCoT format are removed (`strip_tags`), as the value prompts remove them: a line of
+    tags alone is an empty line, so every node's text is one step of its value prompt."""
+    tree, line = state.tree, strip_tags(gen.text).strip()
     for k in tree[parent].children:
         if tree[k].text == line:
             tree[k].info["samples"] += 1
