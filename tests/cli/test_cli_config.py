@@ -78,6 +78,15 @@ def test_train_sft_config_file_and_flag_override(tmp_path, suffix) -> None:
     assert args.max_steps == 5
 
 
+def test_an_abbreviated_flag_on_the_command_line_wins_over_the_file(tmp_path) -> None:
+    """Regression: ``--dat`` (argparse's abbreviation of ``--data``) was not seen as given, so
+    the file's list was appended after it and won."""
+    path = tmp_path / "c.toml"
+    path.write_text('model = "m"\ndata = ["from_file.jsonl"]\nout = "o"\n')
+    args = _parse(["train", "sft", "--config", str(path), "--dat", "cli.jsonl", "--max-st", "3"])
+    assert args.data == ["cli.jsonl"] and args.max_steps == 3
+
+
 def test_unknown_key_is_an_error_naming_the_valid_ones(tmp_path, capsys) -> None:
     path = tmp_path / "c.toml"
     path.write_text('dataset = "arithmetic"\nbatchsize = 4\n')

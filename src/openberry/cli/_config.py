@@ -257,8 +257,22 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _given(action: argparse.Action, argv: Sequence[str]) -> bool:
-    return any(t == s or t.startswith(s + "=") for t in argv for s in action.option_strings)
+def _given_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The option strings `argv` names, with a unique prefix of a long option resolved to it as
+    argparse resolves it (``--dat`` is ``--data`` when no other option starts so)."""
+    known = [s for a in parser._actions for s in a.option_strings]
+    given = set()
+    for token in argv:
+        if not token.startswith("-"):
+            continue
+        name = token.split("=", 1)[0] if token.startswith("--") else token
+        if name in known:
+            given.add(name)
+        elif parser.allow_abbrev and name.startswith("--"):
+            matches = [s for s in known if s.startswith(name)]
+            if len(matches) == 1:
+                given.add(matches[0])
+    return given
 
 
 def expand_config_files(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
@@ -282,7 +296,8 @@ def expand_config_files(parser: argparse.ArgumentParser, argv: Sequence[str]) ->
         for s in a.option_strings
         if s.startswith("--") and a.dest not in ("help", "config_file")
     }
-    blocked = {id(a) for a in sub._actions if _given(a, rest[start:])}
+    given = _given_options(sub, rest[start:])
+    blocked = {id(a) for a in sub._actions if given.intersection(a.option_strings)}
     for group in sub._mutually_exclusive_groups:
         if any(id(a) in blocked for a in group._group_actions):
             blocked |= {id(a) for a in group._group_actions}
