@@ -128,8 +128,6 @@ def run(args: argparse.Namespace) -> int:
         raise BerryError(f"--port must be in 0..65535, got {args.port}")
     if args.prefix_cache_mb < 0:
         raise BerryError(f"--prefix-cache-mb must be >= 0, got {args.prefix_cache_mb}")
-    from openberry.serve.search_models import MAX_SEARCH_ROLLOUTS
-
     if args.search_rollouts > MAX_SEARCH_ROLLOUTS:
         raise BerryError(f"--search-rollouts must be at most {MAX_SEARCH_ROLLOUTS}")
     try:

@@ -25,7 +25,17 @@ from typing import Protocol, runtime_checkable
 from openberry.errors import BerryError
 from openberry.records import Generation
 
-__all__ = ["ModelError", "Policy", "SamplingParams", "entropy_varentropy"]
+__all__ = [
+    "DEFAULT_PREFIX_CACHE_MB",
+    "ModelError",
+    "Policy",
+    "SamplingParams",
+    "entropy_varentropy",
+]
+
+DEFAULT_PREFIX_CACHE_MB = 1024.0
+"""MiB of keys and values of earlier prompts a local backend keeps for re-use across calls (the
+default of `ModelSpec.prefix_cache_mb`, ``--prefix-cache-mb`` and `HFPolicy`)."""
 
 
 class ModelError(BerryError, RuntimeError):

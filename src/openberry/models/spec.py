@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openberry.models.base import ModelError, Policy
-from openberry.models.hf.prefix import DEFAULT_PREFIX_CACHE_MB
+from openberry.models.base import DEFAULT_PREFIX_CACHE_MB, ModelError, Policy
 
 __all__ = ["DEFAULT_PREFIX_CACHE_MB", "ModelSpec"]
 

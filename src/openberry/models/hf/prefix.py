@@ -23,16 +23,13 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from openberry.models.base import ModelError
+from openberry.models.base import DEFAULT_PREFIX_CACHE_MB, ModelError
 
 if TYPE_CHECKING:
     from openberry.models.hf.runtime import HFRuntime
 
 __all__ = ["DEFAULT_PREFIX_CACHE_MB", "PREPASS_TOKENS", "PrefixCache", "prefix_groups"]
 
-DEFAULT_PREFIX_CACHE_MB = 1024.0
-"""Default budget (MiB) of the prefix store, for `HFPolicy`, `ModelSpec` and the
-``--prefix-cache-mb`` option."""
 
 PREPASS_TOKENS = 256
 """What one extra forward pass is worth, in padded positions, when deciding whether to read a
