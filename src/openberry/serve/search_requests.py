@@ -48,9 +48,8 @@ async def answer_with_search(
     seed = 0 if req.seed is None else req.seed
     result = await _run(state, method, search, question, rollouts=rollouts, seed=seed)
     s = result.stats
-    config = search.config  # type: ignore[attr-defined]
     summary = search_summary(
-        result.tree, result.answer, method, config, rollouts=rollouts, seed=seed
+        result.tree, result.answer, method, result.tree.info["config"], rollouts=rollouts, seed=seed
     )
     usage = {
         "prompt_tokens": s.prompt_tokens,
