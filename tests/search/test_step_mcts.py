@@ -16,7 +16,7 @@ from openberry.models.base import SamplingParams
 from openberry.models.fake import FakePolicy
 from openberry.records import Example, Generation
 from openberry.search import make_search, run_search
-from openberry.search.common import TreeBuilder
+from openberry.search.common import TreeBuilder, value_vote
 from openberry.search.scorers import ScorerConfig
 from openberry.search.step_mcts import (
     StepMCTSConfig,
@@ -26,7 +26,6 @@ from openberry.search.step_mcts import (
     puct_scores,
     select,
     sibling_priors,
-    vote_terminal,
 )
 from search.policies import ArithmeticExpert
 
@@ -71,8 +70,8 @@ def test_path_value_aggregates_step_ratings() -> None:
 
 def test_vote_sums_values_per_answer() -> None:
     # "7" has 0.4 + 0.4 = 0.8 > 0.7 for "9": its best-valued (then earliest) terminal wins.
-    assert vote_terminal(["9", "7", "7"], [0.7, 0.4, 0.4]) == 1
-    assert vote_terminal(["9", "7", "7"], [0.9, 0.4, 0.4]) == 0
+    assert value_vote(["9", "7", "7"], [0.7, 0.4, 0.4]) == 1
+    assert value_vote(["9", "7", "7"], [0.9, 0.4, 0.4]) == 0
 
 
 def test_select_descends_the_best_puct_child() -> None:

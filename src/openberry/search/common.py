@@ -63,6 +63,17 @@ def vote_key(answer: str) -> str:
     return normalize_answer(answer) or answer.strip()
 
 
+def value_vote(answers: Sequence[str], values: Sequence[float]) -> int:
+    """Index of the highest-valued answer of the kind with the largest summed value (ties go to
+    the kind more answers state, then to the higher value, then to the earlier answer)."""
+    keys = [vote_key(a) for a in answers]
+    mass: dict[str, float] = {}
+    for key, v in zip(keys, values, strict=True):
+        mass[key] = mass.get(key, 0.0) + v
+    winner = max(mass, key=lambda k: (mass[k], keys.count(k)))
+    return max((i for i in range(len(keys)) if keys[i] == winner), key=lambda i: (values[i], -i))
+
+
 def majority(answers: Sequence[str | None]) -> tuple[int | None, dict[str, int]]:
     """Index of the first answer of the most frequent kind, and the vote counts.
 

@@ -83,7 +83,7 @@ from openberry.search.common import (
     TreeBuilder,
     answer_of_text,
     strip_tags,
-    vote_key,
+    value_vote,
 )
 from openberry.search.engine import Generate, NextTokenProbs, SearchGen
 from openberry.search.scorers import rating_value
@@ -288,17 +288,11 @@ def choose_conclusion(answers: Sequence[str], values: Sequence[float], rule: str
     (``vote``; ties go to the answer more conclusions state, then to the earlier conclusion)."""
     if not answers:
         raise ValueError("no conclusion to choose from")
-    candidates = list(range(len(answers)))
     if rule == "vote":
-        keys = [vote_key(a) for a in answers]
-        mass: dict[str, float] = {}
-        for key, v in zip(keys, values, strict=True):
-            mass[key] = mass.get(key, 0.0) + v
-        winner = max(mass, key=lambda k: (mass[k], keys.count(k)))
-        candidates = [i for i in candidates if keys[i] == winner]
-    elif rule != "value":
+        return value_vote(answers, values)
+    if rule != "value":
         raise ValueError(f"unknown answer_selection {rule!r}; expected 'vote' or 'value'")
-    return max(candidates, key=lambda i: (values[i], -i))
+    return max(range(len(answers)), key=lambda i: (values[i], -i))
 
 
 def clean_thought(text: str) -> str:
@@ -694,9 +688,7 @@ def choose(state: MetaMCTSState) -> Step[MutableNode | None]:
     return chosen
 
 
-def freeze_tree(
-    tree: TreeBuilder, cfg: MetaMCTSConfig, verifier: Verifier | None, chosen: MutableNode | None
-) -> Tree:
+def freeze_tree(tree: TreeBuilder, verifier: Verifier | None, chosen: MutableNode | None) -> Tree:
     """The finished tree, its chosen path ending at `chosen` (none when None)."""
     tree.root.value = tree.root.value if tree.root.value is not None else 0.0
     return tree.freeze(
@@ -727,4 +719,4 @@ def meta_mcts(
     if verifier is not None:
         rectify_tree(state)
     chosen = yield from choose(state)
-    return freeze_tree(state.tree, config, verifier, chosen)
+    return freeze_tree(state.tree, verifier, chosen)

@@ -60,7 +60,7 @@ from openberry.search.common import (
     TreeBuilder,
     answer_of_text,
     strip_tags,
-    vote_key,
+    value_vote,
 )
 from openberry.search.engine import Generate, NextTokenProbs, SearchGen
 from openberry.search.scorers import (
@@ -84,7 +84,6 @@ __all__ = [
     "sibling_priors",
     "simulate",
     "step_mcts",
-    "vote_terminal",
 ]
 
 
@@ -150,17 +149,6 @@ def path_value(ratings: Sequence[float], conclusion: bool, config: ScorerConfig)
     if config.value_aggregate == "mean":
         return sum(kept) / len(kept)
     return min(kept)
-
-
-def vote_terminal(answers: Sequence[str], values: Sequence[float]) -> int:
-    """Index of the best-valued terminal of the answer with the largest summed value (ties: the
-    answer more terminals state, then the earlier terminal)."""
-    keys = [vote_key(a) for a in answers]
-    mass: dict[str, float] = {}
-    for key, v in zip(keys, values, strict=True):
-        mass[key] = mass.get(key, 0.0) + v
-    winner = max(mass, key=lambda k: (mass[k], keys.count(k)))
-    return max((i for i in range(len(keys)) if keys[i] == winner), key=lambda i: (values[i], -i))
 
 
 @dataclass
@@ -334,7 +322,7 @@ def choose(state: StepMCTSState) -> Step[MutableNode | None]:
         if state.config.answer_selection == "visits":
             return max(done, key=lambda n: (n.visits, n.rewards[-1], -n.id))
         answers = [n.answer or "" for n in done]
-        return done[vote_terminal(answers, [n.rewards[-1] for n in done])]
+        return done[value_vote(answers, [n.rewards[-1] for n in done])]
     if state.config.finish_tokens > 0:
         return (yield from finish_greedily(state))
     return None
