@@ -33,6 +33,7 @@ RUNS: list[tuple[str, str, dict[str, str]]] = [
     ("best-of-n", "value", {"scorer": "value"}),
     ("best-of-n", "pprm", {"scorer": "pprm"}),
     ("beam", "value", {}),
+    ("step-mcts", "", {}),
     ("meta-mcts", "model", {"meta_policy": "model"}),
     ("meta-mcts", "transitions", {"meta_policy": "transitions"}),
 ]

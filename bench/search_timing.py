@@ -2,7 +2,9 @@
 
 Loads the model once, then times ``--repeats`` batched searches of the same problems per method
 (each from an empty prefix store) and prints one JSON line: per method the median, every run and
-the generated tokens (equal on both sides when the searches are the same). Run it alternately from
+the generated tokens (equal on both sides when the searches are the same) and tokens per second
+at the median. ``--alone`` searches the problems one at a time, as ``berry solve`` and
+``berry eval --batch-size 1`` do. Run it alternately from
 two checkouts, each with its own source first on the path, for example the code before a change
 in a git worktree::
 
@@ -38,6 +40,11 @@ def main() -> None:
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--alone",
+        action="store_true",
+        help="search the problems one at a time (as `berry solve` and `--batch-size 1` do)",
+    )
     args = ap.parse_args()
     tune_cpu_malloc()
     torch.set_num_threads(args.threads)
@@ -51,13 +58,17 @@ def main() -> None:
         for _ in range(args.repeats):
             policy.reset_prefix_cache()
             start = time.perf_counter()
-            results = run_search(search, problems, policy, seed=0)
+            if args.alone:
+                results = [run_search(search, [p], policy, seed=0)[0] for p in problems]
+            else:
+                results = run_search(search, problems, policy, seed=0)
             runs.append(time.perf_counter() - start)
             tokens = sum(r.tree.info["stats"]["generated_tokens"] for r in results)
         out[method] = {
             "median_s": round(statistics.median(runs), 3),
             "runs_s": [round(x, 2) for x in runs],
             "generated_tokens": tokens,
+            "tokens_per_s": round(tokens / statistics.median(runs), 1),
         }
     print(json.dumps(out))
 

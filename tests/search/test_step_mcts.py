@@ -22,10 +22,14 @@ from openberry.search.step_mcts import (
     StepMCTSConfig,
     StepMCTSState,
     backup,
+    effective_q,
     path_value,
     puct_scores,
     select,
+    select_round,
     sibling_priors,
+    unexplored_mass,
+    widen_score,
 )
 from search.policies import ArithmeticExpert
 
@@ -91,6 +95,97 @@ def test_select_descends_the_best_puct_child() -> None:
     assert [n.id for n in select(state)] == [0, a.id]
 
 
+def test_virtual_loss_closed_form() -> None:
+    """Q with p pending simulations = (Q N + virtual_loss p) / (N + p); none pending: Q."""
+    tree = TreeBuilder(EXAMPLES[0].problem, "step-mcts")
+    a = tree.add(0, "a")
+    a.visits, a.value = 3, 0.6
+    state = StepMCTSState(EXAMPLES[0].problem, tree, StepMCTSConfig(virtual_loss=0.1))
+    assert effective_q(state, a) == 0.6
+    state.pending[a.id] = 2
+    assert effective_q(state, a) == pytest.approx((0.6 * 3 + 0.1 * 2) / 5)
+
+
+def test_a_round_spreads_over_siblings_by_virtual_loss() -> None:
+    """Two selections: a (0.5 + 0.6 sqrt 2 / 2 = 0.92 against b's 0.68), then with a's
+    virtual loss a scores 0.25 + 0.6 sqrt 3 / 3 = 0.60 against b's 0.4 + 0.4 sqrt 3 / 2 = 0.75."""
+    tree = TreeBuilder(EXAMPLES[0].problem, "step-mcts")
+    a, b = tree.add(0, "a"), tree.add(0, "b")
+    a.prior, b.prior, a.value, b.value = 0.6, 0.4, 0.5, 0.4
+    a.visits = b.visits = 1
+    tree.root.visits = 2
+    state = StepMCTSState(EXAMPLES[0].problem, tree, StepMCTSConfig())
+    assert [p[-1].id for p in select_round(state, 2)] == [a.id, b.id]
+    assert state.pending == {}
+    assert [p[-1].id for p in select_round(state, 1)] == [a.id]  # no loss left behind
+
+
+def test_a_leaf_held_by_the_round_is_expanded_once() -> None:
+    tree = TreeBuilder(EXAMPLES[0].problem, "step-mcts")
+    state = StepMCTSState(EXAMPLES[0].problem, tree, StepMCTSConfig())
+    assert [[n.id for n in p] for p in select_round(state, 3)] == [[0]]
+
+
+def test_simulations_in_flight_share_one_call() -> None:
+    overrides = {"children": 2, "finish_tokens": 0, "in_flight": 3, "widen": False}
+    calls = {}
+    for k in (3, 1):
+        policy = _FakeCalls()
+        search = make_search("step-mcts", rollouts=7, overrides={**overrides, "in_flight": k})
+        run_search(search, [EXAMPLES[1].problem], policy)
+        calls[k] = policy.sizes
+    assert calls[3][0] == 1 and max(calls[3]) == 3  # the root alone, then up to 3 leaves a call
+    assert len(calls[3]) < sum(calls[3]) <= 7
+    assert calls[1] == [1] * len(calls[1]) and len(calls[1]) > len(calls[3])
+
+
+def test_unexplored_mass_is_what_the_children_leave() -> None:
+    tree = TreeBuilder(EXAMPLES[0].problem, "step-mcts")
+    a, b = tree.add(0, "a"), tree.add(0, "b")
+    a.info, b.info = {"logprob": math.log(0.5)}, {"logprob": math.log(0.2)}
+    assert unexplored_mass([a, b]) == pytest.approx(0.3)
+    b.info = {"logprob": None}  # a backend without log-probabilities: never widen
+    assert unexplored_mass([a, b]) == 0.0
+
+
+def _one_low_child(widen: bool) -> StepMCTSState:
+    """Root: Q 0.05, N 3, one child a sampled three times (P 1, Q 0.05, N 3, p(line) 0.4)."""
+    tree = TreeBuilder(EXAMPLES[0].problem, "step-mcts")
+    a = tree.add(0, "a")
+    a.info = {"logprob": math.log(0.4), "samples": 3}
+    a.prior, a.value, a.visits = 1.0, 0.05, 3
+    tree.root.value, tree.root.visits = 0.05, 3
+    return StepMCTSState(EXAMPLES[0].problem, tree, StepMCTSConfig(widen=widen))
+
+
+def test_widen_score_closed_form() -> None:
+    """Q(node) + c_puct * mass * sqrt(N(node)) / (1 + expansions) = 0.05 + 0.6 sqrt 3 / 2."""
+    state = _one_low_child(True)
+    kids = [state.tree[1]]
+    assert widen_score(state, state.tree.root, kids) == pytest.approx(0.05 + 0.6 * 3**0.5 / 2)
+    state.tree.root.info["expansions"] = 3
+    assert widen_score(state, state.tree.root, kids) == pytest.approx(0.05 + 0.6 * 3**0.5 / 4)
+
+
+def test_identical_siblings_no_longer_trap_the_search() -> None:
+    """Regression: a node whose samples were all one line had one child for good, however low
+    its value. With ``widen`` selection stops at the node to sample it again: its child scores
+    0.05 + sqrt 3 / 4 = 0.48, sampling again 0.05 + 0.6 sqrt 3 / 2 = 0.57."""
+    assert [n.id for n in select(_one_low_child(True))] == [0]
+    assert [n.id for n in select(_one_low_child(False))] == [0, 1]
+
+
+def test_a_rollout_reaches_an_answer_in_one_simulation() -> None:
+    over = {"rollout": True, "finish_tokens": 0, "children": 2}
+    (r,) = run_search(
+        make_search("step-mcts", rollouts=1, overrides=over),
+        [EXAMPLES[0].problem],
+        ArithmeticExpert(),
+    )
+    assert r.answer is not None and r.tree.nodes[r.tree.chosen[-1]].terminal
+    assert r.tree.root.visits == 1  # one simulation: the path was backed up once
+
+
 def test_step_mcts_golden_tree() -> None:
     (r,) = run_search(
         make_search("step-mcts", rollouts=4, overrides={"children": 2}),
@@ -99,6 +194,17 @@ def test_step_mcts_golden_tree() -> None:
     )
     check_golden("step_mcts", r.tree)
     assert r.answer == EXAMPLES[0].answer  # the slipped first line is rated down and not taken
+
+
+def test_step_mcts_in_flight_golden_tree() -> None:
+    """Three simulations in flight over lines that differ (a random-text policy)."""
+    over = {"children": 2, "in_flight": 3, "max_depth": 4}
+    (r,) = run_search(
+        make_search("step-mcts", rollouts=6, overrides=over),
+        [EXAMPLES[1].problem],
+        FakePolicy(seed=3),
+    )
+    check_golden("step_mcts_in_flight", r.tree)
 
 
 class _Calls(ArithmeticExpert):
@@ -110,6 +216,18 @@ class _Calls(ArithmeticExpert):
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
         self.params.append((len(prompts), params))
+        return super().generate(prompts, params)
+
+
+class _FakeCalls(FakePolicy):
+    """A random-text policy (siblings differ) that records the prompts of every generate call."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=3)
+        self.sizes: list[int] = []
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        self.sizes.append(len(prompts))
         return super().generate(prompts, params)
 
 

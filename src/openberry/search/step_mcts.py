@@ -21,11 +21,25 @@ section 3.3) run the same loop over the steps of a solution written by a languag
   ``value_conclusion``. All new children of an expansion are rated in one request;
 - **select** (`select`): from the root, descend to the child with the best
   ``Q + c_puct * P * sqrt(N(parent)) / (1 + N(child))`` (`puct_scores`) until a node without
-  children or a terminal node;
+  children or a terminal node. With ``widen`` (progressive widening), "sample this node's lines
+  again" competes with its children (`widen_score`): its prior is the policy's probability of a
+  line not yet among the children (`unexplored_mass`, from their sequence log-probabilities),
+  its Q the node's own; when it wins, selection stops there and the node is expanded again.
+  A node whose samples were all one line otherwise keeps one child, however low its value;
+- **rollout** (``rollout``): after an expansion, the best-valued new child is expanded in turn,
+  down to a terminal line, so every simulation ends in an answer (rStar-Math's rollouts, with
+  the value head choosing each step);
 - **backup** (`backup`): every new child counts one visit with its path value as its Q; every
-  node of the selected path gets one visit per new child and its Q becomes the mean of all leaf
-  values backed up through it. A simulation that selects a terminal node backs up its path value
-  once more (no model call), as AlphaGo Zero does for a finished game;
+  node of the selected path gets one visit per new child (a rollout: its terminal's value) and
+  its Q becomes the mean of all leaf values backed up through it. A simulation that selects a
+  terminal node backs up its path value once more (no model call), as AlphaGo Zero does for a
+  finished game;
+- **simulations in flight** (`select_round`, ``in_flight``): a round selects up to
+  ``in_flight`` paths, each after a *virtual loss* on the paths selected before it (their nodes
+  count ``virtual_loss`` as a pending backed-up value, as parallel MCTS does, Chaslot et al.
+  2008), expands all their leaves in one policy call and rates all new children in one value
+  request, then backs the paths up in selection order. A leaf two selections share is expanded
+  once. One problem searched alone then fills a batch of ``in_flight * children`` rows;
 - **terminal**: a line that states an answer (`answer_of_text`: ``\\boxed{}``, ``####``, "the
   answer is"), a line at ``max_depth``, or an empty line (the model ended or left a blank line:
   no answer, path value 0);
@@ -35,11 +49,11 @@ section 3.3) run the same loop over the steps of a solution written by a languag
   call (``finish_tokens``), its lines added as nodes.
 
 Where we depart: AlphaGo Zero's value is learned from self-play outcomes and rStar-Math's Q from
-terminal rewards of full rollouts; we use the value head directly at every new step and no
-rollout (as RAP's "self-evaluation" reward does), so one simulation costs one policy call of
-``children`` lines and one value request. No Dirichlet noise at the root and no temperature on
-visit counts: the search is for inference, not for self-play data. One expansion adds all
-sampled children at once rather than one child per simulation.
+terminal rewards of full rollouts; we use the value head directly at every new step (as RAP's
+"self-evaluation" reward does). No Dirichlet noise at the root and no temperature on visit
+counts: the search is for inference, not for self-play data. One expansion adds all sampled
+children at once rather than one child per simulation. Defaults and how they were chosen on the
+validation split: docs/search.md.
 """
 
 from __future__ import annotations
@@ -89,9 +103,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StepMCTSConfig:
-    """Step-level MCTS settings. The defaults are provisional (``children`` and ``temperature``
-    from a first comparison on the validation split); they still have to be chosen there in
-    full."""
+    """Step-level MCTS settings; the defaults were chosen on the validation split
+    (docs/search.md)."""
 
     simulations: int = 8
     """Simulations (each expands one node, or revisits a terminal one)."""
@@ -108,6 +121,17 @@ class StepMCTSConfig:
     answer_selection: Literal["vote", "visits"] = "vote"
     """``vote``: the answer whose terminal nodes have the largest summed path value, through
     its best-valued terminal; ``visits``: the most visited terminal node with an answer."""
+    in_flight: int = 1
+    """Simulations run at once: each selects after a virtual loss on the paths selected before
+    it in the round, and their expansions and evaluations go out as one request each."""
+    virtual_loss: float = 0.0
+    """The value a pending simulation counts as while its round is in flight."""
+    rollout: bool = False
+    """After an expansion, go on expanding the best-valued new child until a terminal line (each
+    step one policy call of ``children`` lines), so every simulation reaches an answer."""
+    widen: bool = True
+    """Let selection sample a node's lines again when the policy's probability of a line not
+    yet among its children (`unexplored_mass`) outscores every child (`widen_score`)."""
     finish_tokens: int = 256
     """Most tokens of the greedy finish when no terminal states an answer (0: none)."""
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
@@ -159,6 +183,8 @@ class StepMCTSState:
     tree: TreeBuilder
     """The tree so far: node 0 is the problem, every other node one line."""
     config: StepMCTSConfig
+    pending: dict[int, int] = field(default_factory=dict)
+    """Virtual visits: per node, the simulations of the current round selected through it."""
 
 
 def lines_of(state: StepMCTSState, node_id: int) -> list[str]:
@@ -172,29 +198,88 @@ def step_prompt(state: StepMCTSState, node_id: int) -> str:
     return solve_prompt(state.problem.question) + done
 
 
+def effective_q(state: StepMCTSState, node: MutableNode) -> float:
+    """A node's Q with the round's virtual losses: each pending simulation through the node
+    counts as a backed-up ``virtual_loss``."""
+    q, pending = node.value or 0.0, state.pending.get(node.id, 0)
+    if not pending:
+        return q
+    return (q * node.visits + state.config.virtual_loss * pending) / (node.visits + pending)
+
+
+def visits_of(state: StepMCTSState, node: MutableNode) -> int:
+    """A node's visit count with the round's pending simulations through it."""
+    return node.visits + state.pending.get(node.id, 0)
+
+
 def select(state: StepMCTSState) -> list[MutableNode]:
     """Selection: the path from the root down the best `puct_scores` child (ties to the older
-    child) to a node without children or a terminal node."""
+    child) to a node without children or a terminal node. Q and N include the virtual losses
+    of the simulations already selected in this round (``state.pending``)."""
     tree, cfg = state.tree, state.config
     path = [tree.root]
     while path[-1].children and not path[-1].terminal:
         node = path[-1]
         kids = [tree[k] for k in node.children]
         scores = puct_scores(
-            [k.value or 0.0 for k in kids],
+            [effective_q(state, k) for k in kids],
             [k.prior or 0.0 for k in kids],
-            [k.visits for k in kids],
-            node.visits,
+            [visits_of(state, k) for k in kids],
+            visits_of(state, node),
             cfg.c_puct,
         )
         best = max(range(len(kids)), key=lambda i: (scores[i], -i))
+        if cfg.widen and widen_score(state, node, kids) > scores[best]:
+            break
         path.append(kids[best])
     return path
+
+
+def widen_score(state: StepMCTSState, node: MutableNode, kids: Sequence[MutableNode]) -> float:
+    """PUCT score of sampling `node`'s next lines once more (progressive widening): the node's
+    own Q as the first-play value of an unseen line, the `unexplored_mass` as its prior and
+    the node's expansions so far as its visits."""
+    mass = unexplored_mass(kids)
+    expansions = node.info.get("expansions", 1)
+    return effective_q(state, node) + state.config.c_puct * mass * math.sqrt(
+        visits_of(state, node)
+    ) / (1 + expansions)
+
+
+def select_round(state: StepMCTSState, k: int) -> list[list[MutableNode]]:
+    """`k` selections, each after a virtual loss on the paths selected before it; a leaf to be
+    expanded that an earlier selection of the round already holds is dropped (a terminal leaf
+    may be revisited). The virtual losses are gone when this returns."""
+    paths: list[list[MutableNode]] = []
+    held: set[int] = set()
+    for _ in range(k):
+        path = select(state)
+        for node in path:
+            state.pending[node.id] = state.pending.get(node.id, 0) + 1
+        leaf = path[-1]
+        if leaf.terminal or leaf.id not in held:
+            held.add(leaf.id)
+            paths.append(path)
+    state.pending.clear()
+    return paths
 
 
 def _mean_logprob(gen: Generation) -> float | None:
     lps = gen.logprobs or ()
     return sum(lps) / len(lps) if lps else None
+
+
+def _sum_logprob(gen: Generation) -> float | None:
+    return sum(gen.logprobs) if gen.logprobs else None
+
+
+def unexplored_mass(kids: Sequence[MutableNode]) -> float:
+    """The policy's probability of a next line other than `kids`: 1 minus their sequence
+    probabilities ``exp(sum log p)`` (0 when a child has no log-probabilities)."""
+    seen = [k.info.get("logprob") for k in kids]
+    if any(x is None for x in seen):
+        return 0.0
+    return max(0.0, 1.0 - sum(math.exp(x) for x in seen))
 
 
 def _or_inf(x: float | None) -> float:
@@ -214,20 +299,21 @@ def add_line(state: StepMCTSState, parent: int, gen: Generation, depth: int) -> 
             return tree[k]
     answer = answer_of_text(line) if line else None
     node = tree.add(parent, line, generation=gen, meta_action="expansion")
-    node.info = {"samples": 1, "mean_logprob": _mean_logprob(gen)}
+    node.info = {"samples": 1, "mean_logprob": _mean_logprob(gen), "logprob": _sum_logprob(gen)}
     if answer is not None:
         node.meta_action, node.answer = "conclusion", answer
     node.terminal = answer is not None or not line or depth >= state.config.max_depth
     return node
 
 
-def expand(state: StepMCTSState, node: MutableNode, params: SamplingParams) -> Step[list[int]]:
-    """Expansion: ``params.n`` next lines of `node` in one policy call, added as its children
-    (`add_line`), with their `sibling_priors`. Returns the ids of the new children."""
-    out = yield Generate((step_prompt(state, node.id),), params)
+def add_children(state: StepMCTSState, node: MutableNode, gens: Sequence[Generation]) -> list[int]:
+    """The sampled lines `gens` as children of `node` (`add_line`), with fresh
+    `sibling_priors` over all its children. Returns the ids of the new children."""
     depth = len(state.tree.path(node.id))
     before = set(node.children)
-    for gen in out[0]:
+    if before:
+        node.info["expansions"] = node.info.get("expansions", 1) + 1
+    for gen in gens:
         add_line(state, node.id, gen, depth)
     kids = [state.tree[k] for k in node.children]
     for k, p in zip(
@@ -235,6 +321,15 @@ def expand(state: StepMCTSState, node: MutableNode, params: SamplingParams) -> S
     ):
         k.prior = p
     return [k.id for k in kids if k.id not in before]
+
+
+def expand(
+    state: StepMCTSState, nodes: Sequence[MutableNode], params: SamplingParams
+) -> Step[list[list[int]]]:
+    """Expansion: ``params.n`` next lines of each of `nodes`, all in one policy call, added as
+    their children (`add_children`). Returns the ids of each node's new children."""
+    out = yield Generate(tuple(step_prompt(state, n.id) for n in nodes), params)
+    return [add_children(state, n, gens) for n, gens in zip(nodes, out, strict=True)]
 
 
 def evaluate(state: StepMCTSState, ids: Sequence[int]) -> Step[list[float]]:
@@ -271,20 +366,51 @@ def backup(path: Sequence[MutableNode], values: Sequence[float]) -> None:
         node.value = total / node.visits if node.visits else None
 
 
-def simulate(state: StepMCTSState, params: SamplingParams) -> Step[None]:
-    """One simulation: `select` a path; a terminal leaf backs up its path value again, any other
-    leaf is expanded (`expand`), its new children evaluated (`evaluate`), each child's value
-    backed up from the child (`backup`)."""
-    path = select(state)
-    leaf = path[-1]
-    if leaf.terminal:
-        backup(path, [leaf.rewards[-1] if leaf.rewards else 0.0])
-        return
-    new = yield from expand(state, leaf, params)
-    values = yield from evaluate(state, new)
-    for i, v in zip(new, values, strict=True):
-        backup([state.tree[i]], [v])
-    backup(path, values)
+def leaf_reward(node: MutableNode) -> float:
+    """The path value a terminal node was evaluated with (0 when it never was)."""
+    return node.rewards[-1] if node.rewards else 0.0
+
+
+def grow(
+    state: StepMCTSState, paths: list[list[MutableNode]], active: list[int], params: SamplingParams
+) -> Step[dict[int, list[float]]]:
+    """Expand the last node of each path of `active` (one policy call), evaluate all new
+    children (one value request) and back each child's value up from the child. With
+    ``rollout``, a path moves on to its best-valued new child and grows again, all paths in
+    lockstep, until that child is terminal. Returns the values to back up along each path."""
+    cfg, tree = state.config, state.tree
+    results: dict[int, list[float]] = {}
+    while active:
+        news = yield from expand(state, [paths[i][-1] for i in active], params)
+        flat = [c for new in news for c in new]
+        value_of = dict(zip(flat, (yield from evaluate(state, flat)), strict=True))
+        going = []
+        for i, new in zip(active, news, strict=True):
+            results[i] = [value_of[c] for c in new]
+            for c in new:
+                backup([tree[c]], [value_of[c]])
+            if cfg.rollout and new:
+                best = tree[max(new, key=lambda c: (value_of[c], -c))]
+                paths[i].append(best)
+                if best.terminal:
+                    results[i] = [value_of[best.id]]
+                else:
+                    going.append(i)
+        active = going
+    return results
+
+
+def simulate(state: StepMCTSState, params: SamplingParams, k: int = 1) -> Step[int]:
+    """One round of `k` simulations in flight (`select_round`): a terminal leaf backs up its
+    path value again; the other leaves are expanded and evaluated together (`grow`); then each
+    path is backed up (`backup`) in selection order. Returns the simulations run."""
+    paths = select_round(state, k)
+    results = {i: [leaf_reward(p[-1])] for i, p in enumerate(paths) if p[-1].terminal}
+    active = [i for i, p in enumerate(paths) if not p[-1].terminal]
+    results.update((yield from grow(state, paths, active, params)))
+    for i, path in enumerate(paths):
+        backup(path, results[i])
+    return len(paths)
 
 
 def finish_greedily(state: StepMCTSState) -> Step[MutableNode | None]:
@@ -338,8 +464,9 @@ def step_mcts(problem: Problem, rng: random.Random, config: StepMCTSConfig) -> S
         temperature=config.temperature,
         stop=("\n",),
     )
-    for _sim in range(config.simulations):
-        yield from simulate(state, params)
+    done = 0
+    while done < config.simulations:
+        done += yield from simulate(state, params, min(config.in_flight, config.simulations - done))
     chosen = yield from choose(state)
     if state.tree.root.value is None:
         state.tree.root.value = 0.0
