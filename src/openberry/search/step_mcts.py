@@ -121,7 +121,7 @@ class StepMCTSConfig:
     answer_selection: Literal["vote", "visits"] = "vote"
     """``vote``: the answer whose terminal nodes have the largest summed path value, through
     its best-valued terminal; ``visits``: the most visited terminal node with an answer."""
-    in_flight: int = 1
+    in_flight: int = 4
     """Simulations run at once: each selects after a virtual loss on the paths selected before
     it in the round, and their expansions and evaluations go out as one request each."""
     virtual_loss: float = 0.0
