@@ -45,8 +45,11 @@ ORIGINAL = {
     "num_candidates": 2,
     "max_children": 4,
     "temperature": 1.0,
+    "node_value": "rating",
+    "answer_selection": "vote",
 }
-"""The original online trainer's settings (the defaults before the expansion mode)."""
+"""The original online trainer's settings, with the answer rule that was the default before the
+expansion mode (the trainer chooses no answer)."""
 
 
 def original(**fields) -> MetaMCTSConfig:
@@ -104,9 +107,9 @@ def test_choose_conclusion_closed_form() -> None:
         choose_conclusion(["1"], [0.3], "best")
 
 
-def test_answer_selection_vote_is_the_default_and_recorded() -> None:
-    assert MetaMCTSConfig().answer_selection == "vote"
-    for rule in ("vote", "value"):
+def test_answer_selection_visits_is_the_default_and_recorded() -> None:
+    assert MetaMCTSConfig().answer_selection == "visits"
+    for rule in ("vote", "value", "visits"):
         over = {"simulations": "4", "meta_policy": "model", "answer_selection": rule}
         (r,) = run_search(make_search("meta-mcts", overrides=over), [PROBLEM], ArithmeticExpert())
         tree = r.tree
@@ -365,7 +368,7 @@ def test_merged_twin_keeps_later_nodes_at_the_local_ids_they_were_written_under(
 
 def test_expansion_mode_is_the_default() -> None:
     cfg = MetaMCTSConfig()
-    assert (cfg.meta_policy, cfg.critique) == ("expansion", "none")
+    assert (cfg.meta_policy, cfg.critique, cfg.node_value) == ("expansion", "none", "path")
 
 
 def test_expansion_meta_closed_form() -> None:

@@ -146,7 +146,8 @@ class MetaMCTSConfig:
     """Meta-action MCTS settings. The defaults were chosen on the validation split
     (docs/search.md, "How the defaults were chosen"); the original online trainer's are
     ``meta_policy=transitions``, ``num_candidates=2``, ``max_children=4``, ``temperature=1.0``
-    (its code: 1.5) with the rest as here."""
+    (its code: 1.5), ``node_value=rating`` with the rest as here (it chooses no answer; ``vote``
+    was the default before)."""
 
     simulations: int = 16
     """Simulations (each expands one node, or revisits a terminal conclusion)."""
@@ -190,12 +191,12 @@ class MetaMCTSConfig:
     """Greedy thoughts written from the best leaf when no conclusion was found (0: none)."""
     patience: int = 2
     """With a verifier: stop after this many successful conclusions (online 2, offline 1)."""
-    answer_selection: Literal["vote", "value", "visits"] = "vote"
+    answer_selection: Literal["vote", "value", "visits"] = "visits"
     """How the answer is chosen: ``vote``, the answer with the largest summed path value over
     all conclusions (a path's value is the lowest value-head estimate of its steps; ties go to
     the answer more conclusions state), through its best-valued conclusion; ``value``, the
     best-valued conclusion; ``visits``, the most visited conclusion (ties to the best-valued)."""
-    node_value: Literal["rating", "path"] = "rating"
+    node_value: Literal["rating", "path"] = "path"
     """The value a new thought starts with (and a revisited conclusion backs up): ``rating``,
     its own value-head rating (LLaMA-O1); ``path``, the lowest rating on its path (`path_value`:
     PRM-style, a conclusion's own rating left out, as step-level MCTS values a line)."""
