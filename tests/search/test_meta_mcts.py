@@ -23,6 +23,8 @@ from openberry.search.meta_mcts import (
     backup,
     choose_conclusion,
     clean_thought,
+    closed,
+    expansion_meta,
     init_state,
     meta_mcts,
     puct_scores,
@@ -37,6 +39,22 @@ from search.policies import ArithmeticExpert, RecordingPolicy
 
 EXAMPLES = load_split("test", limit=3)
 PROBLEM = EXAMPLES[0].problem
+
+ORIGINAL = {
+    "meta_policy": "transitions",
+    "num_candidates": 2,
+    "max_children": 4,
+    "temperature": 1.0,
+    "node_value": "rating",
+    "answer_selection": "vote",
+}
+"""The original online trainer's settings, with the answer rule that was the default before the
+expansion mode (the trainer chooses no answer)."""
+
+
+def original(**fields) -> MetaMCTSConfig:
+    """The original trainer's settings, with `fields` changed."""
+    return MetaMCTSConfig(**{**ORIGINAL, **fields})
 
 
 def test_puct_closed_form() -> None:
@@ -89,9 +107,9 @@ def test_choose_conclusion_closed_form() -> None:
         choose_conclusion(["1"], [0.3], "best")
 
 
-def test_answer_selection_vote_is_the_default_and_recorded() -> None:
-    assert MetaMCTSConfig().answer_selection == "vote"
-    for rule in ("vote", "value"):
+def test_answer_selection_visits_is_the_default_and_recorded() -> None:
+    assert MetaMCTSConfig().answer_selection == "visits"
+    for rule in ("vote", "value", "visits"):
         over = {"simulations": "4", "meta_policy": "model", "answer_selection": rule}
         (r,) = run_search(make_search("meta-mcts", overrides=over), [PROBLEM], ArithmeticExpert())
         tree = r.tree
@@ -114,7 +132,7 @@ def test_backup_discounts_once_per_level_and_keeps_a_running_mean() -> None:
 def test_simulate_asks_the_policy_head_then_the_value_head() -> None:
     """One simulation is two requests: one Generate for every candidate, one NextTokenProbs for
     every new child; the leaf value goes back up the selected path."""
-    state = init_state(PROBLEM, random.Random(0), MetaMCTSConfig(meta_policy="model"))
+    state = init_state(PROBLEM, random.Random(0), original(meta_policy="model"))
     sim = simulate(state, thought_params(state.config, 1.0))
     request = next(sim)
     assert isinstance(request, Generate) and len(request.prompts) == 2
@@ -133,8 +151,16 @@ def test_simulate_asks_the_policy_head_then_the_value_head() -> None:
 
 
 def test_meta_mcts_golden_tree() -> None:
-    (r,) = run_search(make_search("meta-mcts", rollouts=2), [PROBLEM], ArithmeticExpert())
+    """The original online trainer's transition rule, pinned by its settings."""
+    search = make_search("meta-mcts", rollouts=2, overrides=ORIGINAL)
+    (r,) = run_search(search, [PROBLEM], ArithmeticExpert())
     check_golden("meta_mcts", r.tree)
+
+
+def test_meta_mcts_expansion_golden_tree() -> None:
+    """The default settings: the expansion mode."""
+    (r,) = run_search(make_search("meta-mcts", rollouts=2), [PROBLEM], ArithmeticExpert())
+    check_golden("meta_mcts_expansion", r.tree)
 
 
 def test_model_chosen_metas_solve_with_the_expert() -> None:
@@ -146,7 +172,7 @@ def test_model_chosen_metas_solve_with_the_expert() -> None:
 
 
 def _tree(policy, config=None, problem=PROBLEM, verifier=None):
-    config = config or MetaMCTSConfig(simulations=4, meta_policy="model")
+    config = config or original(simulations=4, meta_policy="model")
     search = lambda p, rng: meta_mcts(p, rng, config, verifier)  # noqa: E731
     (r,) = run_search(search, [problem], policy)
     return r.tree
@@ -172,7 +198,7 @@ def test_b4_root_is_the_problem_text_and_no_answer() -> None:
 
 
 def test_b6_each_child_keeps_its_own_prior_and_statistics() -> None:
-    tree = _tree(FakePolicy(seed=2), MetaMCTSConfig(simulations=1, meta_policy="model"))
+    tree = _tree(FakePolicy(seed=2), original(simulations=1, meta_policy="model"))
     kids = [tree.nodes[k] for k in tree.root.children]
     assert len(kids) == 2
     assert kids[0].info["seq_prob"] != kids[1].info["seq_prob"]
@@ -181,7 +207,7 @@ def test_b6_each_child_keeps_its_own_prior_and_statistics() -> None:
 
 def test_b7_prior_comes_from_the_generated_tokens_logprobs() -> None:
     policy = FakePolicy(seed=4)
-    tree = _tree(policy, MetaMCTSConfig(simulations=1, meta_policy="transitions", temperature=1.0))
+    tree = _tree(policy, original(simulations=1, meta_policy="transitions", temperature=1.0))
     from openberry.formats.openlongcot import node_header, node_line
 
     prompt_root = node_line(-1, 0, "problem", PROBLEM.question, "positive") + "\n"
@@ -221,7 +247,7 @@ def test_b14_verifier_is_called_on_conclusions_only() -> None:
         return answer == EXAMPLES[0].answer
 
     tree = _tree(
-        ArithmeticExpert(), MetaMCTSConfig(simulations=8, meta_policy="model"), verifier=verifier
+        ArithmeticExpert(), original(simulations=8, meta_policy="model"), verifier=verifier
     )
     assert seen and all(a == EXAMPLES[0].answer for a in seen)
     labelled = [n for n in tree.nodes if "leaf_type" in n.info]
@@ -230,7 +256,7 @@ def test_b14_verifier_is_called_on_conclusions_only() -> None:
 
 
 def test_patience_stop_only_with_a_verifier() -> None:
-    cfg = MetaMCTSConfig(simulations=12, meta_policy="model", patience=1)
+    cfg = original(simulations=12, meta_policy="model", patience=1)
     with_v = _tree(ArithmeticExpert(), cfg, verifier=lambda a: True)
     without = _tree(ArithmeticExpert(), cfg)
     assert len(with_v) < len(without)
@@ -269,7 +295,7 @@ def test_b16_conclusion_is_its_own_meta_action() -> None:
 
 
 def test_b17_prior_is_normalised_probabilities_not_their_softmax() -> None:
-    tree = _tree(FakePolicy(seed=5), MetaMCTSConfig(simulations=1, meta_policy="model"))
+    tree = _tree(FakePolicy(seed=5), original(simulations=1, meta_policy="model"))
     kids = [tree.nodes[k] for k in tree.root.children]
     probs = [k.info["seq_prob"] for k in kids]
     for k in kids:
@@ -282,7 +308,7 @@ def test_value_head_reads_positive_against_negative_only() -> None:
             pos, neg = RATING_TOKENS["positive"], RATING_TOKENS["negative"]
             return {pos: 0.03, neg: 0.01}  # most mass elsewhere: the two-way share is 0.75
 
-    tree = _tree(Skewed(), MetaMCTSConfig(simulations=1, meta_policy="model"))
+    tree = _tree(Skewed(), original(simulations=1, meta_policy="model"))
     assert tree.nodes[1].info["original_value"] == pytest.approx(0.75)
 
 
@@ -320,7 +346,7 @@ def test_merged_twin_keeps_later_nodes_at_the_local_ids_they_were_written_under(
             return {c: 0.5 for c in candidates}
 
     policy = Twins()
-    tree = _tree(policy, MetaMCTSConfig(simulations=3, meta_policy="model", finish_steps=0))
+    tree = _tree(policy, original(simulations=3, meta_policy="model", finish_steps=0))
     merged = [n for n in tree.nodes if n.info.get("duplicates")]
     assert merged, "the second expansion's first candidate should have been merged"
     rated = [p for p in policy.prompts if p.endswith("<start_of_rating>")]
@@ -335,3 +361,119 @@ def test_merged_twin_keeps_later_nodes_at_the_local_ids_they_were_written_under(
         nodes = parse_nodes(prompt.rsplit("\n", 1)[0]) if "\n" in prompt else []
         ids = [n.local_id for n in nodes]
         assert len(ids) == len(set(ids))
+
+
+# The expansion mode (the default).
+
+
+def test_expansion_mode_is_the_default() -> None:
+    cfg = MetaMCTSConfig()
+    assert (cfg.meta_policy, cfg.critique, cfg.node_value) == ("expansion", "none", "path")
+
+
+def test_expansion_meta_closed_form() -> None:
+    none, model = MetaMCTSConfig(), MetaMCTSConfig(critique="model")
+    assert expansion_meta(none, "expansion", "12 + 3 = 15") == "expansion"
+    # A thought that states an answer is the conclusion, whatever its tag.
+    assert expansion_meta(none, "expansion", "so \\boxed{15}") == "conclusion"
+    assert expansion_meta(none, "conclusion", "done") == "conclusion"
+    assert expansion_meta(none, "critic", "Step 1 is wrong.") is None
+    assert expansion_meta(none, "refine", "12 + 3 = 15") is None
+    assert expansion_meta(none, "problem", "Compute 1 + 1.") is None
+    assert expansion_meta(model, "critic", "the answer is wrong") == "critic"
+    assert expansion_meta(model, "refine", "12 + 3 = 15") == "refine"
+    assert expansion_meta(model, "refine", "The answer is \\boxed{15}.") == "conclusion"
+    assert expansion_meta(model, "problem", "x") is None
+
+
+def test_expansion_mode_samples_the_siblings_in_one_call() -> None:
+    """One prompt asks for ``num_candidates`` thoughts (``n``); the model writes each tag; the
+    siblings share the header's local id; a thought with an answer is a terminal conclusion."""
+    state = init_state(PROBLEM, random.Random(0), MetaMCTSConfig(num_candidates=3))
+    sim = simulate(state, thought_params(state.config, 1.0, 3))
+    request = next(sim)
+    assert isinstance(request, Generate) and len(request.prompts) == 1
+    assert request.params.n == 3 and request.prompts[0].endswith("<start_of_thought>")
+    texts = ["<expansion>2 + 3 = 5", "<critic>Step 1 is wrong.", "2 + 3 = 5 \\boxed{5}"]
+    lps = [(-0.1,), (-0.5,), (-1.0,)]
+    request = sim.send(
+        [[Generation(text=t, logprobs=lp, num_tokens=1) for t, lp in zip(texts, lps, strict=True)]]
+    )
+    assert isinstance(request, NextTokenProbs) and len(request.prompts) == 2
+    assert all("<start_of_local_id>1<end_of_local_id>" in p for p in request.prompts)
+    pos, neg = RATING_TOKENS["positive"], RATING_TOKENS["negative"]
+    with pytest.raises(StopIteration) as stop:
+        sim.send([{pos: 0.8, neg: 0.2}, {pos: 0.4, neg: 0.6}])
+    new = stop.value.value
+    assert [c.meta_action for c in new] == ["expansion", "conclusion"]
+    assert new[1].terminal and new[1].answer == "5" and closed(state.config, new[1])
+    assert state.tree.root.info == {"expansions": 3, "dropped": 1}
+    e = [math.exp(-0.1), math.exp(-1.0)]
+    assert [c.prior for c in new] == pytest.approx([e[0] / sum(e), e[1] / sum(e)])
+    assert [c.info.get("local_id", c.id) for c in new] == [1, 1]
+
+
+def test_expansion_mode_revisits_a_terminal_conclusion_without_a_model_call() -> None:
+    cfg = MetaMCTSConfig(num_candidates=1, max_children=1)
+    state = init_state(PROBLEM, random.Random(0), cfg)
+    concl = state.tree.add(0, "The answer is \\boxed{5}.", meta_action="conclusion")
+    concl.terminal, concl.answer, concl.prior = True, "5", 1.0
+    concl.value = concl.info["original_value"] = 0.5
+    state.tree.root.info["expansions"] = 1
+    sim = simulate(state, thought_params(cfg, 1.0))
+    with pytest.raises(StopIteration) as stop:
+        next(sim)
+    assert stop.value.value == []
+    assert concl.visits == 1 and concl.value == pytest.approx(0.9 * 0.5)
+    # With critique=conclusions the model may go on after a conclusion.
+    assert not closed(MetaMCTSConfig(critique="conclusions"), concl)
+    assert not closed(MetaMCTSConfig(meta_policy="model"), concl)
+
+
+def test_expansion_mode_solves_with_the_expert() -> None:
+    results = run_search(
+        make_search("meta-mcts", rollouts=2), [e.problem for e in EXAMPLES], ArithmeticExpert()
+    )
+    assert [r.answer for r in results] == [e.answer for e in EXAMPLES]
+    for r in results:
+        metas = {n.meta_action for n in r.tree.nodes[1:]}
+        assert metas <= {"expansion", "conclusion"}
+        assert r.tree.nodes[r.tree.chosen[-1]].meta_action == "conclusion"
+
+
+@pytest.mark.parametrize("critique", ["none", "model", "conclusions"])
+def test_expansion_mode_critique_options_run(critique: str) -> None:
+    config = MetaMCTSConfig(simulations=6, critique=critique)  # type: ignore[arg-type]
+    tree = _tree(FakePolicy(seed=1), config)
+    ids = [n.id for n in tree.nodes]
+    assert ids == list(range(len(tree)))
+    if critique == "none":
+        assert {n.meta_action for n in tree.nodes[1:]} <= {"expansion", "conclusion"}
+
+
+def test_path_value_closed_form() -> None:
+    """A node's path value is the lowest rating on its path, its own included; a conclusion's
+    own rating is left out."""
+    from openberry.search.meta_mcts import path_value
+
+    tree = TreeBuilder(PROBLEM, "meta-mcts")
+    a = tree.add(0, "a", meta_action="expansion", info={"original_value": 0.9})
+    b = tree.add(a.id, "b", meta_action="expansion", info={"original_value": 0.4})
+    c = tree.add(b.id, "c", meta_action="conclusion", info={"original_value": 0.1})
+    d = tree.add(a.id, "d", meta_action="conclusion", info={"original_value": 0.2})
+    assert [path_value(tree, n.id) for n in (a, b, c, d)] == [0.9, 0.4, 0.4, 0.9]
+
+
+def test_node_value_path_starts_each_thought_at_its_path_value() -> None:
+    config = MetaMCTSConfig(simulations=4, node_value="path")
+    tree = _tree(ArithmeticExpert(), config)
+    for n in tree.nodes[1:]:
+        assert n.info["path_value"] <= n.info["original_value"] or n.meta_action == "conclusion"
+
+
+def test_answer_selection_visits_takes_the_most_visited_conclusion() -> None:
+    over = {"simulations": "8", "answer_selection": "visits"}
+    (r,) = run_search(make_search("meta-mcts", overrides=over), [PROBLEM], ArithmeticExpert())
+    concl = [n for n in r.tree.nodes if n.meta_action == "conclusion" and n.answer is not None]
+    chosen = r.tree.nodes[r.tree.chosen[-1]]
+    assert chosen.visits == max(n.visits for n in concl)

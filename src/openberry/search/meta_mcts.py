@@ -27,6 +27,18 @@ the tree's transition statistics (online code: ``T[m(parent), m(child)] += value
 row softmax), the offline rule table, or the model itself (``meta_policy="model"``: the header
 stops after ``<start_of_thought>`` and the model writes the meta tag).
 
+The default, ``meta_policy="expansion"``, is where we depart from LLaMA-O1: AlphaGo Zero's prior +
+value search (Silver et al. 2017, Methods) over expansion steps in the OpenLongCoT format, as the
+step-level MCTS (`openberry.search.step_mcts`) runs it over plain lines. The ``num_candidates``
+children of a node are sampled together, in one call (``n``), under one header that stops after
+``<start_of_thought>``: the model writes each tag, so it decides when to conclude (berry-tiny,
+told ``<expansion>``, never writes an answer). Expansion steps are kept; ``<critic>`` and
+``<refine>`` thoughts are dropped unless ``critique`` keeps them (`expansion_meta`); a thought
+that states an answer (`answer_of_text`) is a terminal ``<conclusion>``, which a simulation that
+selects it backs up again without a model call (`closed`). Prior, value, PUCT and backup are the
+ones above. The default and its settings were chosen on the validation split (docs/search.md,
+"How the defaults were chosen").
+
 The final answer (no reference involved) is, by default, a vote over every ``<conclusion>`` of
 the tree, each weighted by the lowest value-head estimate of the steps leading to it (PRM-weighted
 majority), reached through that answer's best-valued conclusion; ``answer_selection="value"``
@@ -97,8 +109,10 @@ __all__ = [
     "backup",
     "choose",
     "choose_conclusion",
+    "closed",
     "evaluate",
     "expand",
+    "expansion_meta",
     "init_state",
     "meta_mcts",
     "puct_scores",
@@ -129,27 +143,42 @@ _FAILURE = 1e-6  # reward_epsilon: the rectified value of a failed leaf
 
 @dataclass(frozen=True)
 class MetaMCTSConfig:
-    """Meta-action MCTS settings (defaults: the original online trainer unless noted)."""
+    """Meta-action MCTS settings. The defaults were chosen on the validation split
+    (docs/search.md, "How the defaults were chosen"); the original online trainer's are
+    ``meta_policy=transitions``, ``num_candidates=2``, ``max_children=4``, ``temperature=1.0``
+    (its code: 1.5), ``node_value=rating`` with the rest as here (it chooses no answer; ``vote``
+    was the default before)."""
 
     simulations: int = 16
-    """Simulations (each expands one node)."""
-    num_candidates: int = 2
-    """Children written per expansion, one per sampled meta action."""
-    max_children: int = 4
-    """Children a node gets before the search descends below it (online 5, offline 4)."""
+    """Simulations (each expands one node, or revisits a terminal conclusion)."""
+    num_candidates: int = 3
+    """Children written per expansion: one per sampled meta action, or ``n`` samples of one
+    prompt in the expansion mode (original trainer: 2)."""
+    max_children: int = 3
+    """Children a node gets before the search descends below it; merged and dropped samples
+    count (online 5, offline 4)."""
     c_puct: float = 1.4
     """PUCT exploration constant."""
     varentropy_lambda: float = 0.1
     """Weight of the sibling-softmax of varentropy in the selection score."""
     gamma: float = 0.9
     """Discount of a value per level on the way back up."""
-    meta_policy: Literal["transitions", "rules", "model"] = "transitions"
-    """How meta actions are chosen: the tree's transition statistics (online code), the rule
-    table (offline code), or the model writes the meta tag."""
+    meta_policy: Literal["expansion", "transitions", "rules", "model"] = "expansion"
+    """How meta actions are chosen. ``expansion`` (chosen on the validation split,
+    docs/search.md): the children of a node are sampled together in one call (``n`` =
+    ``num_candidates``), the model writing each tag; expansion steps are kept (critic and refine
+    thoughts as ``critique`` says) and a thought that states an answer is a terminal conclusion.
+    ``transitions``: the tree's transition statistics (online code); ``rules``: the rule table
+    (offline code); ``model``: one prompt per candidate, the model writes the meta tag."""
+    critique: Literal["none", "model", "conclusions"] = "none"
+    """With ``meta_policy=expansion``, what becomes of the critic and refine thoughts the model
+    writes: ``none``, dropped (the sample still counts towards ``max_children``); ``model``,
+    kept where the model writes them; ``conclusions``, kept, and a conclusion is not terminal, so
+    the model may critique and refine it."""
     transition_mask: bool = True
     """Restrict transitions to `ALLOWED_TRANSITIONS`."""
-    temperature: float = 1.0
-    """Sampling temperature of thoughts (online code: 1.5)."""
+    temperature: float = 0.7
+    """Sampling temperature of thoughts (online code: 1.5; 1.0 before the expansion mode)."""
     max_thought_tokens: int = 64
     """Most tokens per thought (online code: 64)."""
     noise: float = 0.0
@@ -162,11 +191,15 @@ class MetaMCTSConfig:
     """Greedy thoughts written from the best leaf when no conclusion was found (0: none)."""
     patience: int = 2
     """With a verifier: stop after this many successful conclusions (online 2, offline 1)."""
-    answer_selection: Literal["vote", "value"] = "vote"
+    answer_selection: Literal["vote", "value", "visits"] = "visits"
     """How the answer is chosen: ``vote``, the answer with the largest summed path value over
     all conclusions (a path's value is the lowest value-head estimate of its steps; ties go to
     the answer more conclusions state), through its best-valued conclusion; ``value``, the
-    best-valued conclusion."""
+    best-valued conclusion; ``visits``, the most visited conclusion (ties to the best-valued)."""
+    node_value: Literal["rating", "path"] = "path"
+    """The value a new thought starts with (and a revisited conclusion backs up): ``rating``,
+    its own value-head rating (LLaMA-O1); ``path``, the lowest rating on its path (`path_value`:
+    PRM-style, a conclusion's own rating left out, as step-level MCTS values a line)."""
 
 
 def softmax(xs: Sequence[float]) -> list[float]:
@@ -341,10 +374,11 @@ def init_state(
     return MetaMCTSState(tree=tree, config=config, rng=rng, verifier=verifier)
 
 
-def thought_params(config: MetaMCTSConfig, temperature: float) -> SamplingParams:
-    """Sampling settings of one thought: it ends at ``<end_of_thought>`` (or where a rating
-    would start), with the token statistics the prior and varentropy need."""
+def thought_params(config: MetaMCTSConfig, temperature: float, n: int = 1) -> SamplingParams:
+    """Sampling settings of `n` thoughts from one prompt: each ends at ``<end_of_thought>`` (or
+    where a rating would start), with the token statistics the prior and varentropy need."""
     return SamplingParams(
+        n=n,
         max_new_tokens=config.max_thought_tokens,
         temperature=temperature,
         stop=(THOUGHT_END, RATING_START),
@@ -395,6 +429,18 @@ def expandable(config: MetaMCTSConfig, node: MutableNode) -> bool:
     return node.info.get("expansions", 0) < config.max_children
 
 
+def sampled_together(config: MetaMCTSConfig) -> bool:
+    """Whether the children of a node are sampled in one call (``meta_policy=expansion``)."""
+    return config.meta_policy == "expansion"
+
+
+def closed(config: MetaMCTSConfig, node: MutableNode) -> bool:
+    """Whether `node` ends its path: a terminal conclusion in the expansion mode, unless
+    ``critique=conclusions`` lets the model critique it. (The original rules always let a
+    ``<critic>`` follow a conclusion.)"""
+    return node.terminal and sampled_together(config) and config.critique != "conclusions"
+
+
 def puct_child(state: MetaMCTSState, node: MutableNode) -> MutableNode:
     """The child of `node` with the best PUCT score (`puct_scores`, plus uniform noise when
     ``config.noise`` > 0, one draw per child); ties go to the older child."""
@@ -416,10 +462,12 @@ def puct_child(state: MetaMCTSState, node: MutableNode) -> MutableNode:
 
 def select(state: MetaMCTSState) -> list[MutableNode]:
     """Selection: the path from the root through fully widened nodes, each step to the best
-    PUCT child. Its last node is the one to expand."""
+    PUCT child. Its last node is the one to expand, or a `closed` one to revisit."""
     path = [state.tree.root]
-    while not expandable(state.config, path[-1]) and path[-1].children:
-        path.append(puct_child(state, path[-1]))
+    node = path[-1]
+    while not closed(state.config, node) and not expandable(state.config, node) and node.children:
+        node = puct_child(state, node)
+        path.append(node)
     return path
 
 
@@ -427,9 +475,12 @@ def select(state: MetaMCTSState) -> list[MutableNode]:
 
 
 def propose_metas(state: MetaMCTSState, node: MutableNode) -> list[str | None]:
-    """The meta action of each of the ``num_candidates`` children to write below `node`, by
-    ``config.meta_policy``; None where the model writes the tag itself."""
+    """The meta action of each prompt that writes children of `node`, by ``config.meta_policy``
+    (one prompt per candidate, or one prompt for all in the expansion mode); None where the
+    model writes the tag itself."""
     cfg, tree = state.config, state.tree
+    if sampled_together(cfg):
+        return [None]  # one prompt, ``num_candidates`` samples (`thought_params`)
     if cfg.meta_policy == "model":
         return [None] * cfg.num_candidates
     if cfg.meta_policy == "rules":
@@ -454,6 +505,17 @@ def written_meta(text: str) -> str:
     return "expansion"
 
 
+def expansion_meta(config: MetaMCTSConfig, meta: str, text: str) -> str | None:
+    """The meta action a thought the model wrote with tag `meta` keeps in the expansion mode:
+    ``conclusion`` when it is one or states an answer (`answer_of_text`), critic and refine as
+    ``config.critique`` says, None where it is dropped (a ``<problem>`` thought always is)."""
+    if meta == "problem" or (meta in ("critic", "refine") and config.critique == "none"):
+        return None
+    if meta == "conclusion" or (meta != "critic" and answer_of_text(text) is not None):
+        return "conclusion"
+    return meta
+
+
 def add_thought(
     state: MetaMCTSState, parent: int, meta: str | None, lid: int, gen: Generation
 ) -> MutableNode | None:
@@ -461,11 +523,18 @@ def add_thought(
     starts with), as a child of `parent`; each call counts one expansion of `parent`.
 
     Returns the new child, or None when ``merge_duplicates`` folds it into an identical sibling
-    (which then counts its tokens and ``info["duplicates"]``)."""
+    (which then counts its tokens and ``info["duplicates"]``) or the expansion mode drops it
+    (`expansion_meta`; the parent counts ``info["dropped"]``)."""
     tree = state.tree
     meta = written_meta(gen.text) if meta is None else meta
     text = clean_thought(gen.text)
     tree[parent].info["expansions"] = tree[parent].info.get("expansions", 0) + 1
+    if sampled_together(state.config):
+        kept = expansion_meta(state.config, meta, text)
+        if kept is None:
+            tree[parent].info["dropped"] = tree[parent].info.get("dropped", 0) + 1
+            return None
+        meta = kept
     twin = next(
         (
             tree[k]
@@ -503,11 +572,12 @@ def expand(
     params: SamplingParams,
     contexts: Mapping[int, str],
 ) -> Step[list[MutableNode]]:
-    """Expansion (policy head): one request writes a child of each node per meta action.
+    """Expansion (policy head): one request writes ``params.n`` children of each node per meta
+    action; the children of one prompt share its header's local id.
 
     Args:
         node_ids: the nodes to extend.
-        metas: per node, the meta action of each child (None: the model writes the tag).
+        metas: per node, the meta action of each prompt (None: the model writes the tag).
         params: sampling settings of the thoughts (`thought_params`).
         contexts: `path_text` of each node in `node_ids`.
 
@@ -524,8 +594,9 @@ def expand(
             owners.append((nid, m, lid))
     out = yield Generate(tuple(prompts), params)
     new = [
-        add_thought(state, nid, m, lid, row[0])
+        add_thought(state, nid, m, lid, gen)
         for (nid, m, lid), row in zip(owners, out, strict=True)
+        for gen in row
     ]
     return [c for c in new if c is not None]
 
@@ -553,6 +624,8 @@ def evaluate(
     for c, p in zip(children, probs, strict=True):
         c.value = rating_value(p)
         c.info["original_value"] = c.value
+        if state.config.node_value == "path":
+            c.value = c.info["path_value"] = path_value(tree, c.id)
 
 
 def set_priors(tree: TreeBuilder, node_ids: Sequence[int]) -> None:
@@ -617,9 +690,14 @@ def backup(path: Sequence[MutableNode], value: float, gamma: float) -> None:
 
 def simulate(state: MetaMCTSState, params: SamplingParams) -> Step[list[MutableNode]]:
     """One simulation: `select` a path, expand and evaluate its last node (`write_children`),
-    `verify` the new conclusions, `backup` the `leaf_value`. Returns the new children."""
+    `verify` the new conclusions, `backup` the `leaf_value`. Returns the new children. A path
+    that ends in a `closed` node backs up that node's own rating again, with no model call."""
     path = select(state)
     node = path[-1]
+    if closed(state.config, node):
+        value = node.info.get("path_value", node.info.get("original_value", 0.0))
+        backup(path, value, state.config.gamma)
+        return []
     new = yield from write_children(state, [node.id], [propose_metas(state, node)], params)
     value = leaf_value(state, node)
     verify(state, new)
@@ -647,9 +725,12 @@ def rectify_tree(state: MetaMCTSState) -> None:
 
 
 def path_value(tree: TreeBuilder, node_id: int) -> float:
-    """The lowest value-head estimate of the steps leading to a conclusion (PRM-style: one bad
-    step sinks it); the conclusion's own rating is left out, as in the ``value`` scorer."""
-    steps = tree.path(node_id)[1:-1] or tree.path(node_id)[1:]
+    """The lowest value-head estimate of the steps leading to a node (PRM-style: one bad step
+    sinks it), the node's own included; a conclusion's own rating is left out, as in the
+    ``value`` scorer."""
+    steps = tree.path(node_id)[1:]
+    if tree[node_id].meta_action == "conclusion":
+        steps = steps[:-1] or steps
     return min(tree[i].info.get("original_value", 1.0) for i in steps)
 
 
@@ -660,23 +741,32 @@ def best_conclusion(state: MetaMCTSState) -> MutableNode | None:
     concl = [n for n in tree.nodes if n.meta_action == "conclusion" and n.answer is not None]
     if not concl:
         return None
-    answers = [n.answer for n in concl]
     values = [path_value(tree, n.id) for n in concl]
+    if state.config.answer_selection == "visits":
+        return max(zip(concl, values, strict=True), key=lambda nv: (nv[0].visits, nv[1]))[0]
+    answers = [n.answer for n in concl]
     return concl[choose_conclusion(answers, values, state.config.answer_selection)]  # type: ignore[arg-type]
 
 
 def finish_greedily(state: MetaMCTSState) -> Step[MutableNode | None]:
     """Up to ``finish_steps`` greedy thoughts from the best-valued leaf, the model choosing the
     meta actions; returns the first conclusion with an answer, or None."""
-    tree = state.tree
-    leaves = [n for n in tree.nodes if not n.children and n.id != 0] or [tree.root]
+    tree, cfg = state.tree, state.config
+    leaves = [n for n in tree.nodes if not n.children and n.id != 0 and not closed(cfg, n)] or [
+        tree.root
+    ]
     node = max(leaves, key=lambda n: (n.value or 0.0, -n.id))
-    greedy = thought_params(state.config, 0.0)
-    for _ in range(state.config.finish_steps):
-        (node,) = yield from write_children(state, [node.id], [[None]], greedy)
+    greedy = thought_params(cfg, 0.0)
+    for _ in range(cfg.finish_steps):
+        new = yield from write_children(state, [node.id], [[None]], greedy)
+        if not new:  # the expansion mode dropped the thought, or it merged into a sibling
+            return None
+        (node,) = new
         node.info["finish"] = True
         if node.meta_action == "conclusion" and node.answer is not None:
             return node
+        if closed(cfg, node):
+            return None
     return None
 
 
@@ -711,7 +801,8 @@ def meta_mcts(
     inference leave it None: no patience stop, no rectification.
     """
     state = init_state(problem, rng, config, verifier)
-    params = thought_params(config, config.temperature)
+    n = config.num_candidates if sampled_together(config) else 1
+    params = thought_params(config, config.temperature, n)
     for _sim in range(config.simulations):
         yield from simulate(state, params)
         if verifier is not None and state.successes >= config.patience:
