@@ -24,6 +24,18 @@ chat instructions, and the rewrite sees the answer and its critique (the code se
 critique). Identical answers are separate nodes (the code keyed nodes by answer text, which
 merged their histories and re-parented them). An unparsable reward is re-sampled up to
 ``reward_retries`` times, then counted as 0 (the code retried forever).
+
+Rollouts in flight (``in_flight`` = K > 1) depart from the paper's sequential loop as parallel
+MCTS does (Chaslot et al. 2008, "Parallel Monte-Carlo Tree Search"; AlphaGo Zero's virtual
+loss): a round selects K answers one after another (`select_round`), each pick counting for the
+picks after it as one more reward sample of -100 on its node (`VIRTUAL_REWARD`, the virtual
+loss: its Q, its N and, through V, its ancestors' values change), and as a child still to come
+that may beat its node (`openberry.search.common.expandable`). An answer is picked twice in a
+round only while it stays the best candidate with its losses. The K extra reward samples and the
+K critiques go out as one request each (in one backend call, as they share their sampling
+settings), the K rewrites as one and the K rewards of the rewrites as one; the losses are then
+dropped and the real rewards counted in pick order. The last round takes the rollouts left, so
+``rollouts`` is the number of new answers either way; in_flight=1 is the sequential loop.
 """
 
 from __future__ import annotations

@@ -29,6 +29,17 @@ solution: 2(n - 1) comparisons for n solutions.
 Departures: the root is the model's first solution at the sampling temperature (the paper leaves
 the temperature unreported; we use MCTSr's 0.95). N counts a node's evaluation plus the times it
 was selected. The local win rate and tie-breaking follow `openberry.search.ebc`.
+
+Rollouts in flight (``in_flight`` = K > 1) depart from the paper's sequential loop as parallel
+MCTS does (Chaslot et al. 2008; AlphaGo Zero's virtual loss): a round selects K solutions one
+after another (`select_round`), each pick counting for the picks after it as the backup of a
+child with Q 0 (`VIRTUAL_Q`, the virtual loss: one more visit of the node and of the problem,
+its Q times 1 - gamma) and as a child still to come that may beat its node, so a node with a
+rewrite in flight is selectable again only below ``max_children``
+(`openberry.search.common.expandable`). The K critiques go out as one request, the K rewrites as
+one and every judge (or value) prompt of the new solutions as one; each new solution's Q is its
+EBC score among all solutions after the round, and the K backups follow in pick order. The last
+round takes the rollouts left; in_flight=1 is the sequential loop.
 """
 
 from __future__ import annotations
