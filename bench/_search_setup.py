@@ -16,12 +16,32 @@ from openberry.search import make_search
 
 
 def add_search_args(ap: argparse.ArgumentParser) -> None:
-    """The options both scripts take: model, methods, problems, rollouts, threads."""
+    """The options both scripts take: model, methods, problems, rollouts, threads, settings."""
     ap.add_argument("--model", default="berry-tiny")
     ap.add_argument("--methods", default="mctsr,sr-mcts,meta-mcts")
     ap.add_argument("--problems", type=int, default=64)
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config field of every method benchmarked, as `berry eval --set` takes it "
+        "(repeatable), e.g. --set in_flight=4",
+    )
+
+
+def settings(pairs: list[str]) -> dict[str, str]:
+    """``--set KEY=VALUE`` pairs as config overrides for `bench_search`."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def bench_problems(limit: int) -> list[Problem]:

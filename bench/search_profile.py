@@ -42,7 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from _search_setup import add_search_args, bench_problems, bench_search
+from _search_setup import add_search_args, bench_problems, bench_search, settings
 
 from openberry.models.hf import HFPolicy, tune_cpu_malloc
 from openberry.models.hf.decode import Decoder
@@ -175,7 +175,7 @@ def main() -> None:
     policy = HFPolicy.from_pretrained(args.model)
     problems = bench_problems(args.problems)
     for method in args.methods.split(","):
-        search = bench_search(method, args.rollouts)
+        search = bench_search(method, args.rollouts, **settings(args.settings))
         # Warm-up, uninstrumented, recording the generate calls for the replay.
         calls: list = []
         real_generate = HFPolicy.generate

@@ -27,7 +27,7 @@ import statistics
 import time
 
 import torch
-from _search_setup import add_search_args, bench_problems, bench_search
+from _search_setup import add_search_args, bench_problems, bench_search, settings
 
 from openberry.formats.prompts import solve_prompt
 from openberry.models import SamplingParams
@@ -102,6 +102,7 @@ def main() -> None:
     report: dict = {
         "problems": len(problems),
         "rollouts": args.rollouts,
+        "settings": settings(args.settings),
         "threads": args.threads,
         "prefix_cache_mb": args.prefix_cache_mb,
         "malloc_tuned": tuned,
@@ -150,7 +151,9 @@ def main() -> None:
     one_rate = plain(1)
 
     for method in args.methods.split(","):
-        search = bench_search(method, args.rollouts, temperature="0")
+        search = bench_search(
+            method, args.rollouts, **{**settings(args.settings), "temperature": "0"}
+        )
         together, batch_s, batch_runs = timed(
             functools.partial(run_search, search, problems, policy, seed=0)
         )
@@ -159,7 +162,7 @@ def main() -> None:
         single_s = time.perf_counter() - start
         same = sum(same_tree(a.tree, b.tree) for a, b in zip(together, alone, strict=True))
         # Throughput of a sampled search (the default temperature), batched.
-        sampled = bench_search(method, args.rollouts)
+        sampled = bench_search(method, args.rollouts, **settings(args.settings))
         results, search_s, search_runs = timed(
             functools.partial(run_search, sampled, problems, policy, seed=0)
         )

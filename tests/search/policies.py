@@ -181,3 +181,18 @@ class ArithmeticExpert(RecordingPolicy):
             )
         p = 0.95 if ok else 0.05
         return {pos: p, neg: 1 - p, **{c: 0.0 for c in candidates if c not in (pos, neg)}}
+
+
+class BatchRecorder(ArithmeticExpert):
+    """`ArithmeticExpert` that records, per backend ``generate`` call, the kind of each prompt
+    (``solve``, ``review``, ``refine``, ``score``) in call order: `batches`."""
+
+    def __init__(self, slips: Callable[[int], bool] = lambda i: i % 2 == 0) -> None:
+        super().__init__(slips)
+        self.batches: list[list[str]] = []
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Generation]]:
+        ends = {"Solution:\n": "solve", "Review:\n": "review", "Corrected solution:\n": "refine"}
+        kinds = [next((k for e, k in ends.items() if p.endswith(e)), "score") for p in prompts]
+        self.batches.append(kinds)
+        return super().generate(prompts, params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -26,8 +26,11 @@ __all__ = [
     "Step",
     "TreeBuilder",
     "answer_of_text",
+    "expandable",
     "majority",
+    "picks_in_flight",
     "rewrite_child",
+    "rewrite_children",
     "strip_tags",
     "vote_key",
 ]
@@ -89,6 +92,33 @@ def majority(answers: Sequence[str | None]) -> tuple[int | None, dict[str, int]]
         if k is not None and counts[k] == best:
             return i, dict(counts)
     raise AssertionError("unreachable")
+
+
+def expandable(q: float, child_qs: Sequence[float], max_children: int, in_flight: int = 0) -> bool:
+    """The candidate rule of MCTSr and SR-MCTS (not fully expanded / kept by dynamic pruning):
+    fewer than `max_children` children, or no child with a Q above `q`. Each of the node's
+    `in_flight` picks is a child still to come that may beat it: it counts towards
+    `max_children`, and a node with any in flight is past the limit not selectable."""
+    if len(child_qs) + in_flight < max_children:
+        return True
+    return not in_flight and max(child_qs) < q
+
+
+def picks_in_flight(select: Callable[[Mapping[int, int]], int | None], k: int) -> list[int]:
+    """The nodes of a round of `k` rollouts run at once (parallel MCTS with a virtual loss,
+    Chaslot et al. 2008): ``select(pending)`` is called `k` times, `pending` counting the picks
+    made so far in the round per node id, on which `select` puts its method's virtual loss. A
+    node is picked again only while it stays the best choice with its virtual losses. Fewer than
+    `k` picks when `select` finds no candidate (None)."""
+    pending: Counter[int] = Counter()
+    picks: list[int] = []
+    for _ in range(k):
+        pick = select(pending)
+        if pick is None:
+            break
+        picks.append(pick)
+        pending[pick] += 1
+    return picks
 
 
 @dataclass
@@ -212,12 +242,34 @@ def rewrite_child(
 ) -> Generator[Any, Any, MutableNode]:
     """Self-refine's rewrite (MCTSr, SR-MCTS): ask for a corrected solution of node `parent`
     from its `critique`, and add it as a child that carries the critique and its tokens."""
-    out = yield Generate(
-        (refine_prompt(problem.question, builder[parent].text, critique.text),), params
-    )
-    child = builder.add_solution(
-        parent, out[0][0], {"critique": critique.text.strip(), "rollout": rollout}
-    )
-    child.generated_tokens += critique.num_tokens
-    child.prompt_tokens += critique.prompt_tokens
+    (child,) = yield from rewrite_children(builder, problem, [parent], [critique], params, rollout)
     return child
+
+
+def rewrite_children(
+    builder: TreeBuilder,
+    problem: Problem,
+    parents: Sequence[int],
+    critiques: Sequence[Generation],
+    params: Any,
+    first_rollout: int,
+) -> Generator[Any, Any, list[MutableNode]]:
+    """`rewrite_child` for several rollouts at once: one request asks for the rewrite of each
+    node of `parents` from its critique; the children are added in that order, the k-th marked
+    with rollout ``first_rollout + k``."""
+    out = yield Generate(
+        tuple(
+            refine_prompt(problem.question, builder[p].text, c.text)
+            for p, c in zip(parents, critiques, strict=True)
+        ),
+        params,
+    )
+    children = []
+    for k, (parent, critique, row) in enumerate(zip(parents, critiques, out, strict=True)):
+        child = builder.add_solution(
+            parent, row[0], {"critique": critique.text.strip(), "rollout": first_rollout + k}
+        )
+        child.generated_tokens += critique.num_tokens
+        child.prompt_tokens += critique.prompt_tokens
+        children.append(child)
+    return children

@@ -24,25 +24,45 @@ chat instructions, and the rewrite sees the answer and its critique (the code se
 critique). Identical answers are separate nodes (the code keyed nodes by answer text, which
 merged their histories and re-parented them). An unparsable reward is re-sampled up to
 ``reward_retries`` times, then counted as 0 (the code retried forever).
+
+Rollouts in flight (``in_flight`` = K > 1) depart from the paper's sequential loop as parallel
+MCTS does (Chaslot et al. 2008, "Parallel Monte-Carlo Tree Search"; AlphaGo Zero's virtual
+loss): a round selects K answers one after another (`select_round`), each pick counting for the
+picks after it as one more reward sample of -100 on its node (`VIRTUAL_REWARD`, the virtual
+loss: its Q, its N and, through V, its ancestors' values change), and as a child still to come
+that may beat its node (`openberry.search.common.expandable`). An answer is picked twice in a
+round only while it stays the best candidate with its losses. The K extra reward samples and the
+K critiques go out as one request each (in one backend call, as they share their sampling
+settings), the K rewrites as one and the K rewards of the rewrites as one; the losses are then
+dropped and the real rewards counted in pick order. The last round takes the rollouts left, so
+``rollouts`` is the number of new answers either way; in_flight=1 is the sequential loop.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from openberry.formats.prompts import review_prompt, self_eval_prompt, solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import MutableNode, Step, TreeBuilder, rewrite_child
-from openberry.search.engine import Generate, SearchGen
+from openberry.search.common import (
+    MutableNode,
+    Step,
+    TreeBuilder,
+    expandable,
+    picks_in_flight,
+    rewrite_children,
+)
+from openberry.search.engine import Generate, SearchError, SearchGen
 from openberry.search.scorers import ScorerConfig, parse_score, suppress_full_score
 
 __all__ = [
     "DUMMY_ANSWERS",
+    "VIRTUAL_REWARD",
     "MCTSrConfig",
     "MCTSrState",
     "backed_up_values",
@@ -55,6 +75,7 @@ __all__ = [
     "mctsr",
     "q_value",
     "select",
+    "select_round",
     "uct",
 ]
 
@@ -68,6 +89,10 @@ DUMMY_ANSWERS: tuple[str, ...] = (
 )
 """The "I don't know" answers one of which starts the search beside the naive answer."""
 
+VIRTUAL_REWARD = -100.0
+"""The virtual loss: while a rollout is in flight, its node's reward sample still to come counts
+as the worst reward."""
+
 
 @dataclass(frozen=True)
 class MCTSrConfig:
@@ -75,6 +100,10 @@ class MCTSrConfig:
 
     rollouts: int = 8
     """Rollouts (select, critique, rewrite, evaluate); the paper reports 4 and 8, the code ran 16."""
+    in_flight: int = 1
+    """Rollouts run at once: each selects with a virtual loss on the nodes chosen before it in
+    the round, and their critique, rewrite and reward calls go out together as one request
+    each (1: the paper's sequential loop)."""
     c: float = 1.4
     """UCT exploration constant."""
     epsilon: float = 1e-5
@@ -95,6 +124,10 @@ class MCTSrConfig:
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
     """Full-score suppression settings of the reward."""
 
+    def __post_init__(self) -> None:
+        if self.in_flight < 1:
+            raise SearchError(f"in_flight must be >= 1, got {self.in_flight}")
+
 
 def q_value(rewards: Sequence[float]) -> float:
     """MCTSr's Q: ``(min R + mean R) / 2``; -100 (the worst reward) for no samples."""
@@ -108,9 +141,12 @@ def uct(value: float, n_parent: int, n: int, c: float = 1.4, epsilon: float = 1e
     return value + c * math.sqrt(math.log(n_parent + 1) / (n + epsilon))
 
 
-def is_candidate(q: float, child_qs: Sequence[float], max_children: int) -> bool:
-    """Not fully expanded: fewer than `max_children` children, or no child with Q above `q`."""
-    return len(child_qs) < max_children or max(child_qs) < q
+def is_candidate(
+    q: float, child_qs: Sequence[float], max_children: int, in_flight: int = 0
+) -> bool:
+    """Not fully expanded: fewer than `max_children` children, or no child with Q above `q`;
+    picks `in_flight` count as children that may beat it (`openberry.search.common.expandable`)."""
+    return expandable(q, child_qs, max_children, in_flight)
 
 
 def backed_up_values(
@@ -200,55 +236,86 @@ def initial_answers(state: MCTSrState, rng: random.Random) -> Step[None]:
     yield from evaluate(state, [first.id, dummy.id])
 
 
-def backup(state: MCTSrState) -> tuple[list[float], list[float]]:
+def backup(
+    state: MCTSrState, pending: Mapping[int, int] | None = None
+) -> tuple[list[float], list[float]]:
     """Backup: Q of every node from all its rewards so far (`q_value`; 0 for the problem) and
-    the backed-up V (`backed_up_values`, by ``config.backup``), indexed by node id."""
-    q = [q_value(n.rewards) if n.id else 0.0 for n in state.tree.nodes]
+    the backed-up V (`backed_up_values`, by ``config.backup``), indexed by node id. Each pick
+    in flight (`pending`, per node id) counts as one more reward of `VIRTUAL_REWARD` on its node:
+    the virtual loss, which lowers its Q and, through V, its ancestors'."""
+    pending = pending or {}
+    q = [
+        q_value(n.rewards + [VIRTUAL_REWARD] * pending.get(n.id, 0)) if n.id else 0.0
+        for n in state.tree.nodes
+    ]
     return q, backed_up_values(q, [n.children for n in state.tree.nodes], state.config.backup)
 
 
-def select(state: MCTSrState, q: Sequence[float], v: Sequence[float]) -> int | None:
+def select(
+    state: MCTSrState,
+    q: Sequence[float],
+    v: Sequence[float],
+    pending: Mapping[int, int] | None = None,
+) -> int | None:
     """Selection: among the answers that are not fully expanded (`is_candidate`), the node id
-    with the best `uct` (N = reward samples); ties go to the older answer. None when every
-    answer is fully expanded."""
-    cfg, tree = state.config, state.tree
+    with the best `uct` (N = reward samples, each pick in `pending` counting one); ties go to the
+    older answer. None when every answer is fully expanded."""
+    cfg, tree, pending = state.config, state.tree, pending or {}
+
+    def n(i: int) -> int:
+        return len(tree[i].rewards) + pending.get(i, 0)
+
     cands = [
         i
         for i in state.answers
-        if is_candidate(q[i], [q[k] for k in tree[i].children], cfg.max_children)
+        if is_candidate(q[i], [q[k] for k in tree[i].children], cfg.max_children, pending.get(i, 0))
     ]
     if not cands:
         return None
 
     def score(i: int) -> float:
         parent = tree[i].parent
-        n_parent = len(tree[parent].rewards) if parent else 0
-        return uct(v[i], n_parent, len(tree[i].rewards), cfg.c, cfg.epsilon)
+        return uct(v[i], n(parent) if parent else 0, n(i), cfg.c, cfg.epsilon)
 
     return max(cands, key=lambda i: (score(i), -i))
 
 
-def expand(state: MCTSrState, selected: int, rollout: int) -> Step[MutableNode]:
-    """Expansion by self-refine: answer `selected` counts a visit and gets one more reward
-    sample (MCTSr's repeated sampling, sent in one round with its critique); the rewrite from
-    the critique becomes a new answer, marked with its `rollout`, still without a reward."""
+def select_round(state: MCTSrState, k: int) -> list[int]:
+    """Selection of `k` rollouts in flight (`openberry.search.common.picks_in_flight`): each
+    pick is `select` on the Q and V of `backup` with the round's earlier picks as virtual
+    losses."""
+    return picks_in_flight(lambda pending: select(state, *backup(state, pending), pending), k)
+
+
+def expand(state: MCTSrState, picks: Sequence[int], first_rollout: int) -> Step[list[MutableNode]]:
+    """Expansion by self-refine of each answer of `picks` (one rollout each): it counts a visit
+    and gets one more reward sample (MCTSr's repeated sampling, sent with the critiques: one
+    request of every pick's reward prompt and one of every pick's critique prompt); the
+    rewrites from the critiques (one request) become new answers, in pick order, marked with
+    their rollouts from `first_rollout` on, still without a reward."""
     cfg, tree, problem = state.config, state.tree, state.problem
-    tree[selected].visits += 1
-    rows = yield [
-        _reward_requests(problem, [tree[selected].text], cfg),
-        Generate((review_prompt(problem.question, tree[selected].text),), _line_params(cfg)),
+    for i in picks:
+        tree[i].visits += 1
+    reward_rows, critique_rows = yield [
+        _reward_requests(problem, [tree[i].text for i in picks], cfg),
+        Generate(
+            tuple(review_prompt(problem.question, tree[i].text) for i in picks), _line_params(cfg)
+        ),
     ]
-    reward_rows, critique_rows = rows
-    tree[selected].generated_tokens += reward_rows[0][0].num_tokens
-    parsed = _parse_rewards(reward_rows, cfg)[0]
-    if parsed is None:
-        yield from evaluate(state, [selected])
-    else:
-        tree[selected].rewards.append(parsed)
+    unparsed = []
+    for i, row, r in zip(picks, reward_rows, _parse_rewards(reward_rows, cfg), strict=True):
+        tree[i].generated_tokens += row[0].num_tokens
+        if r is None:
+            unparsed.append(i)
+        else:
+            tree[i].rewards.append(r)
+    if unparsed:
+        yield from evaluate(state, unparsed)
     sample = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
-    child = yield from rewrite_child(tree, problem, selected, critique_rows[0][0], sample, rollout)
-    state.answers.append(child.id)
-    return child
+    critiques = [row[0] for row in critique_rows]
+    children = yield from rewrite_children(tree, problem, picks, critiques, sample, first_rollout)
+    state.answers += [c.id for c in children]
+    return children
 
 
 def choose(state: MCTSrState) -> int:
@@ -271,12 +338,14 @@ def mctsr(problem: Problem, rng: random.Random, config: MCTSrConfig) -> SearchGe
     cfg = config
     state = MCTSrState(problem=problem, tree=TreeBuilder(problem, "mctsr"), config=cfg)
     yield from initial_answers(state, rng)
-    for rollout in range(cfg.rollouts):
-        selected = select(state, *backup(state))
-        if selected is None:
+    done = 0
+    while done < cfg.rollouts:
+        picks = select_round(state, min(cfg.in_flight, cfg.rollouts - done))
+        if not picks:
             break
-        child = yield from expand(state, selected, rollout + 1)
-        yield from evaluate(state, [child.id])
+        children = yield from expand(state, picks, done + 1)
+        yield from evaluate(state, [c.id for c in children])
+        done += len(picks)
     best = choose(state)
     tree = state.tree
     tree.root.visits = cfg.rollouts

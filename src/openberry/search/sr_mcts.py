@@ -29,6 +29,17 @@ solution: 2(n - 1) comparisons for n solutions.
 Departures: the root is the model's first solution at the sampling temperature (the paper leaves
 the temperature unreported; we use MCTSr's 0.95). N counts a node's evaluation plus the times it
 was selected. The local win rate and tie-breaking follow `openberry.search.ebc`.
+
+Rollouts in flight (``in_flight`` = K > 1) depart from the paper's sequential loop as parallel
+MCTS does (Chaslot et al. 2008; AlphaGo Zero's virtual loss): a round selects K solutions one
+after another (`select_round`), each pick counting for the picks after it as the backup of a
+child with Q 0 (`VIRTUAL_Q`, the virtual loss: one more visit of the node and of the problem,
+its Q times 1 - gamma) and as a child still to come that may beat its node, so a node with a
+rewrite in flight is selectable again only below ``max_children``
+(`openberry.search.common.expandable`). The K critiques go out as one request, the K rewrites as
+one and every judge (or value) prompt of the new solutions as one; each new solution's Q is its
+EBC score among all solutions after the round, and the K backups follow in pick order. The last
+round takes the rollouts left; in_flight=1 is the sequential loop.
 """
 
 from __future__ import annotations
@@ -36,15 +47,24 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from openberry.formats.prompts import review_prompt, solve_prompt
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
-from openberry.search.common import MutableNode, Step, TreeBuilder, rewrite_child, vote_key
+from openberry.search.common import (
+    MutableNode,
+    Step,
+    TreeBuilder,
+    expandable,
+    picks_in_flight,
+    rewrite_children,
+    vote_key,
+)
 from openberry.search.ebc import LocalRule, ebc_ranking, ebc_scores, symmetrize
-from openberry.search.engine import Generate, SearchGen
+from openberry.search.engine import Generate, SearchError, SearchGen
 from openberry.search.scorers import (
     ScorerConfig,
     forward_table,
@@ -54,6 +74,7 @@ from openberry.search.scorers import (
 )
 
 __all__ = [
+    "VIRTUAL_Q",
     "SRMCTSConfig",
     "SRMCTSState",
     "backup",
@@ -64,9 +85,15 @@ __all__ = [
     "first_solution",
     "rank",
     "select",
+    "select_round",
     "sr_mcts",
     "uct_berry",
+    "virtual_stats",
 ]
+
+VIRTUAL_Q = 0.0
+"""The virtual loss: while a rollout is in flight, its node counts the visit still to come, and
+the child still to come as the worst Q, backed up by `berry_backup`."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,10 @@ class SRMCTSConfig:
 
     rollouts: int = 8
     """Rollouts N_max (paper: 8 and 16)."""
+    in_flight: int = 1
+    """Rollouts run at once: each selects with a virtual loss on the nodes chosen before it in
+    the round, and their critique, rewrite and reward calls go out together as one request
+    each (1: the paper's sequential loop)."""
     c: float = 1.4
     """UCT exploration constant."""
     gamma: float = 0.1
@@ -100,6 +131,10 @@ class SRMCTSConfig:
     over every solution of the tree (the paper's maj@k; a tie goes to the answer with the higher
     summed EBC score), reached through its top-EBC solution; ``ebc``, the top-EBC solution (the
     paper's rm@k)."""
+
+    def __post_init__(self) -> None:
+        if self.in_flight < 1:
+            raise SearchError(f"in_flight must be >= 1, got {self.in_flight}")
 
 
 def uct_berry(q: float, n_parent: int, n: int, c: float = 1.4) -> float:
@@ -177,26 +212,30 @@ def solution_parents(state: SRMCTSState) -> list[int | None]:
     return [index.get(state.tree[nid].parent) for nid in state.solutions]  # type: ignore[arg-type]
 
 
-def evaluate(state: SRMCTSState) -> Step[float]:
-    """Evaluation of the newest solution: the judge compares it with every other solution in
-    both orders (or the value head scores it); its Q is its EBC score among all solutions,
-    stored in ``state.q`` and returned."""
+def evaluate(state: SRMCTSState, new: int = 1) -> Step[list[float]]:
+    """Evaluation of the `new` newest solutions, in one request: the judge compares each with
+    every older solution in both orders (or the value head scores each); their Qs are their EBC
+    scores among all solutions, stored in ``state.q`` and returned in creation order."""
     cfg, tree = state.config, state.tree
-    k = len(state.solutions) - 1
     texts = [tree[nid].text for nid in state.solutions]
+    fresh = range(len(texts) - new, len(texts))
     if cfg.preference == "judge":
-        pairs = [(k, j) for j in range(k)] + [(j, k) for j in range(k)]
+        pairs = [p for k in fresh for p in [(k, j) for j in range(k)] + [(j, k) for j in range(k)]]
         got = yield from judge_preferences(state.problem, texts, pairs)
         state.judged.update(got)
     else:
-        (v,) = yield from value_scores(state.problem, [texts[k]], cfg.scorer_config)
-        state.values[k] = v
-        tree[state.solutions[k]].info["value_score"] = v
-    q = ebc_scores(
+        scores = yield from value_scores(
+            state.problem, [texts[k] for k in fresh], cfg.scorer_config
+        )
+        for k, v in zip(fresh, scores, strict=True):
+            state.values[k] = v
+            tree[state.solutions[k]].info["value_score"] = v
+    ebc = ebc_scores(
         preference_table(state), solution_parents(state), alpha=cfg.alpha, rule=cfg.local_rule
-    )[k]
-    state.q[state.solutions[k]] = q
-    return q
+    )
+    for k in fresh:
+        state.q[state.solutions[k]] = ebc[k]
+    return [ebc[k] for k in fresh]
 
 
 def first_solution(state: SRMCTSState) -> Step[MutableNode]:
@@ -210,41 +249,67 @@ def first_solution(state: SRMCTSState) -> Step[MutableNode]:
     return first
 
 
-def select(state: SRMCTSState) -> int | None:
+def virtual_stats(
+    state: SRMCTSState, pending: Mapping[int, int]
+) -> tuple[dict[int, float], list[int]]:
+    """Q by node id and visits by node id as selection sees them, each pick in flight
+    (`pending`, per node id) counted as `backup` of a child with `VIRTUAL_Q`: the virtual loss
+    (one more visit of the node and of the problem, the node's Q moved towards 0)."""
+    q, visits = dict(state.q), [n.visits for n in state.tree.nodes]
+    for nid, times in pending.items():
+        for _ in range(times):
+            q[nid] = berry_backup(q[nid], VIRTUAL_Q, state.config.gamma)
+            visits[nid] += 1
+            visits[0] += 1
+    return q, visits
+
+
+def select(state: SRMCTSState, pending: Mapping[int, int] | None = None) -> int | None:
     """Selection: among the solutions dynamic pruning keeps (fewer than ``max_children``
-    children, or none with a higher Q), the node id with the best `uct_berry`; ties go to the
-    older solution. None when pruning keeps none."""
-    cfg, tree, q = state.config, state.tree, state.q
+    children, or none with a higher Q; picks in flight count as children that may beat it,
+    `openberry.search.common.expandable`), the node id with the best `uct_berry` on the
+    `virtual_stats` of `pending`; ties go to the older solution. None when pruning keeps none."""
+    cfg, tree, pending = state.config, state.tree, pending or {}
+    q, visits = virtual_stats(state, pending)
     cands = [
         nid
         for nid in state.solutions
-        if len(tree[nid].children) < cfg.max_children
-        or max(q[c] for c in tree[nid].children) < q[nid]
+        if expandable(
+            q[nid], [q[c] for c in tree[nid].children], cfg.max_children, pending.get(nid, 0)
+        )
     ]
     if not cands:
         return None
     return max(
         cands,
         key=lambda nid: (
-            uct_berry(q[nid], tree[tree[nid].parent].visits, tree[nid].visits, cfg.c),  # type: ignore[index]
+            uct_berry(q[nid], visits[tree[nid].parent], visits[nid], cfg.c),  # type: ignore[index]
             -nid,
         ),
     )
 
 
-def expand(state: SRMCTSState, selected: int, rollout: int) -> Step[MutableNode]:
-    """Expansion by self-refine: a critique of solution `selected`, then a rewrite from it,
-    added as a new solution (one visit) marked with its `rollout`."""
-    tree, problem = state.tree, state.problem
+def select_round(state: SRMCTSState, k: int) -> list[int]:
+    """Selection of `k` rollouts in flight (`openberry.search.common.picks_in_flight`): each
+    pick is `select` with the round's earlier picks as virtual losses."""
+    return picks_in_flight(lambda pending: select(state, pending), k)
+
+
+def expand(state: SRMCTSState, picks: Sequence[int], first_rollout: int) -> Step[list[MutableNode]]:
+    """Expansion by self-refine of each solution of `picks` (one rollout each): their critiques
+    in one request, then their rewrites in one, added as new solutions (one visit each) in pick
+    order, marked with their rollouts from `first_rollout` on."""
+    tree, problem, cfg = state.tree, state.problem, state.config
     crit = yield Generate(
-        (review_prompt(problem.question, tree[selected].text),), critique_params(state.config)
+        tuple(review_prompt(problem.question, tree[i].text) for i in picks), critique_params(cfg)
     )
-    child = yield from rewrite_child(
-        tree, problem, selected, crit[0][0], solution_params(state.config), rollout
+    children = yield from rewrite_children(
+        tree, problem, picks, [row[0] for row in crit], solution_params(cfg), first_rollout
     )
-    child.visits = 1
-    state.solutions.append(child.id)
-    return child
+    for child in children:
+        child.visits = 1
+        state.solutions.append(child.id)
+    return children
 
 
 def backup(state: SRMCTSState, selected: int, child: int) -> None:
@@ -276,13 +341,16 @@ def sr_mcts(problem: Problem, rng: random.Random, config: SRMCTSConfig) -> Searc
     cfg = config
     state = SRMCTSState(problem=problem, tree=TreeBuilder(problem, "sr-mcts"), config=cfg)
     yield from first_solution(state)
-    for rollout in range(cfg.rollouts):
-        selected = select(state)
-        if selected is None:
+    done = 0
+    while done < cfg.rollouts:
+        picks = select_round(state, min(cfg.in_flight, cfg.rollouts - done))
+        if not picks:
             break
-        child = yield from expand(state, selected, rollout + 1)
-        yield from evaluate(state)
-        backup(state, selected, child.id)
+        children = yield from expand(state, picks, done + 1)
+        yield from evaluate(state, len(children))
+        for selected, child in zip(picks, children, strict=True):
+            backup(state, selected, child.id)
+        done += len(picks)
     final, order = rank(state)
     tree, sols = state.tree, state.solutions
     best = sols[choose_answer(cfg.answer_selection, [tree[nid].answer for nid in sols], final)]
