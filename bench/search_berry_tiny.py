@@ -23,6 +23,17 @@ from openberry.data.arithmetic import load_split
 from openberry.models.hf import HFPolicy, tune_cpu_malloc
 from openberry.search import make_search, run_search
 
+_ORIGINAL_META = {
+    "meta_policy": "transitions",
+    "num_candidates": "2",
+    "max_children": "4",
+    "temperature": "1.0",
+    "node_value": "rating",
+    "answer_selection": "vote",
+}
+"""Meta-action MCTS as the original online trainer runs it (the defaults before the expansion
+mode), with the value-weighted vote as its answer."""
+
 RUNS: list[tuple[str, str, dict[str, str]]] = [
     ("self-consistency", "", {}),
     ("mctsr", "", {}),
@@ -34,8 +45,9 @@ RUNS: list[tuple[str, str, dict[str, str]]] = [
     ("best-of-n", "pprm", {"scorer": "pprm"}),
     ("beam", "value", {}),
     ("step-mcts", "", {}),
-    ("meta-mcts", "model", {"meta_policy": "model"}),
-    ("meta-mcts", "transitions", {"meta_policy": "transitions"}),
+    ("meta-mcts", "default", {}),
+    ("meta-mcts", "model", {**_ORIGINAL_META, "meta_policy": "model"}),
+    ("meta-mcts", "transitions", _ORIGINAL_META),
 ]
 
 

@@ -35,7 +35,11 @@ from openberry.search import make_search, run_search
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--methods", default="meta-mcts,mctsr,sr-mcts")
+    ap.add_argument(
+        "--methods",
+        default="meta-mcts,mctsr,sr-mcts",
+        help="comma-separated; METHOD+KEY=VALUE+... sets config fields, e.g. mctsr+in_flight=4",
+    )
     ap.add_argument("--problems", type=int, default=64)
     ap.add_argument("--rollouts", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
@@ -51,8 +55,10 @@ def main() -> None:
     policy = HFPolicy.from_pretrained("berry-tiny", prefix_cache_mb=1024)
     problems = [e.problem for e in load_split("test", limit=args.problems)]
     out = {}
-    for method in args.methods.split(","):
+    for entry in args.methods.split(","):
+        method, *settings = entry.split("+")
         over = {"meta_policy": "model"} if method == "meta-mcts" else {}
+        over.update(kv.split("=", 1) for kv in settings)
         search = make_search(method, rollouts=args.rollouts, overrides=over)
         runs, tokens = [], 0
         for _ in range(args.repeats):
@@ -64,7 +70,7 @@ def main() -> None:
                 results = run_search(search, problems, policy, seed=0)
             runs.append(time.perf_counter() - start)
             tokens = sum(r.tree.info["stats"]["generated_tokens"] for r in results)
-        out[method] = {
+        out[entry] = {
             "median_s": round(statistics.median(runs), 3),
             "runs_s": [round(x, 2) for x in runs],
             "generated_tokens": tokens,
