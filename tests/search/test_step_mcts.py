@@ -17,6 +17,7 @@ from openberry.models.fake import FakePolicy
 from openberry.records import Example, Generation
 from openberry.search import make_search, run_search
 from openberry.search.common import TreeBuilder, value_vote
+from openberry.search.engine import SearchError
 from openberry.search.scorers import ScorerConfig
 from openberry.search.step_mcts import (
     StepMCTSConfig,
@@ -301,3 +302,10 @@ def test_a_line_of_tags_alone_is_an_empty_terminal_line() -> None:
     assert all(list(n.rewards) == [0.0] for n in tagged)
     searched = [n for n in r.tree.nodes[1:] if n.text and not n.info.get("finish")]
     assert searched and all("step_value" in n.info for n in searched)
+
+
+@pytest.mark.parametrize("field", ["in_flight", "children"])
+def test_a_round_of_no_simulations_is_refused(field: str) -> None:
+    """Regression: ``in_flight=0`` made every round select nothing, so the search never ended."""
+    with pytest.raises(SearchError, match=f"{field} must be >= 1"):
+        StepMCTSConfig(**{field: 0})

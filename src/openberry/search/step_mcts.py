@@ -76,7 +76,7 @@ from openberry.search.common import (
     strip_tags,
     value_vote,
 )
-from openberry.search.engine import Generate, NextTokenProbs, SearchGen
+from openberry.search.engine import Generate, NextTokenProbs, SearchError, SearchGen
 from openberry.search.scorers import (
     ScorerConfig,
     rating_value,
@@ -95,9 +95,12 @@ __all__ = [
     "path_value",
     "puct_scores",
     "select",
+    "select_round",
     "sibling_priors",
     "simulate",
     "step_mcts",
+    "unexplored_mass",
+    "widen_score",
 ]
 
 
@@ -121,7 +124,7 @@ class StepMCTSConfig:
     answer_selection: Literal["vote", "visits"] = "vote"
     """``vote``: the answer whose terminal nodes have the largest summed path value, through
     its best-valued terminal; ``visits``: the most visited terminal node with an answer."""
-    in_flight: int = 4
+    in_flight: int = 1
     """Simulations run at once: each selects after a virtual loss on the paths selected before
     it in the round, and their expansions and evaluations go out as one request each."""
     virtual_loss: float = 0.0
@@ -138,6 +141,12 @@ class StepMCTSConfig:
     """How step ratings combine into a path value: ``value_aggregate`` and ``value_conclusion``
     are read (steps are always rated after positive earlier steps); the other fields are
     unused."""
+
+    def __post_init__(self) -> None:
+        if self.in_flight < 1:
+            raise SearchError(f"in_flight must be >= 1, got {self.in_flight}")
+        if self.children < 1:
+            raise SearchError(f"children must be >= 1, got {self.children}")
 
 
 def sibling_priors(mean_logprobs: Sequence[float]) -> list[float]:
