@@ -141,7 +141,7 @@ REGISTRY: dict[str, Method] = {
         ),
         Method(
             "step-mcts",
-            "PUCT tree search over solution lines: policy prior, value-head value",
+            "PUCT tree search over solution lines: policy prior, value-head value, widening",
             "openberry.search.step_mcts:StepMCTSConfig",
             "openberry.search.step_mcts:step_mcts",
             budget=(("simulations", Scaled()),),
