@@ -133,8 +133,8 @@ class StepMCTSConfig:
     """After an expansion, go on expanding the best-valued new child until a terminal line (each
     step one policy call of ``children`` lines), so every simulation reaches an answer."""
     widen: bool = True
-    """Let selection sample a node's lines again when the policy's probability of a line not
-    yet among its children (`unexplored_mass`) outscores every child (`widen_score`)."""
+    """Progressive widening: selection may sample a node's next lines again, when the policy's
+    probability of a line not yet among its children outscores every child."""
     finish_tokens: int = 256
     """Most tokens of the greedy finish when no terminal states an answer (0: none)."""
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
