@@ -71,6 +71,8 @@ def test_path_value_aggregates_step_ratings() -> None:
     assert path_value([0.4], True, cfg) == 0.4  # a lone conclusion keeps its rating
     assert path_value([0.2, 0.6], False, ScorerConfig(value_aggregate="mean")) == 0.4
     assert path_value([0.2, 0.6], False, ScorerConfig(value_aggregate="last")) == 0.6
+    with pytest.raises(SearchError, match="unknown value aggregate"):  # was min, silently
+        path_value([0.2, 0.6], False, ScorerConfig(value_aggregate="max"))  # type: ignore[arg-type]
 
 
 def test_vote_sums_values_per_answer() -> None:

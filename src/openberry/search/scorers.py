@@ -54,6 +54,7 @@ from openberry.search.engine import Generate, NextTokenProbs, Score, SearchError
 __all__ = [
     "SCORERS",
     "ScorerConfig",
+    "aggregate_values",
     "judge_preferences",
     "make_scorer",
     "parse_score",
@@ -159,7 +160,9 @@ def rating_value(probs: dict[str, float]) -> float:
     return round(pos / total, PROB_DECIMALS) if total > 0 else 0.5
 
 
-def _aggregate(values: Sequence[float], how: str) -> float:
+def aggregate_values(values: Sequence[float], how: str) -> float:
+    """Step values combined by `how` (``ScorerConfig.value_aggregate``: min, last or mean);
+    0 for no values."""
     if not values:
         return 0.0
     if how == "min":
@@ -187,7 +190,7 @@ def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfi
     probs = yield NextTokenProbs(tuple(prompts), cands)
     values = [rating_value(p) for p in probs]
     return [
-        _aggregate(_kept(values[lo:hi], st, config), config.value_aggregate)
+        aggregate_values(_kept(values[lo:hi], st, config), config.value_aggregate)
         for (lo, hi), st in zip(spans, steps, strict=True)
     ]
 
@@ -224,7 +227,7 @@ def _sequential_value_scores(
             values[i].append(v)
             ratings[i].append("positive" if v >= 0.5 else "negative")
     return [
-        _aggregate(_kept(v, st, config), config.value_aggregate)
+        aggregate_values(_kept(v, st, config), config.value_aggregate)
         for v, st in zip(values, steps, strict=True)
     ]
 

@@ -79,6 +79,7 @@ from openberry.search.common import (
 from openberry.search.engine import Generate, NextTokenProbs, SearchError, SearchGen
 from openberry.search.scorers import (
     ScorerConfig,
+    aggregate_values,
     rating_value,
     solution_steps,
     step_value_prompts,
@@ -175,13 +176,7 @@ def path_value(ratings: Sequence[float], conclusion: bool, config: ScorerConfig)
     kept = list(ratings)
     if conclusion and not config.value_conclusion and len(kept) > 1:
         kept = kept[:-1]
-    if not kept:
-        return 0.0
-    if config.value_aggregate == "last":
-        return kept[-1]
-    if config.value_aggregate == "mean":
-        return sum(kept) / len(kept)
-    return min(kept)
+    return aggregate_values(kept, config.value_aggregate)
 
 
 @dataclass
