@@ -7,6 +7,7 @@ every method returns.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -31,6 +32,7 @@ __all__ = [
     "picks_in_flight",
     "rewrite_child",
     "rewrite_children",
+    "softmax",
     "strip_tags",
     "vote_key",
 ]
@@ -92,6 +94,16 @@ def majority(answers: Sequence[str | None]) -> tuple[int | None, dict[str, int]]
         if k is not None and counts[k] == best:
             return i, dict(counts)
     raise AssertionError("unreachable")
+
+
+def softmax(xs: Sequence[float]) -> list[float]:
+    """``exp(x - max) / sum``; an entry of ``-inf`` gets 0 (all of them: undefined)."""
+    if not xs:
+        return []
+    m = max(xs)
+    es = [math.exp(x - m) for x in xs]
+    s = sum(es)
+    return [e / s for e in es]
 
 
 def expandable(q: float, child_qs: Sequence[float], max_children: int, in_flight: int = 0) -> bool:

@@ -94,6 +94,7 @@ from openberry.search.common import (
     Step,
     TreeBuilder,
     answer_of_text,
+    softmax,
     strip_tags,
     value_vote,
 )
@@ -200,15 +201,6 @@ class MetaMCTSConfig:
     """The value a new thought starts with (and a revisited conclusion backs up): ``rating``,
     its own value-head rating (LLaMA-O1); ``path``, the lowest rating on its path (`path_value`:
     PRM-style, a conclusion's own rating left out, as step-level MCTS values a line)."""
-
-
-def softmax(xs: Sequence[float]) -> list[float]:
-    if not xs:
-        return []
-    m = max(xs)
-    es = [math.exp(x - m) for x in xs]
-    s = sum(es)
-    return [e / s for e in es]
 
 
 def puct_scores(

@@ -73,6 +73,7 @@ from openberry.search.common import (
     Step,
     TreeBuilder,
     answer_of_text,
+    softmax,
     strip_tags,
     value_vote,
 )
@@ -153,13 +154,9 @@ class StepMCTSConfig:
 def sibling_priors(mean_logprobs: Sequence[float]) -> list[float]:
     """The softmax of the siblings' mean token log-probabilities (= ``exp(mean log p)``
     normalised); uniform when none is finite."""
-    finite = [x for x in mean_logprobs if math.isfinite(x)]
-    if not finite:
+    if not any(math.isfinite(x) for x in mean_logprobs):
         return [1.0 / len(mean_logprobs)] * len(mean_logprobs) if mean_logprobs else []
-    top = max(finite)
-    es = [math.exp(x - top) if math.isfinite(x) else 0.0 for x in mean_logprobs]
-    total = sum(es)
-    return [e / total for e in es]
+    return softmax([x if math.isfinite(x) else -math.inf for x in mean_logprobs])
 
 
 def puct_scores(
