@@ -27,6 +27,7 @@ import statistics
 import time
 
 import torch
+from _search_setup import settings
 
 from openberry.data.arithmetic import load_split
 from openberry.models.hf import HFPolicy, tune_cpu_malloc
@@ -56,9 +57,9 @@ def main() -> None:
     problems = [e.problem for e in load_split("test", limit=args.problems)]
     out = {}
     for entry in args.methods.split(","):
-        method, *settings = entry.split("+")
+        method, *pairs = entry.split("+")
         over = {"meta_policy": "model"} if method == "meta-mcts" else {}
-        over.update(kv.split("=", 1) for kv in settings)
+        over.update(settings(pairs))
         search = make_search(method, rollouts=args.rollouts, overrides=over)
         runs, tokens = [], 0
         for _ in range(args.repeats):
