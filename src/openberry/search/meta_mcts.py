@@ -99,7 +99,8 @@ from openberry.search.common import (
     value_vote,
 )
 from openberry.search.engine import Generate, NextTokenProbs, SearchGen
-from openberry.search.scorers import rating_value
+from openberry.search.scorers import ScorerConfig, rating_value
+from openberry.search.scorers import path_value as ratings_value
 from openberry.tree import META_ACTIONS, Tree
 
 __all__ = [
@@ -720,10 +721,8 @@ def path_value(tree: TreeBuilder, node_id: int) -> float:
     """The lowest value-head estimate of the steps leading to a node (PRM-style: one bad step
     sinks it), the node's own included; a conclusion's own rating is left out, as in the
     ``value`` scorer."""
-    steps = tree.path(node_id)[1:]
-    if tree[node_id].meta_action == "conclusion":
-        steps = steps[:-1] or steps
-    return min(tree[i].info.get("original_value", 1.0) for i in steps)
+    ratings = [tree[i].info.get("original_value", 1.0) for i in tree.path(node_id)[1:]]
+    return ratings_value(ratings, tree[node_id].meta_action == "conclusion", ScorerConfig())
 
 
 def best_conclusion(state: MetaMCTSState) -> MutableNode | None:

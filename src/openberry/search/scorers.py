@@ -58,6 +58,7 @@ __all__ = [
     "judge_preferences",
     "make_scorer",
     "parse_score",
+    "path_value",
     "rating_value",
     "solution_steps",
     "step_value_prompts",
@@ -172,6 +173,16 @@ def aggregate_values(values: Sequence[float], how: str) -> float:
     if how == "mean":
         return sum(values) / len(values)
     raise SearchError(f"unknown value aggregate {how!r}")
+
+
+def path_value(ratings: Sequence[float], conclusion: bool, config: ScorerConfig) -> float:
+    """A path's value from its steps' ratings (root first): their ``value_aggregate``; the last
+    rating is left out when the path ends in a `conclusion`, unless ``value_conclusion`` (a lone
+    conclusion keeps its rating), as `value_scores` leaves out an answer line's."""
+    kept = list(ratings)
+    if conclusion and not config.value_conclusion and len(kept) > 1:
+        kept = kept[:-1]
+    return aggregate_values(kept, config.value_aggregate)
 
 
 def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:

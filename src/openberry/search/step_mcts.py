@@ -80,7 +80,7 @@ from openberry.search.common import (
 from openberry.search.engine import Generate, NextTokenProbs, SearchError, SearchGen
 from openberry.search.scorers import (
     ScorerConfig,
-    aggregate_values,
+    path_value,
     rating_value,
     solution_steps,
     step_value_prompts,
@@ -165,15 +165,6 @@ def puct_scores(
     """``Q + c_puct * P * sqrt(N(parent)) / (1 + N(child))`` for each child."""
     root = math.sqrt(n_parent)
     return [qi + c_puct * p * root / (1 + n) for qi, p, n in zip(q, priors, visits, strict=True)]
-
-
-def path_value(ratings: Sequence[float], conclusion: bool, config: ScorerConfig) -> float:
-    """A path's value from its steps' ratings (root first): their ``value_aggregate``; the last
-    rating is left out when the path ends in a `conclusion`, unless ``value_conclusion``."""
-    kept = list(ratings)
-    if conclusion and not config.value_conclusion and len(kept) > 1:
-        kept = kept[:-1]
-    return aggregate_values(kept, config.value_aggregate)
 
 
 @dataclass
