@@ -359,7 +359,7 @@ def backup(path: Sequence[MutableNode], values: Sequence[float]) -> None:
 
 
 def leaf_reward(node: MutableNode) -> float:
-    """The path value a terminal node was evaluated with (0 when it never was)."""
+    """The path value a node was evaluated with (0 when it never was)."""
     return node.rewards[-1] if node.rewards else 0.0
 
 
@@ -411,7 +411,7 @@ def finish_greedily(state: StepMCTSState) -> Step[MutableNode | None]:
     that states an answer. Returns that node, or None."""
     tree, cfg = state.tree, state.config
     leaves = [n for n in tree.nodes if not n.children and n.text] or [tree.root]
-    node = max(leaves, key=lambda n: (n.rewards[-1] if n.rewards else 0.0, -n.id))
+    node = max(leaves, key=lambda n: (leaf_reward(n), -n.id))
     params = SamplingParams(max_new_tokens=cfg.finish_tokens, temperature=0.0)
     out = yield Generate((step_prompt(state, node.id),), params)
     gen = out[0][0]
