@@ -40,7 +40,7 @@ def test_solve_config_file_and_flag_override(tmp_path, suffix) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".yml"])
-def test_eval_config_file_and_flag_override(tmp_path, suffix) -> None:
+def testeval_config_file_and_flag_override(tmp_path, suffix) -> None:
     path = _write(
         tmp_path,
         suffix,
@@ -56,9 +56,9 @@ def test_eval_config_file_and_flag_override(tmp_path, suffix) -> None:
     # --rollouts on the command line excludes the file's --budget-sweep instead of clashing.
     args = _parse(["eval", "--config", path, "--rollouts", "3"])
     assert args.rollouts == 3 and not hasattr(args, "budgets")
-    from openberry.cli.eval import _eval_config
+    from openberry.cli.eval import eval_config
 
-    config = _eval_config(args)
+    config = eval_config(args)
     assert config.budgets == (3,) and config.batch_size == 8 and config.samples == 1
 
 

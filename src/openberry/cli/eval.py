@@ -22,7 +22,14 @@ from openberry.cli._config import (
 from openberry.models.builtin import DEFAULT_MODEL
 from openberry.search.registry import DEFAULT_ROLLOUTS, REGISTRY
 
-__all__ = ["register", "run"]
+__all__ = [
+    "add_model_options",
+    "add_running_options",
+    "add_what_options",
+    "eval_config",
+    "register",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -142,14 +149,15 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_what(p.add_argument_group("what to evaluate"))
-    _add_models(p.add_argument_group("models"))
-    _add_running(p.add_argument_group("running and output"))
+    add_what_options(p.add_argument_group("what to evaluate"))
+    add_model_options(p.add_argument_group("models"))
+    add_running_options(p.add_argument_group("running and output"))
     add_config_file_option(p)
     p.set_defaults(func=run)
 
 
-def _add_what(g: Any) -> None:
+def add_what_options(g: Any) -> None:
+    """Dataset, methods, budgets, samples, settings and seed options."""
     add_field_options(g, _EVAL_CONFIG, _WHAT)
     budget = g.add_mutually_exclusive_group()
     budget.add_argument(
@@ -177,7 +185,8 @@ def _add_what(g: Any) -> None:
     add_field_options(g, _EVAL_CONFIG, _SAMPLING)
 
 
-def _add_models(m: Any) -> None:
+def add_model_options(m: Any) -> None:
+    """Policy, judge and backend options."""
     m.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -188,7 +197,8 @@ def _add_models(m: Any) -> None:
     add_backend_args(m)
 
 
-def _add_running(o: Any) -> None:
+def add_running_options(o: Any, report: bool = True) -> None:
+    """Output, resume, batching, Ray and progress options (and the report's, with `report`)."""
     add_field_options(o, _EVAL_CONFIG, _RUNNING)
     o.add_argument(
         "--resume", action="store_true", help="continue the evaluation in --out (same settings)"
@@ -213,6 +223,8 @@ def _add_running(o: Any) -> None:
         default=None,
         help="progress bar (default: when stderr is a terminal; else a log line per batch)",
     )
+    if not report:
+        return
     o.add_argument("--no-report", action="store_true", help="skip the report at the end")
     o.add_argument(
         "--max-wrong-trees",
@@ -223,7 +235,7 @@ def _add_running(o: Any) -> None:
     )
 
 
-def _eval_config(args: argparse.Namespace) -> Any:
+def eval_config(args: argparse.Namespace) -> Any:
     """The `EvalConfig` of the options given (the fields' defaults for the others)."""
     import dataclasses
 
@@ -243,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``berry eval`` (see ``berry eval --help``)."""
     from openberry.evaluation.runner import evaluate
 
-    config = _eval_config(args)
+    config = eval_config(args)
     if any(key == "help" for _, key, _ in config.overrides):
         print(method_settings(config.methods))
         return 0

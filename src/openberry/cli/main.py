@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "openberry.cli.generate",
     "openberry.cli.solve",
     "openberry.cli.eval",
+    "openberry.cli.collect",
     "openberry.cli.report",
     "openberry.cli.view",
     "openberry.cli.serve",
@@ -44,6 +45,7 @@ examples:
   berry solve "Compute 21 + 12 + 3." --method mctsr --rollouts 4 --out runs/solve
   berry eval --dataset arithmetic --split test --limit 50 --method greedy,sr-mcts --out runs/ev
   berry report runs/ev
+  berry collect --dataset arithmetic --limit 500 --method step-mcts --rollouts 8 --out runs/col
   berry view tree.json --open
 
 Run 'berry COMMAND --help' for a command's options.

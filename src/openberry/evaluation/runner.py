@@ -9,7 +9,8 @@ How a run proceeds:
   searched as one batch by the engine (`openberry.search.run_search`), so its model calls are
   shared; with ``samples`` K > 1 each problem is searched K times in the same batch.
 - As each problem's last sample finishes, its answer is graded against the reference (the only
-  place the reference is read: search gets `Problem` records, which have no answer field), its
+  place the reference is read: search gets `Problem` records, which have no answer field), every
+  candidate solution in its trees gets the grader's verdict (`openberry.evaluation.verify`), its
   trees are written, and its record is appended to ``records.jsonl`` with one ``write`` and an
   ``fsync`` (`openberry.evaluation.store`).
 - ``resume=True`` reads the records (repairing a torn last line left by ``kill -9``), and skips
@@ -40,6 +41,7 @@ from typing import Any
 from openberry.errors import BerryError
 from openberry.evaluation.metrics import RunName
 from openberry.evaluation.store import RecordFile
+from openberry.evaluation.verify import hinted_problem, verify_tree
 from openberry.fileio import write_text_atomic
 from openberry.models.builtin import DEFAULT_MODEL
 from openberry.models.spec import ModelSpec
@@ -99,6 +101,9 @@ class EvalConfig:
     """The policy model."""
     judge: ModelSpec | None = None
     """A separate judge model (PPRM preferences); default: the policy judges."""
+    hint_answer: bool = False
+    """Append the reference answer to every question the search sees (`hinted_problem`). An
+    oracle leak: for training-time collection only, off by default, recorded in run.json."""
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -123,6 +128,8 @@ class EvalConfig:
             "batch_size": self.batch_size,
             "policy": _spec_identity(self.policy),
             "judge": _spec_identity(self.judge) if self.judge else None,
+            # Left out when off, so evaluations written before the option resume as they are.
+            **({"hint_answer": True} if self.hint_answer else {}),
         }
 
 
@@ -283,18 +290,20 @@ class _Writer:
             return False
         samples = []
         verdicts: dict[str | None, tuple[bool, str]] = {}
+
+        def verdict(answer: str | None) -> tuple[bool, str]:
+            if answer not in verdicts:
+                verdicts[answer] = self.grade(answer, ex.answer)
+            return verdicts[answer]
+
         for j, result in enumerate(finished.results):
-            tree = result.tree
+            tree = verify_tree(result.tree, lambda a: verdict(a)[0])
             rel = _tree_file(finished.index, j)
             tree.save(self.run_dir / rel)
             cands = _candidates(tree)
             for c in cands:
-                if c["answer"] not in verdicts:
-                    verdicts[c["answer"]] = self.grade(c["answer"], ex.answer)
-                c["correct"] = verdicts[c["answer"]][0]
-            if result.answer not in verdicts:
-                verdicts[result.answer] = self.grade(result.answer, ex.answer)
-            ok, why = verdicts[result.answer]
+                c["correct"] = verdict(c["answer"])[0]
+            ok, why = verdict(result.answer)
             s = result.stats
             samples.append(
                 {
@@ -395,7 +404,11 @@ def _prepare_dir(config: EvalConfig, runs: list[RunSpec], resume: bool) -> dict[
             "identity": identity,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "versions": _versions(),
-            "oracle": "none: search sees Problem records only; references are read by grading",
+            "oracle": (
+                "HINT: every question the search sees ends with its reference answer"
+                if config.hint_answer
+                else "none: search sees Problem records only; references are read by grading"
+            ),
         }
         names = [r.name for r in runs]
     meta.update(
@@ -429,7 +442,7 @@ def _units(
             run=run,
             chunk=chunk,
             indices=tuple(range(lo, lo + len(part))),
-            problems=tuple(e.problem for e in part),
+            problems=tuple(hinted_problem(e) if config.hint_answer else e.problem for e in part),
             samples=config.samples,
             seed=derive_seed(config.seed, "chunk", chunk),
         )
