@@ -40,7 +40,7 @@ def test_solve_config_file_and_flag_override(tmp_path, suffix) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".yml"])
-def testeval_config_file_and_flag_override(tmp_path, suffix) -> None:
+def test_eval_config_file_and_flag_override(tmp_path, suffix) -> None:
     path = _write(
         tmp_path,
         suffix,
@@ -130,3 +130,18 @@ def test_eval_trees_record_the_whole_config(tmp_path) -> None:
     tree = Tree.load(out / "mctsr@1" / record["samples"][0]["tree"])
     want = dataclasses.asdict(make_config("mctsr", 1, {"temperature": "0.7"}))
     assert tree.info["config"] == want and want["temperature"] == 0.7
+
+
+@pytest.mark.parametrize("command", ["eval", "collect"])
+def test_judge_and_value_model_options_become_role_specs(command) -> None:
+    from openberry.cli.eval import eval_config
+
+    base = [command, "--dataset", "arithmetic", "--out", "o"]
+    config = eval_config(
+        _parse([*base, "--judge", "j", "--value-model", "v", "--dtype", "bfloat16"])
+    )
+    assert (config.judge.model, config.value.model) == ("j", "v")
+    assert config.value.dtype == "bfloat16" and config.value.adapter is None
+    assert "value" in config.identity()
+    config = eval_config(_parse(base))
+    assert config.judge is None and config.value is None and "value" not in config.identity()

@@ -208,3 +208,26 @@ def test_a_repeated_score_or_next_token_prompt_is_sent_once() -> None:
     assert r.stats.cached_prompts == 1 + 1 + 1
     # Scored tokens count what was sent: three 3-word prompts and "judge this onex y" once.
     assert r.stats.scored_tokens == 3 + 3 + 3 + 4
+
+
+@pytest.mark.parametrize(
+    ("method", "overrides"),
+    [
+        ("step-mcts", {}),
+        ("beam", {}),
+        ("meta-mcts", {}),
+        ("best-of-n", {"scorer": "value"}),
+        ("best-of-n", {"scorer": "value", "scorer_config.value_context": "predicted"}),
+    ],
+)
+def test_rating_requests_go_to_a_separate_value_model(method, overrides) -> None:
+    """Every rating-token request of every method that rates is answered by the ``value`` model
+    when one is given; the policy only writes."""
+    policy, value = ArithmeticExpert(), ArithmeticExpert()
+    search = make_search(method, 2, overrides)
+    run_search(search, PROBLEMS[:2], {"policy": policy, "value": value})
+    assert value.calls["next"] >= 1 and set(value.calls) == {"next"}
+    assert policy.calls["next"] == 0 and policy.calls["generate"] >= 1
+    alone = ArithmeticExpert()
+    run_search(search, PROBLEMS[:2], alone)
+    assert alone.calls["next"] == value.calls["next"]

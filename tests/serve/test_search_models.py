@@ -201,3 +201,29 @@ def test_served_search_matches_berry_solve(client, capsys) -> None:
     assert served["openberry"]["answer"] == solved["answer"]
     assert served["openberry"]["chosen"] == [0] + [c["id"] for c in solved["chosen"]]
     assert served["openberry"]["config"] == solved["config"]
+
+
+def test_served_searches_ask_separate_judge_and_value_models(policy) -> None:
+    """``roles`` (``berry serve --judge/--value-model``): judge and rating requests of a served
+    search go to those models; the served policy still writes."""
+    from openberry.serve.app import create_app
+
+    class Counting:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def next_token_probs(self, prompts, candidates):
+            self.calls += 1
+            return policy.next_token_probs(prompts, candidates)
+
+    judge, value = Counting(), Counting()
+    app = create_app(
+        policy, model_name="tiny", search_rollouts=2, roles={"judge": judge, "value": value}
+    )
+    with TestClient(app) as c:
+        for model in ("berry-sr-mcts", "berry-step-mcts"):
+            r = c.post("/v1/completions", json={"model": model, "prompt": QUESTION})
+            assert r.status_code == 200
+    assert judge.calls >= 1 and value.calls >= 1
+    with pytest.raises(ValueError, match="unknown model role"):
+        create_app(policy, model_name="tiny", roles={"critic": judge})

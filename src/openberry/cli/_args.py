@@ -10,8 +10,10 @@ __all__ = [
     "add_adapter_arg",
     "add_backend_args",
     "add_prefix_cache_arg",
+    "add_role_args",
     "int_at_least",
     "model_spec",
+    "role_specs",
 ]
 
 
@@ -88,3 +90,27 @@ def model_spec(args: argparse.Namespace, model: str | None = None) -> Any:
         model = args.model
         options["adapter"] = getattr(args, "adapter", None)
     return ModelSpec(model=model, **options)
+
+
+def add_role_args(parser: Any) -> None:
+    """Add ``--judge`` and ``--value-model`` (separate models for the judge and value roles of a
+    search, loaded with the same backend options) to a parser or group."""
+    parser.add_argument(
+        "--judge",
+        metavar="PATH_OR_ID",
+        help="separate pairwise judge (PPRM) model, e.g. from 'berry train pprm': sr-mcts, "
+        "best-of-n with --set scorer=pprm (default: the policy judges)",
+    )
+    parser.add_argument(
+        "--value-model",
+        metavar="PATH_OR_ID",
+        help="separate rating-token value model, e.g. from 'berry train value': step-mcts, "
+        "beam, meta-mcts, the value scorer (default: the policy rates)",
+    )
+
+
+def role_specs(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"judge": ModelSpec, "value": ModelSpec}`` for the role options given (see
+    `add_role_args`)."""
+    roles = {"judge": getattr(args, "judge", None), "value": getattr(args, "value_model", None)}
+    return {role: model_spec(args, name) for role, name in roles.items() if name}

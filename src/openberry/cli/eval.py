@@ -12,7 +12,13 @@ import argparse
 import logging
 from typing import Any
 
-from openberry.cli._args import add_backend_args, int_at_least, model_spec
+from openberry.cli._args import (
+    add_backend_args,
+    add_role_args,
+    int_at_least,
+    model_spec,
+    role_specs,
+)
 from openberry.cli._config import (
     FieldOption,
     add_config_file_option,
@@ -193,7 +199,7 @@ def add_model_options(m: Any) -> None:
         metavar="PATH_OR_ID",
         help=f"policy: directory, hub id, built-in or served name (default: {DEFAULT_MODEL})",
     )
-    m.add_argument("--judge", metavar="PATH_OR_ID", help="separate PPRM judge model")
+    add_role_args(m)
     add_backend_args(m)
 
 
@@ -247,7 +253,7 @@ def eval_config(args: argparse.Namespace) -> Any:
         values["budgets"] = (args.rollouts,)
     values["overrides"] = tuple(values.get("overrides", ()))
     values["policy"] = model_spec(args)
-    values["judge"] = model_spec(args, args.judge) if args.judge else None
+    values.update({"judge": None, "value": None, **role_specs(args)})
     return EvalConfig(**values)
 
 

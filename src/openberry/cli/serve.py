@@ -11,7 +11,14 @@ import logging
 import os
 from typing import Any
 
-from openberry.cli._args import add_adapter_arg, add_prefix_cache_arg, int_at_least, model_spec
+from openberry.cli._args import (
+    add_adapter_arg,
+    add_prefix_cache_arg,
+    add_role_args,
+    int_at_least,
+    model_spec,
+    role_specs,
+)
 from openberry.errors import BerryError
 from openberry.models.builtin import DEFAULT_MODEL
 from openberry.search.registry import DEFAULT_ROLLOUTS
@@ -79,6 +86,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dtype", default="float32", help="torch dtype (default: float32)")
     add_prefix_cache_arg(p)
+    add_role_args(p)
     p.add_argument(
         "--search-methods",
         action=argparse.BooleanOptionalAction,
@@ -139,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             f"berry serve needs the 'serve' extra (pip install 'openberry[serve]'): {exc}"
         ) from exc
     policy = model_spec(args).build()
+    roles = {role: spec.build() for role, spec in role_specs(args).items()}
     name = args.name or args.model
     try:
         app = create_app(
@@ -147,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             api_key=api_key,
             search_methods=args.search_methods,
             search_rollouts=args.search_rollouts,
+            roles=roles,
         )
     except ValueError as exc:
         raise BerryError(str(exc)) from exc

@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from openberry.cli._args import add_backend_args, int_at_least, model_spec
+from openberry.cli._args import (
+    add_backend_args,
+    add_role_args,
+    int_at_least,
+    model_spec,
+    role_specs,
+)
 from openberry.cli._config import add_config_file_option, method_settings
 from openberry.models.builtin import DEFAULT_MODEL
 from openberry.search.registry import DEFAULT_ROLLOUTS, REGISTRY
@@ -114,12 +120,7 @@ def register(subparsers: Any) -> None:
         metavar="PATH_OR_ID",
         help=f"policy: model directory, hub id, or built-in name (default: {DEFAULT_MODEL})",
     )
-    p.add_argument(
-        "--judge",
-        metavar="PATH_OR_ID",
-        help="separate judge model for PPRM preferences (sr-mcts; best-of-n with "
-        "--set scorer=pprm), same backend options (default: the policy judges)",
-    )
+    add_role_args(p)
     add_backend_args(p)
     p.add_argument("--seed", type=int, default=0, metavar="S", help="run seed (default: 0)")
     p.add_argument(
@@ -181,9 +182,9 @@ def _search(args: argparse.Namespace, question: str) -> Any:
 
     logger.info("loading policy %s (%s backend)", args.model, args.backend)
     models = {"policy": model_spec(args).build()}
-    if args.judge:
-        logger.info("loading judge %s (%s backend)", args.judge, args.backend)
-        models["judge"] = model_spec(args, args.judge).build()
+    for role, spec in role_specs(args).items():
+        logger.info("loading %s %s (%s backend)", role, spec.model, spec.backend)
+        models[role] = spec.build()
 
     logger.info("searching with %s, rollouts %d, seed %d", args.method, args.rollouts, args.seed)
     problem = Problem(id=PROBLEM_ID, question=question, source="cli")

@@ -101,6 +101,8 @@ class EvalConfig:
     """The policy model."""
     judge: ModelSpec | None = None
     """A separate judge model (PPRM preferences); default: the policy judges."""
+    value: ModelSpec | None = None
+    """A separate value model (rating-token values); default: the policy rates."""
     hint_answer: bool = False
     """Append the reference answer to every question the search sees (`hinted_problem`). An
     oracle leak: for training-time collection only, off by default, recorded in run.json."""
@@ -128,7 +130,8 @@ class EvalConfig:
             "batch_size": self.batch_size,
             "policy": _spec_identity(self.policy),
             "judge": _spec_identity(self.judge) if self.judge else None,
-            # Left out when off, so evaluations written before the option resume as they are.
+            # Left out when unset, so evaluations written before the option resume as they are.
+            **({"value": _spec_identity(self.value)} if self.value else {}),
             **({"hint_answer": True} if self.hint_answer else {}),
         }
 
@@ -235,10 +238,8 @@ def _search_unit(
 class _Worker:
     """A Ray actor's body: builds its backends once, then searches chunks."""
 
-    def __init__(self, policy: ModelSpec, judge: ModelSpec | None) -> None:
-        self.models = {"policy": policy.build()}
-        if judge is not None:
-            self.models["judge"] = judge.build()
+    def __init__(self, config: EvalConfig) -> None:
+        self.models = _build_models(config)
 
     def run(self, unit: _Unit) -> list[_Finished]:
         out: list[_Finished] = []
@@ -417,6 +418,7 @@ def _prepare_dir(config: EvalConfig, runs: list[RunSpec], resume: bool) -> dict[
             "split": config.split,
             "model": config.policy.model,
             "judge": config.judge.model if config.judge else None,
+            "value_model": config.value.model if config.value else None,
             "backend": config.policy.backend,
             "samples": config.samples,
             "seed": config.seed,
@@ -475,8 +477,8 @@ def evaluate(
         resume: Continue an evaluation in ``config.out`` (same settings; may add runs).
         workers: Ray actors to search with (1: in this process).
         ray_address: Join this Ray cluster instead of starting a local one.
-        models: Ready backends ``{"policy": ..., "judge": ...}`` instead of building
-            ``config.policy`` / ``config.judge`` (in-process only).
+        models: Ready backends ``{"policy": ..., "judge": ..., "value": ...}`` instead of
+            building ``config.policy`` / ``config.judge`` / ``config.value`` (in-process only).
         progress: Show a progress bar (None: when stderr is a terminal).
 
     Raises:
@@ -605,11 +607,11 @@ def _run_in_process(todo: Sequence[_Unit], models: Mapping[str, Any], handle: _P
 
 
 def _build_models(config: EvalConfig) -> dict[str, Any]:
-    logger.info("loading policy %s (%s backend)", config.policy.model, config.policy.backend)
-    table = {"policy": config.policy.build()}
-    if config.judge is not None:
-        logger.info("loading judge %s (%s backend)", config.judge.model, config.judge.backend)
-        table["judge"] = config.judge.build()
+    table = {}
+    for role, spec in (("policy", config.policy), ("judge", config.judge), ("value", config.value)):
+        if spec is not None:
+            logger.info("loading %s %s (%s backend)", role, spec.model, spec.backend)
+            table[role] = spec.build()
     return table
 
 
@@ -644,7 +646,7 @@ def _run_ray(
     try:
         n = max(1, min(workers, len(todo)))
         actor = ray.remote(num_cpus=1)(_Worker)
-        pool = [actor.remote(config.policy, config.judge) for _ in range(n)]
+        pool = [actor.remote(config) for _ in range(n)]
         logger.info("searching %d batch(es) on %d Ray worker(s)", len(todo), n)
         queue = list(todo)
         running: dict[Any, tuple[Any, _Unit]] = {}

@@ -219,7 +219,7 @@ def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
                     step_value_prompts(problem.question, solution_steps("\n".join(c.lines)))[-1]
                 )
             cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
-            probs = yield NextTokenProbs(tuple(prompts), cands)
+            probs = yield NextTokenProbs(tuple(prompts), cands, model="value")
             for c, p in zip(new, probs, strict=True):
                 builder[c.node].value = rating_value(p)
         for c in candidates:

@@ -63,7 +63,7 @@ class Generate:
     prompts: tuple[str, ...]
     params: SamplingParams
     model: str = "policy"
-    """Which model of the run answers (``policy`` or ``judge``)."""
+    """Which model of the run answers (``policy``, ``judge`` or ``value``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompts", tuple(self.prompts))
@@ -390,8 +390,9 @@ def run_search(
     Args:
         search: the method bound to its config (see `openberry.search.methods`).
         problems: the problems. `Example` records are refused: search never sees answers.
-        models: the policy, or a mapping ``{"policy": ..., "judge": ...}`` when a method uses a
-            separate judge model (the policy also judges when no judge is given).
+        models: the policy, or a mapping ``{"policy": ..., "judge": ..., "value": ...}`` with a
+            separate judge (PPRM preferences) or value model (rating-token values); the policy
+            plays the roles not given.
         seed: run seed: algorithm randomness and sampling seeds derive from it.
         max_batch: most prompts (times samples per prompt) sent to a backend in one call.
         answer_of: how to read the final answer from a tree (default: the answer of the last
@@ -405,6 +406,7 @@ def run_search(
     if "policy" not in table:
         raise SearchError("models must include a 'policy'")
     table.setdefault("judge", table["policy"])
+    table.setdefault("value", table["policy"])
     for model in {id(m): m for m in table.values()}.values():
         # A backend's cache of earlier prompts (HFPolicy's prefix store) changes results by
         # float rounding only, but a search should not depend on what ran before it.

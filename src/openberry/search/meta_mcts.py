@@ -613,7 +613,9 @@ def evaluate(
         )
         for c in children
     )
-    probs = yield NextTokenProbs(prompts, (RATING_TOKENS["positive"], RATING_TOKENS["negative"]))
+    probs = yield NextTokenProbs(
+        prompts, (RATING_TOKENS["positive"], RATING_TOKENS["negative"]), model="value"
+    )
     for c, p in zip(children, probs, strict=True):
         c.value = rating_value(p)
         c.info["original_value"] = c.value

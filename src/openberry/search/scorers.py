@@ -198,7 +198,7 @@ def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfi
     if not prompts:
         return [0.0] * len(solutions)
     cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
-    probs = yield NextTokenProbs(tuple(prompts), cands)
+    probs = yield NextTokenProbs(tuple(prompts), cands, model="value")
     values = [rating_value(p) for p in probs]
     return [
         aggregate_values(_kept(values[lo:hi], st, config), config.value_aggregate)
@@ -232,7 +232,7 @@ def _sequential_value_scores(
         prompts = tuple(
             step_value_prompts(problem.question, steps[i][: k + 1], ratings[i])[k] for i in todo
         )
-        probs = yield NextTokenProbs(prompts, cands)
+        probs = yield NextTokenProbs(prompts, cands, model="value")
         for i, p in zip(todo, probs, strict=True):
             v = rating_value(p)
             values[i].append(v)

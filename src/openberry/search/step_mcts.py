@@ -336,7 +336,7 @@ def evaluate(state: StepMCTSState, ids: Sequence[int]) -> Step[list[float]]:
     ]
     if prompts:
         cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
-        probs = yield NextTokenProbs(tuple(prompts), cands)
+        probs = yield NextTokenProbs(tuple(prompts), cands, model="value")
         for i, p in zip(rated, probs, strict=True):
             tree[i].info["step_value"] = rating_value(p)
     values = []

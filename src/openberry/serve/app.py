@@ -81,7 +81,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -115,6 +115,7 @@ def create_app(
     api_key: str | None = None,
     search_methods: bool | Iterable[str] = True,
     search_rollouts: int = DEFAULT_ROLLOUTS,
+    roles: Mapping[str, Policy] | None = None,
 ) -> FastAPI:
     """Build the OpenAI-compatible app serving `policy` (behaviour: module docstring).
 
@@ -125,6 +126,8 @@ def create_app(
         search_methods: serve the search methods as models ``berry-<method>``: True for all of
             `openberry.search.METHODS`, False for none, or the method names to serve.
         search_rollouts: the search budget of a request that names no ``rollouts``.
+        roles: separate models for the ``judge`` and ``value`` roles of served searches
+            (default: the served policy plays them).
 
     Returns:
         The FastAPI app (run it with uvicorn).
@@ -138,6 +141,7 @@ def create_app(
         api_key=api_key,
         search_methods=search_methods,
         search_rollouts=search_rollouts,
+        roles=roles,
     )
     app = FastAPI(title="openberry", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = state

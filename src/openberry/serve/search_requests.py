@@ -74,7 +74,7 @@ async def _run(
     problem = Problem(id=PROBLEM_ID, question=question, source="api")
     try:
         results = await run_in_threadpool(
-            state.locked, run_search, search, [problem], state.policy, seed=seed
+            state.locked, run_search, search, [problem], state.search_models_table(), seed=seed
         )
     except (ModelError, ValueError) as exc:
         raise APIError(400, f"search failed: {exc}") from exc

@@ -47,6 +47,9 @@ class ServerState:
     (left out of the repr: the key is never logged)."""
     created: int = field(default_factory=lambda: int(time.time()))
     """The ``created`` time of every model card."""
+    roles: Mapping[str, Policy] = field(default_factory=dict)
+    """Separate models for the ``judge`` and ``value`` roles of searches (the policy plays the
+    roles left out)."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     """Held for each use of the model: requests reach it one at a time."""
 
@@ -59,6 +62,7 @@ class ServerState:
         api_key: str | None,
         search_methods: bool | Iterable[str],
         search_rollouts: int,
+        roles: Mapping[str, Policy] | None = None,
     ) -> ServerState:
         """The state for `openberry.serve.app.create_app`'s arguments (see there).
 
@@ -81,13 +85,21 @@ class ServerState:
             logger.warning(
                 "search model %r is shadowed by the served model of that name", model_name
             )
+        unknown = set(roles or {}) - {"judge", "value"}
+        if unknown:
+            raise ValueError(f"unknown model role(s) {sorted(unknown)}; roles: judge, value")
         return cls(
             policy=policy,
+            roles=dict(roles or {}),
             model_name=model_name,
             search_models=search_models,
             search_rollouts=search_rollouts,
             auth_header=f"Bearer {api_key}".encode() if api_key else None,
         )
+
+    def search_models_table(self) -> dict[str, Policy]:
+        """The models a served search runs with: the policy and the separate roles."""
+        return {"policy": self.policy, **self.roles}
 
     # ------------------------------------------------------------------ served names
 

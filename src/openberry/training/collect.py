@@ -91,6 +91,7 @@ def write_manifest(config: EvalConfig, wall_time: float | None = None) -> dict[s
         "model": config.policy.model,
         "backend": config.policy.backend,
         "judge": config.judge.model if config.judge else None,
+        "value_model": config.value.model if config.value else None,
         "seed": config.seed,
         "samples": config.samples,
         "hint_answer": config.hint_answer,
