@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "openberry.cli.solve",
     "openberry.cli.eval",
     "openberry.cli.report",
+    "openberry.cli.extract",
     "openberry.cli.view",
     "openberry.cli.serve",
 )
