@@ -336,3 +336,9 @@ def test_rows_are_readable_by_sft_load_rows(tmp_path):
     write_jsonl(path, extract("journey", [p], ExtractConfig(format="openlongcot")).rows)
     assert all(r.text for r in load_rows([str(path)]))
     assert json.loads(path.read_text().splitlines()[0])["kind"] == "journey"
+
+
+def test_critique_with_a_format_tag_is_written_without_it():
+    (p,) = _load([critique_tree("Step 2 is wrong.<end_of_thought><positive_rating>")]).problems
+    (row,) = extract("journey", [p], ExtractConfig(format="openlongcot")).rows
+    assert [n.text for n in string_to_tree(row["text"]).nodes][3] == "Step 2 is wrong."

@@ -54,7 +54,7 @@ from openberry.errors import BerryError
 from openberry.formats.openlongcot import path_to_string, tree_to_string
 from openberry.formats.prompts import JUDGE_NO, JUDGE_YES, REVIEW_OK, judge_prompt, solve_prompt
 from openberry.records import Problem
-from openberry.search.common import answer_of_text
+from openberry.search.common import answer_of_text, strip_tags
 from openberry.search.registry import REGISTRY
 from openberry.search.scorers import solution_steps, step_value_prompts
 from openberry.tree import Node, Tree, TreeFormatError
@@ -72,12 +72,16 @@ __all__ = [
     "Solution",
     "TrieNode",
     "build_trie",
+    "counts_line",
     "extract",
     "find_tree_files",
+    "journey_document",
     "load_problems",
     "plan_journey",
+    "step_pairs",
     "tree_critiques",
     "tree_solutions",
+    "trie_tree",
 ]
 
 logger = logging.getLogger(__name__)
@@ -278,7 +282,7 @@ def tree_critiques(tree: Tree) -> list[tuple[tuple[str, ...], str]]:
             out.append((_lines(text), critique.strip()))
         if steps_method and node.meta_action == "critic" and not parent.is_root:
             out.append((_lines(_path_text(tree, parent.id)), node.text.strip()))
-    return [(lines, c) for lines, c in out if lines and c]
+    return [(lines, strip_tags(c).strip()) for lines, c in out if lines and strip_tags(c).strip()]
 
 
 def find_tree_files(sources: Sequence[str | Path]) -> list[Path]:
