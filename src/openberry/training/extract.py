@@ -695,6 +695,15 @@ def extract(
     return out
 
 
+_COUNT_ORDER = (
+    "outcome pairs",
+    "step pairs",
+    "detours",
+    "critique reflections",
+    "problems without a journey",
+)
+
+
 def counts_line(result: ExtractResult, load: LoadResult | None = None) -> str:
     """One line summing up `result` (and the trees read), for the command line."""
     parts = [f"{result.kind}:"]
@@ -702,5 +711,6 @@ def counts_line(result: ExtractResult, load: LoadResult | None = None) -> str:
         parts.append(f"{load.trees} trees read, {load.skipped} unverified skipped,")
     c = dict(result.counts)
     parts.append(f"{c.pop('problems', 0)} problems, {len(result.rows)} rows")
-    extra = ", ".join(f"{v} {k}" for k, v in c.items())
+    order = [k for k in _COUNT_ORDER if k in c] + sorted(set(c) - set(_COUNT_ORDER))
+    extra = ", ".join(f"{c[k]} {k}" for k in order)
     return " ".join(parts) + (f" ({extra})" if extra else "")
