@@ -285,7 +285,13 @@ def test_journey_uses_the_trees_own_critique():
 
 
 @pytest.mark.parametrize(
-    "critique", ["Step 3 is wrong: it says 15.", "All steps are correct.", "The answer is 14."]
+    "critique",
+    [
+        "Step 3 is wrong: it says 15.",
+        "Step 1 is wrong.",  # names a step on the correct prefix, not the detour's first
+        "All steps are correct.",
+        "The answer is 14.",
+    ],
 )
 def test_critique_that_does_not_fit_the_detour_gives_the_template(critique):
     (p,) = _load([critique_tree(critique)]).problems

@@ -551,17 +551,17 @@ def _critique_for(
     p: ProblemSolutions, prefix: Sequence[str], written: Sequence[str], rng: random.Random
 ) -> str | None:
     """A critique of a solution or partial path that goes through the written detour (or stops
-    inside it), names no step outside it and states no answer."""
-    n, m = len(prefix), len(written)
+    inside it), names no step but the detour's first (where the verdicts say it went wrong) and
+    states no answer."""
+    n = len(prefix)
     fits = set()
     for lines, critique in p.critiques:
         line = critique.splitlines()[0].strip() if critique.strip() else ""
         if not line or line == REVIEW_OK or answer_of_text(line) is not None:
             continue
-        if len(lines) <= n or tuple(lines[: min(m, len(lines))]) != tuple(written[: len(lines)]):
+        if len(lines) <= n or tuple(lines[: len(written)]) != tuple(written[: len(lines)]):
             continue
-        named = [int(k) for k in _STEP_RE.findall(line)]
-        if all(n < k <= m for k in named):
+        if all(int(k) == n + 1 for k in _STEP_RE.findall(line)):
             fits.add(line)
     return rng.choice(sorted(fits)) if fits else None
 
