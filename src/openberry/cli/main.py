@@ -31,6 +31,7 @@ _COMMAND_MODULES = (
     "openberry.cli.eval",
     "openberry.cli.collect",
     "openberry.cli.report",
+    "openberry.cli.extract",
     "openberry.cli.view",
     "openberry.cli.serve",
 )
