@@ -150,6 +150,10 @@ def test_samples_are_independent_searches_with_their_own_trees(tmp_path) -> None
         assert r["answer"] == r["samples"][0]["answer"]
     # The expert's 2nd sample of a prompt slips: the samples do differ.
     assert any(len({s["answer"] for s in r["samples"]}) > 1 for r in rows.values())
+    # Each sample searched under its own id; its tree is written with the dataset's problem.
+    for r in rows.values():
+        for s in r["samples"]:
+            assert Tree.load(Path(cfg.out) / "self-consistency@1" / s["tree"]).problem.id == r["id"]
 
 
 class _Flaky(RecordingPolicy):

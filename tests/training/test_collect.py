@@ -42,7 +42,7 @@ def test_trees_carry_verdicts_and_the_manifest_counts_them(tmp_path) -> None:
     for p in sorted((run_dir / "trees").glob("*.json")):
         assert canary not in p.read_text()
         tree = Tree.load(p)
-        assert tree.info["verifier"]["grader"] == "openberry"
+        assert tree.info["verification"]["grader"] == "openberry"
         verdicts += [n.info["verified"] for n in tree.nodes[1:]]
     assert len(verdicts) == 3 * len(EXAMPLES) and any(verdicts) and not all(verdicts)
     on_disk = json.loads((Path(summary.out) / MANIFEST).read_text())
@@ -68,6 +68,10 @@ def test_hint_answer_reaches_the_search_and_is_recorded(tmp_path) -> None:
     assert any(f"(The answer is {EXAMPLES[0].answer}.)" in p for p in policy.prompts)
     run_json = json.loads((Path(cfg.out) / "run.json").read_text())
     assert run_json["identity"]["hint_answer"] is True and "HINT" in run_json["oracle"]
+    for p in (Path(cfg.out) / "self-consistency@3" / "trees").glob("*.json"):
+        tree = Tree.load(p)
+        assert tree.info["hint_answer"] is True
+        assert "(The answer is" not in tree.problem.question + tree.nodes[0].text
 
 
 def test_collect_command_defaults_to_the_train_split(tmp_path, capsys) -> None:

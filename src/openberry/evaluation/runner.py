@@ -41,7 +41,7 @@ from typing import Any
 from openberry.errors import BerryError
 from openberry.evaluation.metrics import RunName
 from openberry.evaluation.store import RecordFile
-from openberry.evaluation.verify import hinted_problem, verify_tree
+from openberry.evaluation.verify import dataset_tree, hinted_problem, verify_tree
 from openberry.fileio import write_text_atomic
 from openberry.models.builtin import DEFAULT_MODEL
 from openberry.models.spec import ModelSpec
@@ -267,9 +267,16 @@ class _Writer:
     """Grades finished problems and writes their trees and records (driver side only)."""
 
     def __init__(
-        self, run_dir: Path, run: RunSpec, examples: Sequence[Example], seed: int, grader: Any
+        self,
+        run_dir: Path,
+        run: RunSpec,
+        examples: Sequence[Example],
+        seed: int,
+        grader: Any,
+        hinted: bool = False,
     ) -> None:
         self.run_dir = run_dir
+        self.hinted = hinted
         self.run = run
         self.examples = examples
         self.seed = seed
@@ -298,7 +305,8 @@ class _Writer:
             return verdicts[answer]
 
         for j, result in enumerate(finished.results):
-            tree = verify_tree(result.tree, lambda a: verdict(a)[0])
+            tree = dataset_tree(result.tree, ex.problem, self.hinted)
+            tree = verify_tree(tree, lambda a: verdict(a)[0])
             rel = _tree_file(finished.index, j)
             tree.save(self.run_dir / rel)
             cands = _candidates(tree)
@@ -529,7 +537,7 @@ def _open_writers(
     todo: list[_Unit] = []
     skipped = 0
     for run in runs:
-        writer = _Writer(out / run.name, run, examples, config.seed, grader)
+        writer = _Writer(out / run.name, run, examples, config.seed, grader, config.hint_answer)
         rows, _load_report = writer.file.load(repair=True)
         for row in rows:
             if row.get("id") in ids:

@@ -14,7 +14,9 @@ into the tree or into any prompt. Which nodes are candidates depends on the meth
 
 LLaMA-O1's collector put the reference answer into its prompts as a hint. `hinted_problem` does
 that for users who ask for it (``berry collect --hint-answer``): off by default and recorded in the
-run, since search that sees the answer measures nothing at inference.
+run, since search that sees the answer measures nothing at inference. Such trees are written with
+the question without its hint (`dataset_tree`) and ``info["hint_answer"]``, so training rows
+built from them never contain the answer.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from openberry.tree import Tree
 
 __all__ = [
     "HINT_TEMPLATE",
+    "VERIFICATION",
     "VERIFIED",
     "candidate_ids",
+    "dataset_tree",
     "hinted_problem",
     "is_verified",
     "verify_tree",
@@ -37,6 +41,8 @@ __all__ = [
 
 VERIFIED = "verified"
 """The key of ``node.info`` that holds a candidate's verdict."""
+VERIFICATION = "verification"
+"""The key of ``tree.info`` that marks a verified tree (which grader, how many candidates)."""
 HINT_TEMPLATE = "{question}\n(The answer is {answer}.)"
 """How ``--hint-answer`` writes the reference answer into the question the search sees."""
 
@@ -46,6 +52,19 @@ def hinted_problem(example: Example) -> Problem:
     leak: training-time collection only)."""
     question = HINT_TEMPLATE.format(question=example.problem.question, answer=example.answer)
     return dataclasses.replace(example.problem, question=question)
+
+
+def dataset_tree(tree: Tree, problem: Problem, hinted: bool = False) -> Tree:
+    """The tree with the dataset's own `problem`: the id without the sample suffix that
+    independent samples search under, and, for a tree searched on a `hinted_problem` (`hinted`),
+    the question without its hint (also in the root's text) and ``info["hint_answer"] = True``,
+    so that the answer never reaches the training rows built from it."""
+    if not hinted:
+        return dataclasses.replace(tree, problem=problem)
+    nodes = list(tree.nodes)
+    nodes[0] = dataclasses.replace(nodes[0], text=problem.question)
+    info = {**tree.info, "hint_answer": True}
+    return dataclasses.replace(tree.with_nodes(nodes), problem=problem, info=info)
 
 
 def _is_step_method(method: str) -> bool:
@@ -75,10 +94,11 @@ def verify_tree(tree: Tree, verdict: Callable[[str | None], bool]) -> Tree:
         if node.answer not in cache:
             cache[node.answer] = bool(verdict(node.answer)) if node.answer is not None else False
         nodes[i] = dataclasses.replace(node, info={**node.info, VERIFIED: cache[node.answer]})
-    info = {**tree.info, "verifier": {"grader": "openberry", "checked": len(candidate_ids(tree))}}
+    checked = {"grader": "openberry", "checked": len(candidate_ids(tree))}
+    info = {**tree.info, VERIFICATION: checked}
     return dataclasses.replace(tree.with_nodes(nodes), info=info)
 
 
 def is_verified(tree: Tree) -> bool:
     """True when the tree's candidates carry verdicts (it went through `verify_tree`)."""
-    return "verifier" in tree.info
+    return VERIFICATION in tree.info
