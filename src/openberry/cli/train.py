@@ -157,9 +157,10 @@ _VALUE_OPTIONS: tuple[FieldOption, ...] = (
 _HEAD_WRITES = """\
 The run directory gets checkpoint-N/ dirs, metrics.jsonl (one JSON line per log: train loss,
 and the held-out metrics eval_* before the first step, every --eval-steps and at the end),
-final/ (a plain model directory: a LoRA adapter is merged unless --adapter-only), {name}_config.json
-and result.json (initial_eval and final_eval: the held-out metrics before and after). --resume
-continues from the last complete checkpoint exactly (weights, optimizer, data order)."""
+final/ (a plain model directory: a LoRA adapter is merged unless --adapter-only),
+{name}_config.json and result.json (initial_eval and final_eval: the held-out metrics before and
+after). --resume continues from the last complete checkpoint (weights, optimizer, schedule and
+data order){exact}."""
 
 _PPRM_EPILOG = (
     """\
@@ -170,7 +171,9 @@ the label (binary cross-entropy); dpo runs TRL's DPO on chosen/rejected = Yes/No
 initial model as reference. Held out: --eval-file, else --eval-fraction of the problems.
 Metrics: order_accuracy (each row alone) and pair_accuracy (both orders averaged).
 """
-    + _HEAD_WRITES.format(name="pprm")
+    + _HEAD_WRITES.format(
+        name="pprm", exact=", exactly\nfor --loss classify (TRL draws the data order for dpo)"
+    )
     + """
 
 examples:
@@ -194,7 +197,7 @@ Held out: --eval-file, else --eval-fraction of the problems. Metrics: mse (soft 
 and auc (target binarised at 0.5). The value head is the policy itself: check the policy's
 accuracy after a fit (berry eval --model OUT/final).
 """
-    + _HEAD_WRITES.format(name="value")
+    + _HEAD_WRITES.format(name="value", exact=", exactly")
     + """
 
 examples:
