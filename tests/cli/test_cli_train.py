@@ -111,3 +111,42 @@ def test_berry_tiny_is_a_model_name_for_sft(tmp_path) -> None:
     argv += ["--eval-steps", "2", "--save-steps", "2"]
     assert cli_main.main(argv) == 0
     assert (out / "final" / "model.safetensors").is_file()
+
+
+def test_head_stages_help(capsys) -> None:
+    for stage, words in (
+        ("pprm", ("--loss", "--eval-file", "--adapter-only", "pair_accuracy", "--judge")),
+        ("value", ("--value-field", "auc", "rating")),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            cli_main.main(["train", stage, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert "examples:" in out and "--resume" in out
+        assert "Rows per micro-batch" in out  # help from the shared HeadConfig docstrings
+        for word in words:
+            assert word in out, (stage, word)
+
+
+def test_pprm_short_run(model_dir, tmp_path, capsys) -> None:
+    from openberry.formats.prompts import judge_prompt
+
+    rows = []
+    for k in range(12):
+        a, b = f"right {k}", f"wrong {k}"
+        rows.append({"id": f"q{k}", "pair": f"q{k}", "label": 1, "prompt": judge_prompt("Q", a, b)})
+        rows.append({"id": f"q{k}", "pair": f"q{k}", "label": 0, "prompt": judge_prompt("Q", b, a)})
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "judge"
+    argv = ["train", "pprm", "--model", str(model_dir), "--data", str(data), "--out", str(out)]
+    argv += ["--max-steps", "2", "--batch-size", "4", "--eval-steps", "2", "--save-steps", "2"]
+    argv += ["--logging-steps", "1", "--threads", "1", "--eval-fraction", "0.25"]
+    assert cli_main.main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "trained to step 2" in stdout and "pair_accuracy" in stdout
+    assert f"final model: {out / 'final'}" in stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["final_eval"]["pairs"] == 3 and result["initial_eval"]["pairs"] == 3
+    assert cli_main.main(argv[:2]) == 2
+    assert capsys.readouterr().err.strip().endswith("missing --data and --out")

@@ -47,7 +47,10 @@ def _source_fields(path: str) -> dict[str, tuple[str, Any]]:
 
 
 def _class_fields(cls: type) -> dict[str, tuple[str, Any]]:
-    docs = field_docs(cls)
+    docs: dict[str, str] = {}
+    for base in reversed(cls.__mro__):  # a subclass's fields keep their base's docstrings
+        if dataclasses.is_dataclass(base):
+            docs.update(field_docs(base))
     out = {}
     for f in dataclasses.fields(cls):
         default = f.default

@@ -1,11 +1,13 @@
 """`berry train`: training stages. ``berry train sft``: supervised fine-tuning / continued
-pretraining (`openberry.training.sft`).
+pretraining (`openberry.training.sft`); ``berry train pprm``: the pairwise judge
+(`openberry.training.pprm`); ``berry train value``: the rating-token value
+(`openberry.training.value`).
 
-Only the standard library and the light `openberry.training.sft` module (whose heavy imports are
-inside its functions) are imported at module level. The options of ``sft`` are the fields of
-`SFTConfig`, built by `openberry.cli._config.add_field_options` (help text from each field's
-docstring). Options left out take their value from ``--config FILE``, then from ``--recipe NAME``
-when given, else from the `SFTConfig` defaults.
+Only the standard library and the light training modules (whose heavy imports are inside their
+functions) are imported at module level. The options of each stage are the fields of its config
+(`SFTConfig`, `PPRMConfig`, `ValueConfig`), built by `openberry.cli._config.add_field_options`
+(help text from each field's docstring). Options left out take their value from ``--config
+FILE``, then (sft) from ``--recipe NAME`` when given, else from the config's defaults.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 from openberry.cli._args import int_at_least
 from openberry.cli._config import FieldOption, add_config_file_option, add_field_options
+from openberry.training.pprm import PPRMConfig
 from openberry.training.sft import DTYPES, RECIPES, REQUIRED_FIELDS, SFTConfig, SFTError
+from openberry.training.value import ValueConfig
 
 __all__ = ["register"]
 
@@ -99,6 +103,109 @@ _SFT_OPTIONS: tuple[FieldOption, ...] = (
 """(flag, `SFTConfig` field, argparse settings): the option's type, ``nargs`` or flag action
 follow the field's type hint and its help is the field's docstring unless given here."""
 
+_HEAD_OPTIONS: tuple[FieldOption, ...] = (
+    ("--data", "data", {"metavar": "FILE"}),
+    ("--out", "output_dir", {"metavar": "DIR"}),
+    ("--model", "model", {"metavar": "PATH_OR_ID"}),
+    ("--eval-file", "eval_file", {"metavar": "FILE"}),
+    ("--eval-fraction", "eval_fraction", {"metavar": "P"}),
+    ("--max-length", "max_length", {"type": int_at_least(1), "metavar": "N"}),
+    ("--lora", "lora", {}),
+    ("--lora-r", "lora_r", {"type": int_at_least(1), "metavar": "R"}),
+    ("--lora-alpha", "lora_alpha", {"type": int_at_least(1), "metavar": "A"}),
+    ("--lora-dropout", "lora_dropout", {"metavar": "P"}),
+    ("--lora-target-modules", "lora_target_modules", {"metavar": "NAME"}),
+    (
+        "--adapter-only",
+        "merge_lora",
+        {"help": "with --lora: save the adapter alone in final/ instead of merging it"},
+    ),
+    ("--max-steps", "max_steps", {"type": int_at_least(1), "metavar": "N"}),
+    ("--lr", "learning_rate", {"metavar": "LR"}),
+    ("--warmup-steps", "warmup_steps", {"type": int_at_least(0), "metavar": "N"}),
+    ("--scheduler", "lr_scheduler", {"metavar": "NAME"}),
+    ("--min-lr-rate", "min_lr_rate", {"metavar": "R"}),
+    ("--weight-decay", "weight_decay", {"metavar": "W"}),
+    ("--adam-beta2", "adam_beta2", {"metavar": "B"}),
+    ("--max-grad-norm", "max_grad_norm", {"metavar": "N"}),
+    ("--batch-size", "batch_size", {"type": int_at_least(1), "metavar": "N"}),
+    ("--grad-accum", "grad_accum", {"type": int_at_least(1), "metavar": "N"}),
+    ("--eval-steps", "eval_steps", {"type": int_at_least(1), "metavar": "N"}),
+    ("--save-steps", "save_steps", {"type": int_at_least(1), "metavar": "N"}),
+    ("--save-total-limit", "save_total_limit", {"type": int_at_least(1), "metavar": "N"}),
+    ("--logging-steps", "logging_steps", {"type": int_at_least(1), "metavar": "N"}),
+    ("--seed", "seed", {"metavar": "S"}),
+    ("--threads", "threads", {"type": int_at_least(1), "metavar": "N"}),
+    ("--tensorboard", "tensorboard", {}),
+    ("--resume", "resume", {}),
+    ("--dtype", "dtype", {"choices": DTYPES}),
+    ("--save-dtype", "save_dtype", {"choices": DTYPES}),
+    ("--no-eval-on-start", "eval_on_start", {"help": "skip the evaluation before the first step"}),
+)
+"""Options shared by ``pprm`` and ``value`` (fields of `HeadConfig`)."""
+
+_PPRM_OPTIONS: tuple[FieldOption, ...] = (
+    *_HEAD_OPTIONS,
+    ("--loss", "loss", {}),
+    ("--beta", "beta", {"metavar": "B"}),
+)
+_VALUE_OPTIONS: tuple[FieldOption, ...] = (
+    *_HEAD_OPTIONS,
+    ("--value-field", "value_field", {"metavar": "F"}),
+)
+
+_HEAD_WRITES = """\
+The run directory gets checkpoint-N/ dirs, metrics.jsonl (one JSON line per log: train loss,
+and the held-out metrics eval_* before the first step, every --eval-steps and at the end),
+final/ (a plain model directory: a LoRA adapter is merged unless --adapter-only),
+{name}_config.json and result.json (initial_eval and final_eval: the held-out metrics before and
+after). --resume continues from the last complete checkpoint (weights, optimizer, schedule and
+data order){exact}."""
+
+_PPRM_EPILOG = (
+    """\
+Rows (JSONL, both orders of each pair, as `berry extract` writes them): {"id": PROBLEM,
+"pair": PAIR_ID, "prompt": judge_prompt(question, solution_a, solution_b), "label": 1 if A is
+better else 0, ...}. Loss: classify (default) fits P(Yes)/(P(Yes)+P(No)) after the prompt to
+the label (binary cross-entropy); dpo runs TRL's DPO on chosen/rejected = Yes/No with the
+initial model as reference. Held out: --eval-file, else --eval-fraction of the problems.
+Metrics: order_accuracy (each row alone) and pair_accuracy (both orders averaged).
+"""
+    + _HEAD_WRITES.format(
+        name="pprm", exact=", exactly\nfor --loss classify (TRL draws the data order for dpo)"
+    )
+    + """
+
+examples:
+  berry train pprm --data pairs.jsonl --out runs/judge --max-steps 300 --threads 2
+  berry solve "Compute 12 + 30." --method sr-mcts --judge runs/judge/final
+  # a real judge on a GPU: LoRA on Gemma-2-2B-it, merged into final/
+  berry train pprm --model google/gemma-2-2b-it --data pairs.jsonl --eval-file test-pairs.jsonl \\
+      --lora --lr 1e-4 --batch-size 8 --grad-accum 4 --dtype bfloat16 --out runs/gemma-judge
+  # measure any judge on held-out pairs (untrained vs trained)
+  python bench/judge_accuracy.py --judge berry-tiny --pairs test-pairs.jsonl
+"""
+)
+
+_VALUE_EPILOG = (
+    """\
+Rows (JSONL, as `berry extract --kind values` writes them): {"id": PROBLEM, "prompt":
+VALUE_PROMPT ending at the rating slot (openberry.search.scorers.step_value_prompts), "value":
+share of verified-correct solutions through the step, in [0, 1]}. Loss: binary cross-entropy of
+p(<positive_rating>) renormalised over the two rating tokens against the soft target value.
+Held out: --eval-file, else --eval-fraction of the problems. Metrics: mse (soft target), brier
+and auc (target binarised at 0.5). The value head is the policy itself: check the policy's
+accuracy after a fit (berry eval --model OUT/final).
+"""
+    + _HEAD_WRITES.format(name="value", exact=", exactly")
+    + """
+
+examples:
+  berry train value --data values.jsonl --out runs/value --max-steps 300 --threads 2
+  berry eval --dataset arithmetic --split validation --method step-mcts --model runs/value/final
+"""
+)
+
 
 def register(subparsers: Any) -> None:
     """Add the ``train`` command and its ``sft`` subcommand to the ``berry`` parser.
@@ -109,9 +216,9 @@ def register(subparsers: Any) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = subparsers.add_parser(
         "train",
-        help="train models (sft: supervised fine-tuning / continued pretraining)",
+        help="train models (sft, pprm judge, value head)",
         description="Train models. Stages: sft (supervised fine-tuning, continued pretraining, "
-        "training from scratch).",
+        "training from scratch), pprm (the pairwise judge), value (the rating-token value).",
         epilog="Run 'berry train STAGE --help' for a stage's options.",
         formatter_class=raw,
     )
@@ -138,6 +245,31 @@ def register(subparsers: Any) -> None:
     add_field_options(p_sft, SFTConfig, _SFT_OPTIONS)
     add_config_file_option(p_sft)
     p_sft.set_defaults(func=_cmd_sft)
+
+    p_pprm = sub.add_parser(
+        "pprm",
+        help="train the pairwise preference judge (PPRM) on pair rows",
+        description="Train a causal LM as the pairwise judge of sr-mcts/pprm scoring: "
+        "P(Yes) after judge_prompt(question, A, B) says A is better (classification loss, or "
+        "DPO with TRL). Held-out pair and order accuracy before and after.",
+        epilog=_PPRM_EPILOG,
+        formatter_class=raw,
+    )
+    add_field_options(p_pprm, PPRMConfig, _PPRM_OPTIONS)
+    add_config_file_option(p_pprm)
+    p_pprm.set_defaults(func=_cmd_pprm)
+
+    p_value = sub.add_parser(
+        "value",
+        help="train the rating-token value head on value rows",
+        description="Fit p(<positive_rating>) renormalised over the two rating tokens (the "
+        "value scorer) to Monte-Carlo step values. Held-out MSE, Brier and AUC before and after.",
+        epilog=_VALUE_EPILOG,
+        formatter_class=raw,
+    )
+    add_field_options(p_value, ValueConfig, _VALUE_OPTIONS)
+    add_config_file_option(p_value)
+    p_value.set_defaults(func=_cmd_value)
 
 
 def _no_subcommand(parser: argparse.ArgumentParser) -> int:
@@ -173,6 +305,51 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     )
     print(f"final {'adapter' if config.lora else 'model'}: {result.final_dir}")
     sys.stdout.flush()
+    return 0
+
+
+def _head_config(cls: type, options: tuple[FieldOption, ...], args: argparse.Namespace) -> Any:
+    names = {name for _, name, _ in options}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    for name in ("data", "lora_target_modules"):
+        if name in values:
+            values[name] = tuple(values[name])
+    missing = [
+        flag for flag, name, _ in options if name in ("data", "output_dir") and name not in values
+    ]
+    if missing:
+        raise SFTError(f"missing {' and '.join(missing)}")
+    return cls(**values)
+
+
+def _print_head_result(result: Any, keys: tuple[str, ...]) -> None:
+    before, after = result.initial_eval or {}, result.final_eval or {}
+    shown = [
+        f"{k} {_fmt(before.get(k))} -> {_fmt(after.get(k))}"
+        for k in ("loss", *keys)
+        if k in before or k in after
+    ]
+    print(
+        f"trained to step {result.step} in {result.wall_seconds:.1f} s: train loss "
+        f"{_fmt(result.train_loss)}; held out (before -> after): {', '.join(shown) or '-'}"
+    )
+    print(f"final model: {result.final_dir}")
+    sys.stdout.flush()
+
+
+def _cmd_pprm(args: argparse.Namespace) -> int:
+    from openberry.training.pprm import train_pprm
+
+    result = train_pprm(_head_config(PPRMConfig, _PPRM_OPTIONS, args))
+    _print_head_result(result, ("pair_accuracy", "order_accuracy"))
+    return 0
+
+
+def _cmd_value(args: argparse.Namespace) -> int:
+    from openberry.training.value import train_value
+
+    result = train_value(_head_config(ValueConfig, _VALUE_OPTIONS, args))
+    _print_head_result(result, ("mse", "brier", "auc"))
     return 0
 
 

@@ -891,17 +891,24 @@ def _load_model(config: SFTConfig, tokenizer: Any) -> Any:
     return model.to(dtype=dtype)
 
 
-def _apply_lora(model: Any, config: SFTConfig) -> Any:
-    import torch
-    from peft import LoraConfig, get_peft_model
+def _lora_config(config: Any) -> Any:
+    """The peft `LoraConfig` of a config with the ``lora_*`` fields of `SFTConfig`."""
+    from peft import LoraConfig
 
-    lora = LoraConfig(
+    return LoraConfig(
         task_type="CAUSAL_LM",
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.lora_target_modules),
     )
+
+
+def _apply_lora(model: Any, config: SFTConfig) -> Any:
+    import torch
+    from peft import get_peft_model
+
+    lora = _lora_config(config)
     torch.manual_seed(config.seed)
     try:
         model = get_peft_model(model, lora)
@@ -947,9 +954,15 @@ def _save_final(model: Any, tokenizer: Any, path: Path, save_dtype: str | None, 
 # The run
 
 
-def _training_args(config: SFTConfig, has_eval: bool, resuming: bool) -> Any:
+def _training_args(
+    config: SFTConfig, has_eval: bool, resuming: bool, args_class: Any = None, **extra: Any
+) -> Any:
+    """`TrainingArguments` (or `args_class`, a subclass such as TRL's ``DPOConfig``) from the
+    config's optimisation, logging and checkpoint fields, with `extra` settings on top."""
     import torch
     from transformers import SchedulerType, TrainingArguments
+
+    args_class = args_class or TrainingArguments
 
     try:
         SchedulerType(config.lr_scheduler)
@@ -997,10 +1010,11 @@ def _training_args(config: SFTConfig, has_eval: bool, resuming: bool) -> Any:
     }
     if "min_lr" in config.lr_scheduler:
         values["lr_scheduler_kwargs"] = {"min_lr_rate": config.min_lr_rate}
-    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    values.update(extra)
+    known = {f.name for f in dataclasses.fields(args_class)}
     values = {k: v for k, v in values.items() if k in known}  # e.g. save_safetensors left v5
     try:
-        return TrainingArguments(**values)
+        return args_class(**values)
     except ValueError as exc:
         raise SFTError(f"invalid training settings: {exc}") from exc
 
