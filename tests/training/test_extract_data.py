@@ -208,8 +208,8 @@ def test_journey_and_shortcut_golden_step_tree():
     assert journey == [{
         "id": "p/0", "kind": "journey", "prompt": solve_prompt(Q), "detours": 2,
         "completion": (
-            "2 + 3 = 5\n5 * 4 = 20\nWait, step 1 is wrong.\n"
-            "3 * 4 = 12\n2 + 12 = 15\nWait, step 2 is wrong.\n"
+            "2 + 3 = 5\n5 * 4 = 20\nStep 1 is wrong.\n"
+            "3 * 4 = 12\n2 + 12 = 15\nStep 2 is wrong.\n"
             "2 + 12 = 14\nThe answer is \\boxed{14}.\n"
         ),
     }]  # fmt: skip
@@ -301,7 +301,7 @@ def test_critique_that_does_not_fit_the_detour_gives_the_template(critique):
         "2 + 12 = 14\nThe answer is \\boxed{14}.\n"
     )
     no_crit = ExtractConfig(use_critiques=False)
-    assert "Wait, step 2 is wrong." in extract("journey", [p], no_crit).rows[0]["completion"]
+    assert "Step 2 is wrong." in extract("journey", [p], no_crit).rows[0]["completion"]
 
 
 def test_journey_as_openlongcot_document():

@@ -357,3 +357,19 @@ def test_trained_tokenizer_keeps_judge_answers_whole(tmp_path) -> None:
     for answer in (JUDGE_YES, JUDGE_NO):
         (one,) = tok.encode(answer, add_special_tokens=False)
         assert tok.encode(prompt + answer, add_special_tokens=False) == [*ids, one]
+
+
+def test_text_the_tokenizer_cannot_write_is_named_in_a_warning(caplog) -> None:
+    """Regression: journey rows whose reflection began with a letter berry-tiny's corpus
+    tokenizer lacks trained the model to write ``<unk>`` without a word of warning."""
+    from openberry.training.sft import _encode
+
+    tok = tiny_tokenizer()  # printable ASCII only
+    with caplog.at_level("WARNING", logger="openberry.training.sft"):
+        _encode(tok, ["fine text", "caf\u00e9 \u2713", "ok"], "rows")
+    (record,) = [r for r in caplog.records if "cannot represent" in r.getMessage()]
+    assert "1 of 3 texts" in record.getMessage() and "\u00e9\u2713" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="openberry.training.sft"):
+        _encode(tok, ["all fine"], "rows")
+    assert not caplog.records

@@ -98,7 +98,7 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="TEMPLATE",
         help="journey: reflection line when the tree has no fitting critique; {step} is the "
-        "detour's first step number, {line} its text (default: 'Wait, step {step} is wrong.')",
+        "detour's first step number, {line} its text (default: 'Step {step} is wrong.')",
     )
     p.add_argument(
         "--no-critiques",

@@ -88,10 +88,12 @@ logger = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("best-paths", "pairs", "values", "journey", "shortcut", "openlongcot")
 PAIR_KINDS: tuple[str, ...] = ("outcome", "step")
-DEFAULT_REFLECTION = "Wait, step {step} is wrong."
+DEFAULT_REFLECTION = "Step {step} is wrong."
 """The reflection line after a detour when the tree has no fitting critique. ``{step}`` is the
 1-based position of the detour's first step in the attempt (the step whose solutions were all
-verified wrong), ``{line}`` that step's text."""
+verified wrong), ``{line}`` that step's text. It is worded as a review line ("Step 2 is wrong: ...")
+and uses only characters that berry-tiny's corpus tokenizer has (it has no "W", so "Wait" would
+train on an unknown token)."""
 _STEP_RE = re.compile(r"\bstep\s+(\d+)\b", re.IGNORECASE)
 
 Step = tuple[str, str]

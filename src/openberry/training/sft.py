@@ -636,7 +636,34 @@ def _encode(tokenizer: Any, texts: Sequence[str], what: str, **kwargs: Any) -> l
             part = list(texts[start : start + chunk])
             out += [list(ids) for ids in tokenizer(part, **kwargs)["input_ids"]]
             bar.update(len(part))
+    warn_unknown_tokens(tokenizer, texts, out, what)
     return out
+
+
+def warn_unknown_tokens(
+    tokenizer: Any, texts: Sequence[str], ids: Sequence[Sequence[int]], what: str
+) -> int:
+    """Log a warning naming the characters when some of `texts` tokenise to the unknown token
+    (a model would learn to write ``<unk>`` there: a tokenizer trained on another corpus lacks
+    them); return how many texts do."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return 0
+    bad = [i for i, row in enumerate(ids) if unk in row]
+    if bad:
+        chars = sorted(
+            {c for c in texts[bad[0]] if unk in tokenizer.encode(c, add_special_tokens=False)}
+        )
+        logger.warning(
+            "%s: %d of %d texts contain characters the tokenizer cannot represent (they become "
+            "its unknown token): %s in the first, text %d",
+            what,
+            len(bad),
+            len(texts),
+            "".join(chars) or "?",
+            bad[0],
+        )
+    return len(bad)
 
 
 def _encode_pairs(
