@@ -10,9 +10,8 @@ Two commands:
     - ``diff``: plain, then the first step where the two solutions differ, both versions
       (``They differ at step k:\\nA: ...\\nB: ...``), before the question;
     - ``local``: the shared steps and both versions of the first differing step only;
-    - ``rating``: LLaMA-O1's OpenLongCoT value frame: the problem and the shared steps rated
-      positive, then A's first differing step up to its rating slot; the judge writes Yes/No
-      where the value head writes a rating (B is not shown: P(A > B) comes from both orders).
+    - ``step``: `openberry.search.scorers.step_judge_prompt`, the OpenLongCoT value frame at A's
+      first differing step (``berry extract pairs --judge-frame step`` writes it directly).
 
 ``value-accuracy PAIRS [--model M]``
     Pair accuracy of the value scorer (`openberry.search.scorers`: minimum step rating, answer
@@ -20,7 +19,7 @@ Two commands:
 
 Examples::
 
-    python bench/judge_frames.py render rating pairs-train.jsonl rpairs-train.jsonl
+    python bench/judge_frames.py render diff pairs-train.jsonl dpairs-train.jsonl
     python bench/judge_frames.py value-accuracy pairs-test.jsonl
 """
 
@@ -30,14 +29,14 @@ import argparse
 import json
 from collections.abc import Callable
 
-from openberry.formats.openlongcot import RATING_TOKENS, node_line, rating_prompt
+from openberry.formats.openlongcot import RATING_TOKENS
 from openberry.formats.prompts import judge_prompt
-from openberry.search.common import strip_tags
 from openberry.search.scorers import (
     ScorerConfig,
     path_value,
     rating_value,
     solution_steps,
+    step_judge_prompt,
     step_value_prompts,
 )
 
@@ -68,20 +67,11 @@ def local_frame(q: str, a: str, b: str) -> str:
     return f"Question: {q}\nSolution:\n{shared}A: {_at(sa, k)}\nB: {_at(sb, k)}\n{_QUESTION}"
 
 
-def rating_frame(q: str, a: str, b: str) -> str:
-    sa, _sb, k = _split(a, b)
-    lines = [node_line(-1, 0, "problem", strip_tags(q), "positive")]
-    for i, (meta, text) in enumerate(sa[:k], start=1):
-        lines.append(node_line(i - 1, i, meta, text, "positive"))
-    meta, text = sa[k] if k < len(sa) else ("conclusion", "(end)")
-    return rating_prompt("\n".join(lines), k, k + 1, meta, text)
-
-
 FRAMES: dict[str, Callable[[str, str, str], str]] = {
     "plain": judge_prompt,
     "diff": diff_frame,
     "local": local_frame,
-    "rating": rating_frame,
+    "step": step_judge_prompt,
 }
 
 

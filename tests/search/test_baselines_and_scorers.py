@@ -172,3 +172,41 @@ def test_judge_probabilities_are_rounded_so_batch_noise_cannot_flip_ties() -> No
         gen.send(noisy)
     assert stop.value.value == {(0, 1): 0.5, (1, 0): 0.5}
     assert PROB_DECIMALS == 4
+
+
+def test_step_judge_prompt_rates_a_first_differing_step_after_the_shared_ones() -> None:
+    from openberry.search.scorers import step_judge_prompt
+
+    a = "2 + 3 = 5\n5 * 4 = 20\nThe answer is \\boxed{20}."
+    b = "2 + 3 = 5\n5 * 4 = 24\nThe answer is \\boxed{24}."
+    expected = (
+        "<start_of_father_id>-1<end_of_father_id><start_of_local_id>0<end_of_local_id>"
+        "<start_of_thought><problem>Q?<end_of_thought><start_of_rating><positive_rating>"
+        "<end_of_rating>\n"
+        "<start_of_father_id>0<end_of_father_id><start_of_local_id>1<end_of_local_id>"
+        "<start_of_thought><expansion>2 + 3 = 5<end_of_thought><start_of_rating><positive_rating>"
+        "<end_of_rating>\n"
+        "<start_of_father_id>1<end_of_father_id><start_of_local_id>2<end_of_local_id>"
+        "<start_of_thought><expansion>5 * 4 = 20<end_of_thought><start_of_rating>"
+    )
+    assert step_judge_prompt("Q?", a, b) == expected
+    assert step_judge_prompt("Q?", b, a) == expected.replace("= 20<", "= 24<")
+    # Identical solutions meet at their end: the same prompt in both orders.
+    assert step_judge_prompt("Q?", a, a) == step_judge_prompt("Q?", a, a + "\n")
+
+
+@pytest.mark.parametrize("frame", ["plain", "step"])
+def test_pprm_scorer_asks_the_judge_in_its_frame(frame) -> None:
+    from openberry.search.scorers import JUDGE_FRAMES
+
+    class Judge(ArithmeticExpert):
+        def prob(self, prompt, candidates):
+            return dict.fromkeys(candidates, 0.5)
+
+    policy, judge = ArithmeticExpert(), Judge()
+    search = make_search("best-of-n", 3, {"scorer": "pprm", "scorer_config.judge_frame": frame})
+    (result,) = run_search(search, PROBLEMS[:1], {"policy": policy, "judge": judge})
+    sols = [n.text for n in result.tree.nodes[1:]]
+    q = PROBLEMS[0].question
+    asked = [JUDGE_FRAMES[frame](q, sols[i], sols[j]) for i in range(3) for j in range(3) if i != j]
+    assert judge.prompts and set(judge.prompts) == set(asked)  # a repeated prompt is sent once

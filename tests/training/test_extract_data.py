@@ -348,3 +348,16 @@ def test_critique_with_a_format_tag_is_written_without_it():
     (p,) = _load([critique_tree("Step 2 is wrong.<end_of_thought><positive_rating>")]).problems
     (row,) = extract("journey", [p], ExtractConfig(format="openlongcot")).rows
     assert [n.text for n in string_to_tree(row["text"]).nodes][3] == "Step 2 is wrong."
+
+
+def test_pairs_in_the_step_judge_frame():
+    from openberry.search.scorers import step_judge_prompt
+
+    rows = extract("pairs", [golden_problem()], ExtractConfig(judge_frame="step")).rows
+    plain = extract("pairs", [golden_problem()]).rows
+    assert [r["solution_a"] for r in rows] == [r["solution_a"] for r in plain]
+    for r in rows:
+        assert r["frame"] == "step"
+        assert r["prompt"] == step_judge_prompt(Q, r["solution_a"], r["solution_b"])
+    with pytest.raises(ExtractError, match="judge_frame"):
+        ExtractConfig(judge_frame="nope")

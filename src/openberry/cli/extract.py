@@ -84,6 +84,14 @@ def register(subparsers: Any) -> None:
         help="pairs: which pairs, outcome and/or step (default: outcome,step)",
     )
     p.add_argument(
+        "--judge-frame",
+        choices=("plain", "step"),
+        default="plain",
+        help="pairs: the judge prompt frame (plain: both whole solutions; step: the OpenLongCoT "
+        "value frame at A's first differing step; search with --set "
+        "scorer_config.judge_frame=step then) (default: plain)",
+    )
+    p.add_argument(
         "--value-gap",
         type=float,
         default=0.5,
@@ -145,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         max_pairs_per_problem=args.max_pairs_per_problem,
         pair_kinds=tuple(k.strip() for k in args.pair_kinds.split(",") if k.strip()),
         value_gap=args.value_gap,
+        judge_frame=args.judge_frame,
         min_count=args.min_count,
         journey_k=args.journey_k,
         detour_steps=args.detour_steps,

@@ -52,6 +52,7 @@ from openberry.search.ebc import ebc_scores, symmetrize
 from openberry.search.engine import Generate, NextTokenProbs, Score, SearchError
 
 __all__ = [
+    "JUDGE_FRAMES",
     "SCORERS",
     "ScorerConfig",
     "aggregate_values",
@@ -61,6 +62,7 @@ __all__ = [
     "path_value",
     "rating_value",
     "solution_steps",
+    "step_judge_prompt",
     "step_value_prompts",
     "value_preferences",
 ]
@@ -100,6 +102,10 @@ class ScorerConfig:
     """What a suppressed full score becomes (MCTSr code: 50)."""
     ebc_alpha: float = 0.9
     """EBC weight of the global quantile score against the local win rate."""
+    judge_frame: Literal["plain", "step"] = "plain"
+    """The judge's prompt: ``plain``, both whole solutions and the question (`judge_prompt`), or
+    ``step``, the step-aligned frame (`step_judge_prompt`). Use the frame the judge was trained
+    on ('berry extract pairs --judge-frame')."""
 
 
 def parse_score(text: str) -> float | None:
@@ -270,21 +276,50 @@ def logprob_scores(problem: Problem, solutions: Sequence[str], config: ScorerCon
     return [math.exp(sum(lp) / len(lp)) if lp else 0.0 for lp in out]
 
 
+def step_judge_prompt(question: str, solution_a: str, solution_b: str) -> str:
+    """The step-aligned judge frame: the OpenLongCoT value prompt (`step_value_prompts`) of A's
+    first step that differs from B's, after the steps they share, ending at the rating slot,
+    where the judge writes `JUDGE_YES` or `JUDGE_NO` instead of a rating.
+
+    B's text is not shown: its side comes from the other order, (B, A), which the scorers always
+    ask too. A judge reads the step where the two solutions part, in the frame where berry-tiny's
+    value head is strongest, instead of two whole solutions (docs/training.md measures both).
+    """
+    steps_a, steps_b = solution_steps(solution_a), solution_steps(solution_b)
+    k = 0
+    while k < min(len(steps_a), len(steps_b)) and steps_a[k] == steps_b[k]:
+        k += 1
+    step = steps_a[k] if k < len(steps_a) else ("conclusion", "(end)")
+    return step_value_prompts(question, [*steps_a[:k], step])[-1]
+
+
+JUDGE_FRAMES: dict[str, Callable[[str, str, str], str]] = {
+    "plain": judge_prompt,
+    "step": step_judge_prompt,
+}
+"""Judge prompt frames by name (`ScorerConfig.judge_frame`)."""
+
+
 def judge_preferences(
     problem: Problem,
     solutions: Sequence[str],
     pairs: Sequence[tuple[int, int]] | None = None,
+    frame: str = "plain",
 ) -> Generator[Any, Any, dict[tuple[int, int], float]]:
     """Judge P(Yes) for each ordered pair (i, j): "is solution i better than solution j?".
 
     Returns ``{(i, j): p}`` with p renormalised over {Yes, No}; all ordered pairs by default.
+    `frame` names the prompt (`JUDGE_FRAMES`).
     """
     n = len(solutions)
     if pairs is None:
         pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
     if not pairs:
         return {}
-    prompts = tuple(judge_prompt(problem.question, solutions[i], solutions[j]) for i, j in pairs)
+    if frame not in JUDGE_FRAMES:
+        raise SearchError(f"unknown judge frame {frame!r}; choose from {', '.join(JUDGE_FRAMES)}")
+    prompt = JUDGE_FRAMES[frame]
+    prompts = tuple(prompt(problem.question, solutions[i], solutions[j]) for i, j in pairs)
     probs = yield NextTokenProbs(prompts, (JUDGE_YES, JUDGE_NO), model="judge")
     out = {}
     for pair, pr in zip(pairs, probs, strict=True):
@@ -313,7 +348,7 @@ def forward_table(n: int, prefs: dict[tuple[int, int], float]) -> list[list[floa
 
 
 def pprm_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
-    prefs = yield from judge_preferences(problem, solutions)
+    prefs = yield from judge_preferences(problem, solutions, frame=config.judge_frame)
     p = symmetrize(forward_table(len(solutions), prefs))
     return ebc_scores(p, None, alpha=config.ebc_alpha)
 

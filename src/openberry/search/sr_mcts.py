@@ -125,7 +125,8 @@ class SRMCTSConfig:
     critique_max_new_tokens: int = 64
     """Most tokens of a critique."""
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
-    """Value-scorer settings (for ``preference="value"``)."""
+    """Scorer settings: the value scorer's (``preference="value"``) and the judge's prompt frame
+    (``judge_frame``, for ``preference="judge"``)."""
     answer_selection: Literal["vote", "ebc"] = "vote"
     """How the answer is chosen after the last rollout: ``vote``, the most frequent final answer
     over every solution of the tree (the paper's maj@k; a tie goes to the answer with the higher
@@ -221,7 +222,9 @@ def evaluate(state: SRMCTSState, new: int = 1) -> Step[list[float]]:
     fresh = range(len(texts) - new, len(texts))
     if cfg.preference == "judge":
         pairs = [p for k in fresh for p in [(k, j) for j in range(k)] + [(j, k) for j in range(k)]]
-        got = yield from judge_preferences(state.problem, texts, pairs)
+        got = yield from judge_preferences(
+            state.problem, texts, pairs, frame=cfg.scorer_config.judge_frame
+        )
         state.judged.update(got)
     else:
         scores = yield from value_scores(

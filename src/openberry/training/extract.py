@@ -52,11 +52,11 @@ from typing import Any, Literal
 
 from openberry.errors import BerryError
 from openberry.formats.openlongcot import path_to_string, tree_to_string
-from openberry.formats.prompts import JUDGE_NO, JUDGE_YES, REVIEW_OK, judge_prompt, solve_prompt
+from openberry.formats.prompts import JUDGE_NO, JUDGE_YES, REVIEW_OK, solve_prompt
 from openberry.records import Problem
 from openberry.search.common import answer_of_text, strip_tags
 from openberry.search.registry import REGISTRY
-from openberry.search.scorers import solution_steps, step_value_prompts
+from openberry.search.scorers import JUDGE_FRAMES, solution_steps, step_value_prompts
 from openberry.tree import Node, Tree, TreeFormatError
 
 __all__ = [
@@ -118,6 +118,10 @@ class ExtractConfig:
     """``pairs``: which pairs to write, ``outcome`` and/or ``step``."""
     value_gap: float = 0.5
     """``pairs``: least return difference between the two steps of a step pair."""
+    judge_frame: str = "plain"
+    """``pairs``: the judge prompt frame of the rows' ``prompt`` (``plain`` or ``step``,
+    `openberry.search.scorers.JUDGE_FRAMES`); search must then judge in the same frame
+    (``--set scorer_config.judge_frame=...``)."""
     min_count: int = 1
     """Least number of verified solutions through a step for it to enter a step pair or a value
     row."""
@@ -143,6 +147,8 @@ class ExtractConfig:
         unknown = set(self.pair_kinds) - set(PAIR_KINDS)
         if unknown or not self.pair_kinds:
             raise ExtractError(f"pair kinds must be among {', '.join(PAIR_KINDS)}")
+        if self.judge_frame not in JUDGE_FRAMES:
+            raise ExtractError(f"judge_frame must be one of {', '.join(JUDGE_FRAMES)}")
         if self.format not in ("text", "openlongcot"):
             raise ExtractError(f"format must be text or openlongcot, got {self.format!r}")
         _check_reflection(self.reflection)
@@ -409,6 +415,7 @@ def _pair_rows(
     better: str,
     worse: str,
     values: tuple[float, float] | None = None,
+    frame: str = "plain",
 ) -> list[dict[str, Any]]:
     """The pair in both orders: A better (label 1, ``Yes``), then A worse (label 0, ``No``);
     step pairs also carry the returns of A and B."""
@@ -419,7 +426,7 @@ def _pair_rows(
         row = {
             "id": p.id, "pair": pair, "kind": kind, "question": q,
             "solution_a": a, "solution_b": b, "label": label,
-            "prompt": judge_prompt(q, a, b),
+            "prompt": JUDGE_FRAMES[frame](q, a, b), "frame": frame,
             "chosen": chosen, "rejected": rejected, "completion": chosen,
         }  # fmt: skip
         if values is not None:
@@ -452,7 +459,11 @@ def pairs(p: ProblemSolutions, config: ExtractConfig, out: ExtractResult) -> Non
     if "outcome" in config.pair_kinds:
         combos = [(c, w) for c in p.distinct(True) for w in p.distinct(False)]
         for good, bad in _sample(rng, combos, config.max_pairs_per_problem):
-            out.rows.extend(_pair_rows(p, f"{p.id}:{k}", "outcome", good.text, bad.text))
+            out.rows.extend(
+                _pair_rows(
+                    p, f"{p.id}:{k}", "outcome", good.text, bad.text, None, config.judge_frame
+                )
+            )
             out.add("outcome pairs")
             k += 1
     if "step" in config.pair_kinds:
@@ -461,7 +472,7 @@ def pairs(p: ProblemSolutions, config: ExtractConfig, out: ExtractResult) -> Non
             out.rows.extend(_pair_rows(
                 p, f"{p.id}:{k}", "step",
                 "\n".join([*prefix, good.step[1]]), "\n".join([*prefix, bad.step[1]]),  # type: ignore[index]
-                (good.value, bad.value),
+                (good.value, bad.value), config.judge_frame,
             ))  # fmt: skip
             out.add("step pairs")
             k += 1
