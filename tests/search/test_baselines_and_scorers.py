@@ -210,3 +210,73 @@ def test_pprm_scorer_asks_the_judge_in_its_frame(frame) -> None:
     q = PROBLEMS[0].question
     asked = [JUDGE_FRAMES[frame](q, sols[i], sols[j]) for i in range(3) for j in range(3) if i != j]
     assert judge.prompts and set(judge.prompts) == set(asked)  # a repeated prompt is sent once
+
+
+def test_parting_lines_are_the_first_lines_that_differ_after_the_shared_ones() -> None:
+    from openberry.formats.prompts import solve_prompt
+    from openberry.search.scorers import parting_lines
+
+    a = "2 + 3 = 5\n5 * 4 = 20\nThe answer is \\boxed{20}."
+    b = "2 + 3 = 5\n\n 5 * 4 = 24 \nThe answer is \\boxed{24}."
+    assert parting_lines("Q?", a, b) == (
+        solve_prompt("Q?") + "2 + 3 = 5\n",
+        "5 * 4 = 20\n",
+        "5 * 4 = 24\n",
+    )
+    assert parting_lines("Q?", "x = 1", "y = 2") == (solve_prompt("Q?"), "x = 1\n", "y = 2\n")
+    # No line to weigh: identical solutions, or one that stops where the other goes on.
+    assert parting_lines("Q?", a, a + "\n") is None
+    assert parting_lines("Q?", "2 + 3 = 5", a) is None
+
+
+def test_likelihood_preference_is_bradley_terry_on_the_log_likelihood_gap() -> None:
+    from openberry.search.scorers import likelihood_preference
+
+    assert likelihood_preference(-2.0, -2.0) == 0.5
+    assert likelihood_preference(-1.0, -3.0) == pytest.approx(1 / (1 + math.exp(-2)), abs=1e-4)
+    assert likelihood_preference(-1.0, -3.0) + likelihood_preference(-3.0, -1.0) == pytest.approx(1)
+    assert likelihood_preference(0.0, -1e9) == 1.0  # no overflow on a huge gap
+
+
+def test_likelihood_frame_scores_each_parting_line_once_with_the_judge() -> None:
+    from openberry.records import Problem
+    from openberry.search.scorers import judge_preferences, likelihood_preference
+
+    sols = [
+        "1 + 1 = 2\n2 + 2 = 4",
+        "1 + 1 = 2\n2 + 2 = 5",
+        "1 + 1 = 3\n3 + 2 = 5",
+        "1 + 1 = 2\n2 + 2 = 4",
+    ]
+    gen = judge_preferences(Problem(id="p", question="Q?"), sols, frame="likelihood")
+    request = next(gen)
+    assert request.model == "judge"
+    items = list(zip(request.prompts, request.completions, strict=True))
+    # (0, 1) part at line 2; (0, 2), (1, 2), (2, 3) all at line 1 with the same two lines.
+    assert len(items) == len(set(items)) == 4
+    logp = {"2 + 2 = 4\n": -1.0, "2 + 2 = 5\n": -4.0, "1 + 1 = 2\n": -0.5, "1 + 1 = 3\n": -3.0}
+    with pytest.raises(StopIteration) as stop:
+        gen.send([(logp[c] / 2, logp[c] / 2) for c in request.completions])  # summed per line
+    prefs = stop.value.value
+    assert prefs[(0, 1)] == likelihood_preference(-1.0, -4.0) == 1 - prefs[(1, 0)]
+    assert prefs[(2, 0)] == likelihood_preference(-3.0, -0.5)
+    assert prefs[(0, 3)] == prefs[(3, 0)] == 0.5  # identical: no parting line
+
+
+def test_best_of_n_with_a_likelihood_judge_picks_the_solution_its_judge_finds_likely() -> None:
+    from search.policies import solution_ok
+
+    class LikelihoodJudge(ArithmeticExpert):
+        def score(self, prompts, completions):
+            self.prompts.extend(prompts)
+            right = [solution_ok(c.strip() + "\n\\boxed{0}") for c in completions]
+            return [(-0.1,) if ok else (-5.0,) for ok in right]
+
+    judge = LikelihoodJudge()
+    search = make_search(
+        "best-of-n", 4, {"scorer": "pprm", "scorer_config.judge_frame": "likelihood"}
+    )
+    (result,) = run_search(search, PROBLEMS[:1], {"policy": ArithmeticExpert(), "judge": judge})
+    assert judge.prompts and all(p.startswith("Question: ") for p in judge.prompts)
+    chosen = result.tree.nodes[result.tree.chosen[-1]].text
+    assert solution_ok(chosen)

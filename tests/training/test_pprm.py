@@ -16,6 +16,7 @@ from openberry.training.pprm import (
     judge_accuracy,
     load_pair_rows,
     pair_metrics,
+    pair_row,
     train_pprm,
 )
 from openberry.training.sft import SFTError
@@ -196,3 +197,27 @@ def test_stopped_run_resumes_exactly(tmp_path) -> None:
         assert torch.equal(a[name], b[name]), name
     assert resumed.final_eval == straight.final_eval
     assert resumed.initial_eval == straight.initial_eval  # step 0 kept from the first call
+
+
+def test_judge_accuracy_in_the_likelihood_frame_compares_the_parting_lines() -> None:
+    class Judge:
+        def __init__(self, sign: float) -> None:
+            self.sign, self.seen = sign, []
+
+        def next_token_probs(self, prompts, candidates):  # pragma: no cover - not asked
+            raise AssertionError("the likelihood frame reads no Yes/No")
+
+        def score(self, prompts, completions):
+            self.seen += list(zip(prompts, completions, strict=True))
+            return [(self.sign * (1.0 if c.startswith("right") else -1.0),) for c in completions]
+
+    rows = _pairs(10)
+    good, bad = Judge(1.0), Judge(-1.0)
+    measured = judge_accuracy(good, rows, batch_size=3, frame="likelihood")
+    assert measured["pair_accuracy"] == 1.0 and measured["pairs"] == 10
+    assert judge_accuracy(bad, rows, frame="likelihood")["pair_accuracy"] == 0.0
+    assert len(good.seen) == len(set(good.seen)) == 20  # each parting line once, both orders
+    with pytest.raises(SFTError, match="likelihood frame needs"):
+        judge_accuracy(good, [pair_row(r) for r in rows], frame="likelihood")
+    with pytest.raises(SFTError, match="unknown judge frame"):
+        judge_accuracy(good, rows, frame="stepwise")

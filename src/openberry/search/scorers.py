@@ -19,6 +19,9 @@ name           score
 ``pprm``       LLaMA-Berry's pairwise preference reward model: a judge reads "is solution A
                better than solution B?" in both orders, P(Yes) cancels position bias, and
                Enhanced Borda Count (`openberry.search.ebc`) turns the table into scores.
+               The judge frame (``judge_frame``) says how the judge reads a pair: a prompt
+               answered Yes/No (``plain``, ``step``), or the judge model's likelihood of the
+               two solutions' first differing lines (``likelihood``, `likelihood_preference`).
 ``pprm-value`` the same EBC over a Bradley-Terry preference built from the ``value`` scores,
                ``P(i > j) = sigmoid(logit v_i - logit v_j)`` (the paper's own BT form), for
                models whose value head is better than their judge.
@@ -53,12 +56,16 @@ from openberry.search.engine import Generate, NextTokenProbs, Score, SearchError
 
 __all__ = [
     "JUDGE_FRAMES",
+    "JUDGE_FRAME_NAMES",
+    "LIKELIHOOD_FRAME",
     "SCORERS",
     "ScorerConfig",
     "aggregate_values",
     "judge_preferences",
+    "likelihood_preference",
     "make_scorer",
     "parse_score",
+    "parting_lines",
     "path_value",
     "rating_value",
     "solution_steps",
@@ -102,10 +109,14 @@ class ScorerConfig:
     """What a suppressed full score becomes (MCTSr code: 50)."""
     ebc_alpha: float = 0.9
     """EBC weight of the global quantile score against the local win rate."""
-    judge_frame: Literal["plain", "step"] = "plain"
-    """The judge's prompt: ``plain``, both whole solutions and the question (`judge_prompt`), or
-    ``step``, the step-aligned frame (`step_judge_prompt`). Use the frame the judge was trained
-    on ('berry extract pairs --judge-frame')."""
+    judge_frame: Literal["plain", "step", "likelihood"] = "plain"
+    """How the judge reads a pair: ``plain``, both whole solutions and the question
+    (`judge_prompt`); ``step``, the step-aligned frame (`step_judge_prompt`) -- for these two use
+    the frame the judge was trained on ('berry extract pairs --judge-frame') --; or
+    ``likelihood``, the judge model's log-probability of each solution's first line that differs
+    from the other's, after the question and the shared lines in the solve frame
+    (`likelihood_preference`): any policy is such a judge, best one trained on verified
+    solutions ('berry extract best-paths', 'berry train sft')."""
 
 
 def parse_score(text: str) -> float | None:
@@ -299,6 +310,64 @@ JUDGE_FRAMES: dict[str, Callable[[str, str, str], str]] = {
 }
 """Judge prompt frames by name (`ScorerConfig.judge_frame`)."""
 
+LIKELIHOOD_FRAME = "likelihood"
+"""The judge frame that reads no prompt: P(A > B) from the judge's likelihood of the lines where
+A and B part (`likelihood_preference`)."""
+
+JUDGE_FRAME_NAMES: tuple[str, ...] = (*JUDGE_FRAMES, LIKELIHOOD_FRAME)
+
+
+def parting_lines(question: str, solution_a: str, solution_b: str) -> tuple[str, str, str] | None:
+    """Where two solutions part: ``(context, line_a, line_b)``.
+
+    The context is the solve prompt and the non-empty lines both share from the start; each
+    line is that solution's next one, with its newline. None when one solution's lines are a
+    prefix of the other's (no line to weigh against the other's).
+    """
+    a = [x.strip() for x in solution_a.splitlines() if x.strip()]
+    b = [x.strip() for x in solution_b.splitlines() if x.strip()]
+    k = 0
+    while k < min(len(a), len(b)) and a[k] == b[k]:
+        k += 1
+    if k == len(a) or k == len(b):
+        return None
+    context = solve_prompt(question) + "".join(line + "\n" for line in a[:k])
+    return context, a[k] + "\n", b[k] + "\n"
+
+
+def likelihood_preference(logp_a: float, logp_b: float) -> float:
+    """``P(A > B) = sigmoid(log p(line_a) - log p(line_b))``: a Bradley-Terry preference from the
+    judge's summed log-probabilities of the two parting lines (`parting_lines`).
+
+    A policy trained on verified solutions gives a wrong step a low likelihood where the right
+    one has a high one; comparing the two lines after the same context cancels what they share.
+    """
+    z = max(-50.0, min(50.0, logp_a - logp_b))
+    return round(1.0 / (1.0 + math.exp(-z)), PROB_DECIMALS)
+
+
+def likelihood_preferences(
+    problem: Problem, solutions: Sequence[str], pairs: Sequence[tuple[int, int]]
+) -> Generator[Any, Any, dict[tuple[int, int], float]]:
+    """`judge_preferences` in the ``likelihood`` frame: one `Score` request to the judge for the
+    distinct (context, line) items of all pairs; pairs with no parting line get 0.5."""
+    parts = {pair: parting_lines(problem.question, *(solutions[i] for i in pair)) for pair in pairs}
+    items = sorted({(c, line) for part in parts.values() if part for c, line in _sides(part)})
+    logps: dict[tuple[str, str], float] = {}
+    if items:
+        scored = yield Score(tuple(c for c, _ in items), tuple(x for _, x in items), model="judge")
+        logps = {item: sum(lp) for item, lp in zip(items, scored, strict=True)}
+    return {
+        pair: 0.5
+        if part is None
+        else likelihood_preference(logps[(part[0], part[1])], logps[(part[0], part[2])])
+        for pair, part in parts.items()
+    }
+
+
+def _sides(part: tuple[str, str, str]) -> tuple[tuple[str, str], tuple[str, str]]:
+    return (part[0], part[1]), (part[0], part[2])
+
 
 def judge_preferences(
     problem: Problem,
@@ -306,18 +375,21 @@ def judge_preferences(
     pairs: Sequence[tuple[int, int]] | None = None,
     frame: str = "plain",
 ) -> Generator[Any, Any, dict[tuple[int, int], float]]:
-    """Judge P(Yes) for each ordered pair (i, j): "is solution i better than solution j?".
+    """The judge's P(solution i better than solution j) for each ordered pair (i, j).
 
-    Returns ``{(i, j): p}`` with p renormalised over {Yes, No}; all ordered pairs by default.
-    `frame` names the prompt (`JUDGE_FRAMES`).
+    Returns ``{(i, j): p}``; all ordered pairs by default. `frame` is a prompt of `JUDGE_FRAMES`
+    (p is P(Yes) renormalised over {Yes, No}) or ``likelihood`` (`likelihood_preferences`).
     """
     n = len(solutions)
     if pairs is None:
         pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
     if not pairs:
         return {}
+    if frame == LIKELIHOOD_FRAME:
+        return (yield from likelihood_preferences(problem, solutions, pairs))
     if frame not in JUDGE_FRAMES:
-        raise SearchError(f"unknown judge frame {frame!r}; choose from {', '.join(JUDGE_FRAMES)}")
+        names = ", ".join(JUDGE_FRAME_NAMES)
+        raise SearchError(f"unknown judge frame {frame!r}; choose from {names}")
     prompt = JUDGE_FRAMES[frame]
     prompts = tuple(prompt(problem.question, solutions[i], solutions[j]) for i, j in pairs)
     probs = yield NextTokenProbs(prompts, (JUDGE_YES, JUDGE_NO), model="judge")

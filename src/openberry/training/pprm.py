@@ -20,7 +20,8 @@ first step, every ``eval_steps`` and at the end: ``order_accuracy`` (each row al
 judge's P(Yes) on the label's side of 0.5) and ``pair_accuracy`` (both orders averaged:
 ``P(A > B) = (p_yes(a, b) + 1 - p_yes(b, a)) / 2``, correct when strictly on the label's side of
 0.5; a pair with one order in the file counts that order). `judge_accuracy` measures the same
-for any judge model through the backend's next-token probabilities.
+for any judge model through the backend, in the rows' prompt frame or in the ``likelihood``
+frame, which needs no judge training beyond a policy's (`openberry.search.scorers`).
 """
 
 from __future__ import annotations
@@ -124,15 +125,22 @@ def pair_metrics(rows: Sequence[HeadRow], probs: Sequence[float]) -> dict[str, f
 
 
 def judge_accuracy(
-    judge: Any, rows: Sequence[HeadRow | Mapping[str, Any]], batch_size: int = 64
+    judge: Any,
+    rows: Sequence[HeadRow | Mapping[str, Any]],
+    batch_size: int = 64,
+    frame: str = "prompt",
 ) -> dict[str, float | None]:
     """Pair and order accuracy (`pair_metrics`) of any judge on pair rows.
 
     Args:
-        judge: a `Policy` (anything with ``next_token_probs``), a `ModelSpec`, or a model
-            name/directory (built as ``ModelSpec(judge)``, e.g. ``berry-tiny`` or ``RUN/final``).
-        rows: `HeadRow`s or raw pair rows (dicts).
+        judge: a `Policy` (``next_token_probs``, and ``score`` for the likelihood frame), a
+            `ModelSpec`, or a model name/directory (built as ``ModelSpec(judge)``, e.g.
+            ``berry-tiny`` or ``RUN/final``).
+        rows: `HeadRow`s or raw pair rows (dicts); the likelihood frame needs raw rows with
+            ``question``, ``solution_a`` and ``solution_b``.
         batch_size: prompts per backend call.
+        frame: ``prompt`` (each row's own prompt, answered Yes/No, as the row's frame was
+            extracted) or ``likelihood`` (`openberry.search.scorers.likelihood_preference`).
 
     Returns:
         ``order_accuracy``, ``pair_accuracy``, ``pairs``, ``rows`` and ``seconds``.
@@ -143,15 +151,50 @@ def judge_accuracy(
     if not hasattr(judge, "next_token_probs"):
         judge = (judge if isinstance(judge, ModelSpec) else ModelSpec(str(judge))).build()
     heads = [r if isinstance(r, HeadRow) else pair_row(r, f"row {i}") for i, r in enumerate(rows)]
-    probs: list[float] = []
-    for start in range(0, len(heads), batch_size):
-        prompts = [r.prompt for r in heads[start : start + batch_size]]
-        for pr in judge.next_token_probs(prompts, (JUDGE_YES, JUDGE_NO)):
-            yes, no = pr.get(JUDGE_YES, 0.0), pr.get(JUDGE_NO, 0.0)
-            probs.append(yes / (yes + no) if yes + no > 0 else 0.5)
+    if frame == "likelihood":
+        probs = _likelihood_probs(judge, rows, batch_size)
+    elif frame == "prompt":
+        probs = _yes_probs(judge, [r.prompt for r in heads], batch_size)
+    else:
+        raise SFTError(f"unknown judge frame {frame!r}; choose prompt or likelihood")
     out = pair_metrics(heads, probs)
     out.update(rows=len(heads), seconds=round(time.monotonic() - started, 3))
     return out
+
+
+def _yes_probs(judge: Any, prompts: Sequence[str], batch_size: int) -> list[float]:
+    probs: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        for pr in judge.next_token_probs(
+            prompts[start : start + batch_size], (JUDGE_YES, JUDGE_NO)
+        ):
+            yes, no = pr.get(JUDGE_YES, 0.0), pr.get(JUDGE_NO, 0.0)
+            probs.append(yes / (yes + no) if yes + no > 0 else 0.5)
+    return probs
+
+
+def _likelihood_probs(
+    judge: Any, rows: Sequence[HeadRow | Mapping[str, Any]], batch_size: int
+) -> list[float]:
+    from openberry.search.scorers import likelihood_preference, parting_lines
+
+    parts = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or not all(
+            isinstance(row.get(k), str) for k in ("question", "solution_a", "solution_b")
+        ):
+            raise SFTError(f"row {i}: the likelihood frame needs question, solution_a, solution_b")
+        parts.append(parting_lines(row["question"], row["solution_a"], row["solution_b"]))
+    items = sorted({(p[0], line) for p in parts if p for line in p[1:]})
+    logps: dict[tuple[str, str], float] = {}
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        scored = judge.score([c for c, _ in chunk], [x for _, x in chunk])
+        logps.update({item: sum(lp) for item, lp in zip(chunk, scored, strict=True)})
+    return [
+        0.5 if p is None else likelihood_preference(logps[(p[0], p[1])], logps[(p[0], p[2])])
+        for p in parts
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
