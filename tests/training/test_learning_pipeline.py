@@ -1,5 +1,6 @@
-"""The learning data path end to end, as a user runs it: collect -> extract -> train pprm and
-train value -> the trained models serve as ``--judge`` and ``--value-model``."""
+"""The learning data path end to end, as a user runs it: collect -> extract -> train pprm, train
+value and train sft -> the trained models serve as ``--judge`` (Yes/No, or a policy in the
+likelihood frame) and ``--value-model``."""
 
 from __future__ import annotations
 
@@ -46,3 +47,11 @@ def test_collect_extract_train_pprm_and_value_then_search_with_them(tmp_path, ca
     value_model = str(tmp_path / "value" / "final")
     assert main([*argv, "--method", "step-mcts", "--value-model", value_model]) == 0
     assert Path(tmp_path / "s2" / "tree.json").is_file()
+    shortcut, sft = tmp_path / "shortcut.jsonl", tmp_path / "sft"
+    assert main(["-q", "extract", "shortcut", cfg.out, "--out", str(shortcut)]) == 0
+    assert main(["-q", "train", "sft", "--data", str(shortcut), "--out", str(sft), *common]) == 0
+    argv[-1] = str(tmp_path / "s3")
+    judge = ["--judge", str(sft / "final"), "--set", "scorer_config.judge_frame=likelihood"]
+    assert main([*argv, "--method", "best-of-n", "--set", "scorer=pprm", *judge]) == 0
+    tree = json.loads((tmp_path / "s3" / "tree.json").read_text())
+    assert len(tree["nodes"]) == 3 and tree["chosen"]

@@ -98,8 +98,9 @@ def add_role_args(parser: Any) -> None:
     parser.add_argument(
         "--judge",
         metavar="PATH_OR_ID",
-        help="separate pairwise judge (PPRM) model, e.g. from 'berry train pprm': sr-mcts, "
-        "best-of-n with --set scorer=pprm (default: the policy judges)",
+        help="separate pairwise judge (PPRM) model, e.g. from 'berry train pprm', or any policy "
+        "with --set scorer_config.judge_frame=likelihood (e.g. from 'berry train sft' on "
+        "verified paths): sr-mcts, best-of-n with --set scorer=pprm (default: the policy judges)",
     )
     parser.add_argument(
         "--value-model",
