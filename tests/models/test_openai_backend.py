@@ -97,6 +97,20 @@ def test_score_and_next_token_probs_match_hf(remote, hf) -> None:
         assert got == {c: pytest.approx(want[c], rel=1e-4, abs=1e-8) for c in cands}
 
 
+def test_likelihood_judge_over_the_server_matches_hf(remote, hf) -> None:
+    """The likelihood judge frame needs only ``score``: through an OpenAI-compatible completions
+    server it gives the local model's judge probability."""
+    from openberry.search.scorers import likelihood_preference, parting_lines
+
+    context, line_a, line_b = parting_lines("Compute 2 + 3.", "2 + 3 = 5\nSo 5.", "2 + 3 = 6")
+
+    def prob(policy) -> float:
+        lp_a, lp_b = policy.score([context, context], [line_a, line_b])
+        return likelihood_preference(sum(lp_a), sum(lp_b))
+
+    assert prob(remote) == pytest.approx(prob(hf), abs=2e-4)
+
+
 def test_score_and_next_token_probs_unsupported_by_server() -> None:
     from openberry.models import FakePolicy
     from openberry.serve.app import create_app
