@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -65,6 +65,8 @@ __all__ = [
     "likelihood_preference",
     "make_scorer",
     "parse_score",
+    "parted_preference",
+    "parting_items",
     "parting_lines",
     "path_value",
     "rating_value",
@@ -346,27 +348,36 @@ def likelihood_preference(logp_a: float, logp_b: float) -> float:
     return round(1.0 / (1.0 + math.exp(-z)), PROB_DECIMALS)
 
 
+Parting = tuple[str, str, str] | None
+"""A `parting_lines` result: ``(context, line_a, line_b)``, or None."""
+
+
+def parting_items(parts: Iterable[Parting]) -> list[tuple[str, str]]:
+    """The distinct ``(context, line)`` items the judge must score for `parts`, sorted."""
+    return sorted({(p[0], line) for p in parts if p for line in p[1:]})
+
+
+def parted_preference(part: Parting, logps: Mapping[tuple[str, str], float]) -> float:
+    """`likelihood_preference` of a `parting_lines` result, from the judge's summed
+    log-probabilities by ``(context, line)``; 0.5 when the solutions do not part."""
+    if part is None:
+        return 0.5
+    context, line_a, line_b = part
+    return likelihood_preference(logps[(context, line_a)], logps[(context, line_b)])
+
+
 def likelihood_preferences(
     problem: Problem, solutions: Sequence[str], pairs: Sequence[tuple[int, int]]
 ) -> Generator[Any, Any, dict[tuple[int, int], float]]:
     """`judge_preferences` in the ``likelihood`` frame: one `Score` request to the judge for the
-    distinct (context, line) items of all pairs; pairs with no parting line get 0.5."""
+    distinct (context, line) items of all pairs (`parting_items`)."""
     parts = {pair: parting_lines(problem.question, *(solutions[i] for i in pair)) for pair in pairs}
-    items = sorted({(c, line) for part in parts.values() if part for c, line in _sides(part)})
+    items = parting_items(parts.values())
     logps: dict[tuple[str, str], float] = {}
     if items:
         scored = yield Score(tuple(c for c, _ in items), tuple(x for _, x in items), model="judge")
         logps = {item: sum(lp) for item, lp in zip(items, scored, strict=True)}
-    return {
-        pair: 0.5
-        if part is None
-        else likelihood_preference(logps[(part[0], part[1])], logps[(part[0], part[2])])
-        for pair, part in parts.items()
-    }
-
-
-def _sides(part: tuple[str, str, str]) -> tuple[tuple[str, str], tuple[str, str]]:
-    return (part[0], part[1]), (part[0], part[2])
+    return {pair: parted_preference(part, logps) for pair, part in parts.items()}
 
 
 def judge_preferences(

@@ -35,6 +35,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from openberry.formats.prompts import JUDGE_NO, JUDGE_YES, judge_prompt
+from openberry.search.scorers import (
+    LIKELIHOOD_FRAME,
+    parted_preference,
+    parting_items,
+    parting_lines,
+)
 from openberry.training.sft import SFTError
 from openberry.training.token_head import HeadConfig, HeadResult, HeadRow, split_by_group
 
@@ -151,7 +157,7 @@ def judge_accuracy(
     if not hasattr(judge, "next_token_probs"):
         judge = (judge if isinstance(judge, ModelSpec) else ModelSpec(str(judge))).build()
     heads = [r if isinstance(r, HeadRow) else pair_row(r, f"row {i}") for i, r in enumerate(rows)]
-    if frame == "likelihood":
+    if frame == LIKELIHOOD_FRAME:
         probs = _likelihood_probs(judge, rows, batch_size)
     elif frame == "prompt":
         probs = _yes_probs(judge, [r.prompt for r in heads], batch_size)
@@ -176,8 +182,6 @@ def _yes_probs(judge: Any, prompts: Sequence[str], batch_size: int) -> list[floa
 def _likelihood_probs(
     judge: Any, rows: Sequence[HeadRow | Mapping[str, Any]], batch_size: int
 ) -> list[float]:
-    from openberry.search.scorers import likelihood_preference, parting_lines
-
     parts = []
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping) or not all(
@@ -185,16 +189,13 @@ def _likelihood_probs(
         ):
             raise SFTError(f"row {i}: the likelihood frame needs question, solution_a, solution_b")
         parts.append(parting_lines(row["question"], row["solution_a"], row["solution_b"]))
-    items = sorted({(p[0], line) for p in parts if p for line in p[1:]})
+    items = parting_items(parts)
     logps: dict[tuple[str, str], float] = {}
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         scored = judge.score([c for c, _ in chunk], [x for _, x in chunk])
         logps.update({item: sum(lp) for item, lp in zip(chunk, scored, strict=True)})
-    return [
-        0.5 if p is None else likelihood_preference(logps[(p[0], p[1])], logps[(p[0], p[2])])
-        for p in parts
-    ]
+    return [parted_preference(p, logps) for p in parts]
 
 
 # ----------------------------------------------------------------------------------------------
