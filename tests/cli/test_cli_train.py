@@ -150,3 +150,32 @@ def test_pprm_short_run(model_dir, tmp_path, capsys) -> None:
     assert result["final_eval"]["pairs"] == 3 and result["initial_eval"]["pairs"] == 3
     assert cli_main.main(argv[:2]) == 2
     assert capsys.readouterr().err.strip().endswith("missing --data and --out")
+
+
+def test_rl_help_and_errors(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main.main(["train", "rl", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--resume" in out and "--algo" in out
+    assert "GAE's lambda" in out  # help text from the RLConfig field docstring
+    assert cli_main.main(["train", "rl"]) == 2
+    assert capsys.readouterr().err.strip() == "berry train: error: missing --out"
+    assert cli_main.main(["train", "rl", "--out", str(tmp_path), "--advance-at", "2"]) == 2
+    assert "advance_at" in capsys.readouterr().err
+    for bad in (["--rounds", "0"], ["--algo", "dqn"]):
+        with pytest.raises(SystemExit):
+            cli_main.main(["train", "rl", "--out", "o", *bad])
+
+
+def test_rl_one_round(tmp_path, capsys) -> None:
+    pytest.importorskip("peft")
+    out = tmp_path / "rl"
+    argv = ["train", "rl", "--out", str(out), "--rounds", "1", "--rollouts", "2"]
+    argv += ["--problems-per-round", "2", "--level-size", "8", "--eval-levels", "0"]
+    argv += ["--eval-limit", "4", "--threads", "1", "--algo", "grpo"]
+    assert cli_main.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "greedy accuracy (before -> after): default" in printed
+    assert (out / "final" / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "result.json").read_text())["rounds"] == 1

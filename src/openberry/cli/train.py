@@ -20,6 +20,7 @@ from typing import Any
 from openberry.cli._args import int_at_least
 from openberry.cli._config import FieldOption, add_config_file_option, add_field_options
 from openberry.training.pprm import PPRMConfig
+from openberry.training.rl import RLConfig, RLError
 from openberry.training.sft import DTYPES, RECIPES, REQUIRED_FIELDS, SFTConfig, SFTError
 from openberry.training.value import ValueConfig
 
@@ -207,6 +208,75 @@ examples:
 )
 
 
+_RL_OPTIONS: tuple[FieldOption, ...] = (
+    ("--out", "output_dir", {"metavar": "DIR", "note": "required"}),
+    ("--model", "model", {"metavar": "PATH_OR_ID"}),
+    ("--algo", "algo", {}),
+    ("--method", "method", {"metavar": "NAME"}),
+    ("--rollouts", "rollouts", {"type": int_at_least(1), "metavar": "N"}),
+    ("--set", "search_set", {"metavar": "KEY=VALUE"}),
+    ("--dataset", "dataset", {"metavar": "NAME_OR_FILE"}),
+    ("--split", "split", {"metavar": "SPLIT"}),
+    ("--eval-split", "eval_split", {"metavar": "SPLIT"}),
+    ("--levels", "levels", {"metavar": "K"}),
+    ("--advance-at", "advance_at", {"metavar": "P"}),
+    ("--review-share", "review_share", {"metavar": "P"}),
+    ("--level-size", "level_size", {"type": int_at_least(1), "metavar": "N"}),
+    ("--rounds", "rounds", {"type": int_at_least(1), "metavar": "N"}),
+    ("--problems-per-round", "problems_per_round", {"type": int_at_least(1), "metavar": "N"}),
+    ("--epochs", "epochs", {"metavar": "E"}),
+    ("--minibatch-size", "minibatch_size", {"type": int_at_least(1), "metavar": "N"}),
+    ("--lr", "lr", {"metavar": "LR"}),
+    ("--warmup-steps", "warmup_steps", {"type": int_at_least(0), "metavar": "N"}),
+    ("--clip-coef", "clip_coef", {"metavar": "EPS"}),
+    ("--vf-coef", "vf_coef", {"metavar": "C"}),
+    ("--kl-coef", "kl_coef", {"metavar": "C"}),
+    ("--ent-coef", "ent_coef", {"metavar": "C"}),
+    ("--max-grad-norm", "max_grad_norm", {"metavar": "N"}),
+    ("--gamma", "gamma", {"metavar": "G"}),
+    ("--gae-lambda", "gae_lambda", {"metavar": "L"}),
+    ("--no-norm-adv", "norm_adv", {"help": "do not normalise advantages per minibatch"}),
+    ("--replay-capacity", "replay_capacity", {"type": int_at_least(1), "metavar": "N"}),
+    ("--alpha", "alpha", {"metavar": "A"}),
+    ("--beta-start", "beta_start", {"metavar": "B"}),
+    ("--beta-steps", "beta_steps", {"type": int_at_least(1), "metavar": "N"}),
+    ("--lora-r", "lora_r", {"type": int_at_least(1), "metavar": "R"}),
+    ("--lora-alpha", "lora_alpha", {"type": int_at_least(1), "metavar": "A"}),
+    ("--lora-dropout", "lora_dropout", {"metavar": "P"}),
+    ("--lora-target-modules", "lora_target_modules", {"metavar": "NAME"}),
+    ("--max-length", "max_length", {"type": int_at_least(2), "metavar": "N"}),
+    ("--eval-every", "eval_every", {"type": int_at_least(1), "metavar": "N"}),
+    ("--eval-limit", "eval_limit", {"type": int_at_least(1), "metavar": "N"}),
+    ("--eval-levels", "eval_levels", {"metavar": "K"}),
+    ("--batch-size", "batch_size", {"type": int_at_least(1), "metavar": "N"}),
+    ("--seed", "seed", {"metavar": "S"}),
+    ("--threads", "threads", {"type": int_at_least(1), "metavar": "N"}),
+    ("--checkpoints-kept", "checkpoints_kept", {"type": int_at_least(1), "metavar": "N"}),
+    ("--tensorboard", "tensorboard", {}),
+    ("--resume", "resume", {}),
+)
+"""(flag, `RLConfig` field, argparse settings) of ``berry train rl``."""
+
+_RL_EPILOG = """\
+Each round: the policy searches --problems-per-round training problems (--method, --rollouts),
+the verifier grades every answer in the trees, each step of each tree becomes a replay row
+(advantage by --algo), and epochs * new rows / --minibatch-size minibatches drawn from the
+prioritized replay update the LoRA adapter. Arithmetic problems follow a curriculum over
+--levels (operand counts): the next level starts when the search solves --advance-at of the
+current one. The run directory gets metrics.jsonl (one JSON line per round: play accuracy,
+oracle, losses, clip fraction, approx KL, explained variance, and eval_* greedy accuracy every
+--eval-every rounds), checkpoints/round-N/ (adapter, optimiser, replay, state; no pickle),
+final/ (the adapter: use it as --model OUT/final), rl_config.json and result.json. --resume
+continues from the last checkpoint exactly (a killed round is played again from the start).
+
+examples:
+  berry train rl --out runs/rl --rounds 40 --threads 2
+  berry train rl --out runs/rl --algo grpo --method self-consistency --rollouts 8
+  berry train rl --out runs/rl --rounds 60 --resume        # continue, and go on to round 60
+  berry eval --dataset arithmetic --split test --method greedy --model runs/rl/final
+"""
+
+
 def register(subparsers: Any) -> None:
     """Add the ``train`` command and its ``sft`` subcommand to the ``berry`` parser.
 
@@ -216,9 +286,10 @@ def register(subparsers: Any) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = subparsers.add_parser(
         "train",
-        help="train models (sft, pprm judge, value head)",
+        help="train models (sft, pprm judge, value head, self-play rl)",
         description="Train models. Stages: sft (supervised fine-tuning, continued pretraining, "
-        "training from scratch), pprm (the pairwise judge), value (the rating-token value).",
+        "training from scratch), pprm (the pairwise judge), value (the rating-token value), rl "
+        "(self-play reinforcement learning).",
         epilog="Run 'berry train STAGE --help' for a stage's options.",
         formatter_class=raw,
     )
@@ -270,6 +341,20 @@ def register(subparsers: Any) -> None:
     add_field_options(p_value, ValueConfig, _VALUE_OPTIONS)
     add_config_file_option(p_value)
     p_value.set_defaults(func=_cmd_value)
+
+    p_rl = sub.add_parser(
+        "rl",
+        help="self-play RL: search, verify, replay, PPO / GRPO / expert iteration on LoRA",
+        description="Self-play reinforcement learning without gold solutions: the policy "
+        "searches training problems, the verifier grades the answers, and the trees train a "
+        "LoRA adapter (PPO with GAE and the rating-token value, GRPO, or expert iteration) "
+        "from a prioritized replay, with a curriculum over problem length.",
+        epilog=_RL_EPILOG,
+        formatter_class=raw,
+    )
+    add_field_options(p_rl, RLConfig, _RL_OPTIONS)
+    add_config_file_option(p_rl)
+    p_rl.set_defaults(func=_cmd_rl)
 
 
 def _no_subcommand(parser: argparse.ArgumentParser) -> int:
@@ -350,6 +435,37 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     result = train_value(_head_config(ValueConfig, _VALUE_OPTIONS, args))
     _print_head_result(result, ("mse", "brier", "auc"))
+    return 0
+
+
+def _cmd_rl(args: argparse.Namespace) -> int:
+    from openberry.training.rl import train_rl
+
+    names = {name for _, name, _ in _RL_OPTIONS}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    for name in ("search_set", "levels", "eval_levels", "lora_target_modules"):
+        if name in values:
+            values[name] = tuple(values[name])
+    if "output_dir" not in values:
+        raise RLError("missing --out")
+    config = RLConfig(**values)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=config.rounds, desc="rl rounds", unit="round") as bar:
+
+        def resumed(done: int) -> None:
+            bar.n = bar.last_print_n = done  # the rate and ETA count this session's rounds
+            bar.refresh()
+
+        result = train_rl(config, progress=bar.update, on_start=resumed)
+    before, after = result["initial_eval"], result["final_eval"]
+    shown = [f"{k[5:]} {_fmt(before.get(k))} -> {_fmt(after.get(k))}" for k in after]
+    print(
+        f"{result['rounds']} rounds, {result['updates']} updates in {result['elapsed_s']:.1f} s; "
+        f"greedy accuracy (before -> after): {', '.join(shown) or '-'}"
+    )
+    print(f"final adapter: {result['final_dir']}")
+    sys.stdout.flush()
     return 0
 
 
