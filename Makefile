@@ -33,6 +33,8 @@ demo: $(STAMP)
 	$(VENV)/bin/berry solve 'Compute 29 + 25 + 15.' --method sr-mcts --rollouts 8 --out runs/demo-search
 	$(VENV)/bin/berry view runs/demo-search/tree.json
 	$(VENV)/bin/berry eval --dataset arithmetic --split test --limit 32 --method greedy,self-consistency,sr-mcts --rollouts 4 --out runs/demo-eval --resume
+	$(VENV)/bin/berry generate --model berry-tiny-rl --temperature 0 --max-new-tokens 64 'Question: Compute 29 + 25 + 15.\nSolution:\n'
+	$(VENV)/bin/berry eval --dataset arithmetic --split test --limit 32 --method greedy --model berry-tiny-rl --out runs/demo-eval-rl --resume
 	$(VENV)/bin/berry grade '\frac{1}{2}' '0.5'
 	$(VENV)/bin/berry grade --file docs/examples/predictions.jsonl --pred-field output --gold-field answer
 

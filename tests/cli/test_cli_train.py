@@ -179,3 +179,23 @@ def test_rl_one_round(tmp_path, capsys) -> None:
     assert "greedy accuracy (before -> after): default" in printed
     assert (out / "final" / "adapter_model.safetensors").is_file()
     assert json.loads((out / "result.json").read_text())["rounds"] == 1
+
+
+def test_rl_recipe_supplies_defaults_and_options_win(tmp_path, capsys) -> None:
+    pytest.importorskip("peft")
+    out = tmp_path / "recipe"
+    argv = ["train", "rl", "--recipe", "tiny-rl", "--out", str(out), "--rounds", "1"]
+    argv += [
+        "--problems-per-round",
+        "2",
+        "--eval-limit",
+        "4",
+        "--eval-levels",
+        "0",
+        "--threads",
+        "1",
+    ]
+    assert cli_main.main(argv) == 0
+    config = json.loads((out / "rl_config.json").read_text())
+    assert config["levels"] == [0] and config["eval_every"] == 10  # the recipe's
+    assert config["rounds"] == 1 and config["problems_per_round"] == 2  # the command line's

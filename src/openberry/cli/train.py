@@ -20,7 +20,7 @@ from typing import Any
 from openberry.cli._args import int_at_least
 from openberry.cli._config import FieldOption, add_config_file_option, add_field_options
 from openberry.training.pprm import PPRMConfig
-from openberry.training.rl import RLConfig, RLError
+from openberry.training.rl import RL_RECIPES, RLConfig, RLError
 from openberry.training.sft import DTYPES, RECIPES, REQUIRED_FIELDS, SFTConfig, SFTError
 from openberry.training.value import ValueConfig
 
@@ -211,6 +211,8 @@ examples:
 _RL_OPTIONS: tuple[FieldOption, ...] = (
     ("--out", "output_dir", {"metavar": "DIR", "note": "required"}),
     ("--model", "model", {"metavar": "PATH_OR_ID"}),
+    ("--device", "device", {"metavar": "DEV"}),
+    ("--dtype", "dtype", {"choices": DTYPES}),
     ("--algo", "algo", {}),
     ("--method", "method", {"metavar": "NAME"}),
     ("--rollouts", "rollouts", {"type": int_at_least(1), "metavar": "N"}),
@@ -250,6 +252,8 @@ _RL_OPTIONS: tuple[FieldOption, ...] = (
     ("--eval-levels", "eval_levels", {"metavar": "K"}),
     ("--batch-size", "batch_size", {"type": int_at_least(1), "metavar": "N"}),
     ("--seed", "seed", {"metavar": "S"}),
+    ("--workers", "workers", {"type": int_at_least(1), "metavar": "N"}),
+    ("--ray-address", "ray_address", {"metavar": "ADDR"}),
     ("--threads", "threads", {"type": int_at_least(1), "metavar": "N"}),
     ("--checkpoints-kept", "checkpoints_kept", {"type": int_at_least(1), "metavar": "N"}),
     ("--tensorboard", "tensorboard", {}),
@@ -270,8 +274,9 @@ final/ (the adapter: use it as --model OUT/final), rl_config.json and result.jso
 continues from the last checkpoint exactly (a killed round is played again from the start).
 
 examples:
-  berry train rl --out runs/rl --rounds 40 --threads 2
-  berry train rl --out runs/rl --algo grpo --method self-consistency --rollouts 8
+  berry train rl --out runs/rl --rounds 40 --threads 2        # grpo on 8 samples per problem
+  berry train rl --recipe tiny-rl --out runs/tiny-rl        # how berry-tiny-rl was made
+  berry train rl --out runs/rl-ppo --algo ppo --method step-mcts --rollouts 8
   berry train rl --out runs/rl --rounds 60 --resume        # continue, and go on to round 60
   berry eval --dataset arithmetic --split test --method greedy --model runs/rl/final
 """
@@ -351,6 +356,14 @@ def register(subparsers: Any) -> None:
         "from a prioritized replay, with a curriculum over problem length.",
         epilog=_RL_EPILOG,
         formatter_class=raw,
+    )
+    p_rl.add_argument(
+        "--recipe",
+        choices=sorted(RL_RECIPES),
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="named recipe that supplies defaults for every option; explicit options override "
+        f"it (registered: {', '.join(sorted(RL_RECIPES))}; tiny-rl made berry-tiny-rl)",
     )
     add_field_options(p_rl, RLConfig, _RL_OPTIONS)
     add_config_file_option(p_rl)
@@ -448,7 +461,7 @@ def _cmd_rl(args: argparse.Namespace) -> int:
             values[name] = tuple(values[name])
     if "output_dir" not in values:
         raise RLError("missing --out")
-    config = RLConfig(**values)
+    config = RLConfig(**{**RL_RECIPES.get(getattr(args, "recipe", ""), {}), **values})
     from tqdm.auto import tqdm
 
     with tqdm(total=config.rounds, desc="rl rounds", unit="round") as bar:

@@ -1,9 +1,12 @@
-"""Models that ship inside the package: `berry-tiny`, the default model of every command.
+"""Models that ship inside the package: `berry-tiny`, the default model of every command, and
+`berry-tiny-rl`, a LoRA adapter on it trained by self-play RL (``berry train rl --recipe
+tiny-rl``).
 
 `resolve_model` maps a built-in name to its directory (``openberry/models/berry_tiny/``:
-safetensors weights, config and tokenizer files) and leaves any other name or path unchanged, so
-every place that loads a model by name (`HFPolicy.from_pretrained`, ``berry generate``, ``berry
-serve``, ``berry train sft --model``) accepts ``berry-tiny`` offline.
+safetensors weights, config and tokenizer files; ``berry_tiny_rl/``: the adapter, whose config
+names ``berry-tiny`` as its base) and leaves any other name or path unchanged, so every place that
+loads a model by name (`HFPolicy.from_pretrained`, ``berry generate``, ``berry serve``, ``berry
+eval``) accepts both offline.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ __all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "builtin_dir", "resolve_model"]
 
 DEFAULT_MODEL = "berry-tiny"
 """The model commands use when none is named."""
-BUILTIN_MODELS: dict[str, str] = {"berry-tiny": "berry_tiny"}
+BUILTIN_MODELS: dict[str, str] = {"berry-tiny": "berry_tiny", "berry-tiny-rl": "berry_tiny_rl"}
 """Built-in model name -> its directory under ``openberry/models/``."""
 
 
@@ -34,7 +37,7 @@ def resolve_model(name_or_path: str) -> str:
     if name_or_path not in BUILTIN_MODELS:
         return name_or_path
     path = builtin_dir(name_or_path)
-    if not (path / "model.safetensors").is_file():
+    if not any((path / f).is_file() for f in ("model.safetensors", "adapter_model.safetensors")):
         raise ModelError(
             f"{name_or_path} weights are missing from this installation ({path}); reinstall "
             f"openberry, or rebuild them with: berry train sft --recipe tiny"

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from openberry.training.rl import RLConfig, RLError, train_rl
 
 TINY = dict(
+    method="step-mcts",
     rollouts=2,
     problems_per_round=3,
     level_size=12,
@@ -59,11 +60,12 @@ def test_two_rounds_train_the_adapter(tmp_path, algo) -> None:
 
 def test_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    train_rl(RLConfig(output_dir=str(whole), rounds=2, **TINY))
-    train_rl(RLConfig(output_dir=str(parts), rounds=1, **TINY))
+    ppo = {**TINY, "algo": "ppo"}
+    train_rl(RLConfig(output_dir=str(whole), rounds=2, **ppo))
+    train_rl(RLConfig(output_dir=str(parts), rounds=1, **ppo))
     with pytest.raises(RLError, match="--resume"):
-        train_rl(RLConfig(output_dir=str(parts), rounds=2, **TINY))
-    train_rl(RLConfig(output_dir=str(parts), rounds=2, resume=True, **TINY))
+        train_rl(RLConfig(output_dir=str(parts), rounds=2, **ppo))
+    train_rl(RLConfig(output_dir=str(parts), rounds=2, resume=True, **ppo))
 
     def strip(rows):
         return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]
@@ -86,5 +88,17 @@ def test_bad_settings_are_refused() -> None:
         RLConfig(output_dir="x", algo="dqn")
     with pytest.raises(RLError):
         RLConfig(output_dir="x", rounds=0)
+    with pytest.raises(RLError, match="cannot play"):
+        RLConfig(output_dir="x", method="mctsr")
     with pytest.raises(RLError):
         train_rl(RLConfig())  # no output dir
+
+
+def test_self_play_on_two_ray_workers(tmp_path) -> None:
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    settings = {**TINY, "problems_per_round": 4}
+    train_rl(RLConfig(output_dir=str(out), rounds=1, workers=2, **settings))
+    row = _metrics(out)[1]
+    assert row["rows"] > 0 and row["updates"] >= 1
+    assert row["play_all_accuracy"] is not None

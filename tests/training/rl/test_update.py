@@ -14,15 +14,15 @@ from extracttrees import step_tree  # noqa: E402
 from openberry.models.hf import HFPolicy  # noqa: E402
 from openberry.training.rl.config import RLConfig  # noqa: E402
 from openberry.training.rl.experience import ppo_targets, tree_samples  # noqa: E402
-from openberry.training.rl.loop import _load_policy  # noqa: E402
+from openberry.training.rl.policy import load_policy  # noqa: E402
 from openberry.training.rl.update import Learner, explained_variance  # noqa: E402
 
 
 @pytest.fixture()
 def learner():
     torch.manual_seed(0)
-    config = RLConfig(output_dir="unused", lr=1e-2, warmup_steps=1, minibatch_size=8)
-    model, policy = _load_policy(config)
+    config = RLConfig(output_dir="unused", algo="ppo", lr=1e-2, warmup_steps=1, minibatch_size=8)
+    model, policy = load_policy(config)
     return Learner(model, policy.tokenizer, policy.runtime, config), policy
 
 

@@ -287,17 +287,18 @@ def _load_pretrained(
 
     if name_or_path is None:
         raise ModelError("HFPolicy needs a model or a name_or_path")
-    base = adapter_base(str(name_or_path))
-    source = tokenizer_source = resolve_model(str(base or name_or_path))
+    resolved = resolve_model(str(name_or_path))  # a built-in name may be an adapter
+    base = adapter_base(resolved)
+    source = tokenizer_source = resolve_model(str(base or resolved))
     if base is not None:
         if adapter is not None:
             raise ModelError(
                 f"{name_or_path} is an adapter directory; to load adapter {adapter!r} "
                 f"instead, name its base model ({base})"
             )
-        adapter = str(name_or_path)
-        if (Path(name_or_path) / "tokenizer_config.json").is_file():
-            tokenizer_source = str(name_or_path)
+        adapter = resolved
+        if (Path(resolved) / "tokenizer_config.json").is_file():
+            tokenizer_source = resolved
     try:
         kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)

@@ -6,9 +6,9 @@ docs/training.md.
 Importing this package is light: torch, transformers and peft load when a run starts.
 """
 
-from openberry.training.rl.config import ALGOS, RLConfig, RLError
+from openberry.training.rl.config import ALGOS, RL_RECIPES, RLConfig, RLError
 
-__all__ = ["ALGOS", "RLConfig", "RLError", "train_rl"]
+__all__ = ["ALGOS", "RL_RECIPES", "RLConfig", "RLError", "train_rl"]
 
 
 def train_rl(config: RLConfig, **kwargs: object) -> dict:

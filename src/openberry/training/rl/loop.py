@@ -20,7 +20,8 @@ Each round (LLaMA-O1's online trainer, seed-spec section 3.5, with its bugs remo
 Where we depart from LLaMA-O1: the old log-probabilities are the sampling policy's (not the base
 model's), advantages run root-to-leaf, the replay is a sum tree saved as JSON, a KL term to the
 reference, an entropy bonus, gradient clipping and a learning-rate warm-up are added, and the
-default collector is step-mcts (docs/training.md says why).
+defaults are GRPO on independent samples, which beat PPO on search trees on the validation split
+(docs/rl.md says why).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from openberry.evaluation.verify import VERIFIED, verify_tree
 from openberry.grading import is_equivalent
 from openberry.records import Example
 from openberry.search import make_search
-from openberry.search.engine import derive_seed, run_search
+from openberry.search.engine import chosen_answer, derive_seed, run_search
 from openberry.training.rl.config import RLConfig, RLError
 from openberry.training.rl.curriculum import CurriculumState, advance, draw_round
 from openberry.training.rl.experience import (
@@ -48,6 +49,7 @@ from openberry.training.rl.experience import (
     ppo_targets,
     tree_samples,
 )
+from openberry.training.rl.policy import load_policy, parse_setting
 from openberry.training.rl.replay import PrioritizedReplay, ReplayConfig
 from openberry.tree import Tree
 
@@ -90,34 +92,25 @@ def _arithmetic(split: str, operands: int, limit: int, seed: int) -> list[Exampl
 
 
 def self_play(
-    policy: Any, examples: Sequence[Example], config: RLConfig, round_: int
+    policy: Any, examples: Sequence[Example], config: RLConfig, round_: int, players: Any = None
 ) -> list[tuple[Tree, bool]]:
-    """Search `examples` with the current policy; each verified tree and whether its chosen
-    answer is right. The search sees the problems only; the verifier runs after it."""
-    overrides = dict(_setting(s) for s in config.search_set)
-    search = make_search(config.method, config.rollouts, overrides)
-    results = run_search(
-        search,
-        [e.problem for e in examples],
-        policy,
-        seed=derive_seed(config.seed, "play", round_),
-        max_batch=config.batch_size,
-    )
+    """Search `examples` with the current policy (on Ray `players` when given); each verified
+    tree and whether its chosen answer is right. The search sees the problems only; the
+    verifier runs after it, here."""
+    problems = [e.problem for e in examples]
+    if players is not None:
+        trees = players.play(policy.model, problems, round_)
+    else:
+        overrides = dict(parse_setting(s) for s in config.search_set)
+        search = make_search(config.method, config.rollouts, overrides)
+        seed = derive_seed(config.seed, "play", round_)
+        results = run_search(search, problems, policy, seed=seed, max_batch=config.batch_size)
+        trees = [r.tree for r in results]
     out = []
-    for example, result in zip(examples, results, strict=True):
-        tree = verify_tree(result.tree, lambda a, gold=example.answer: is_equivalent(a, gold))
-        out.append((tree, is_equivalent(result.answer, example.answer)))
+    for example, tree in zip(examples, trees, strict=True):
+        verified = verify_tree(tree, lambda a, gold=example.answer: is_equivalent(a, gold))
+        out.append((verified, is_equivalent(chosen_answer(tree), example.answer)))
     return out
-
-
-def _setting(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise RLError(f"search setting {text!r} is not KEY=VALUE")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
 
 
 def experience_rows(learner: Any, trees: Sequence[Tree], config: RLConfig) -> tuple[list, dict]:
@@ -181,33 +174,6 @@ def eval_sets(config: RLConfig) -> dict[str, list[Example]]:
 # --------------------------------------------------------------------------------- the run
 
 
-def _load_policy(config: RLConfig) -> tuple[Any, Any]:
-    """The base model with a fresh LoRA adapter (seeded), and the `HFPolicy` that samples with
-    it."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from openberry.models.builtin import resolve_model
-    from openberry.models.hf import HFPolicy
-
-    path = resolve_model(config.model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    base = AutoModelForCausalLM.from_pretrained(path)
-    lora = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_target_modules),
-    )
-    torch.manual_seed(derive_seed(config.seed, "lora"))
-    model = get_peft_model(base, lora)
-    model.peft_config["default"].base_model_name_or_path = config.model
-    policy = HFPolicy(model=model, tokenizer=tokenizer, name=config.model)
-    return model, policy
-
-
 class _Metrics:
     """``metrics.jsonl`` (one object per round) and, when asked, TensorBoard."""
 
@@ -221,8 +187,10 @@ class _Metrics:
         self.path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
         self.writer = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise RLError("--tensorboard needs: pip install 'openberry[tensorboard]'") from exc
             self.writer = SummaryWriter(str(out / "tb"))
 
     def log(self, row: dict[str, Any]) -> None:
@@ -273,7 +241,7 @@ def _run_round(ctx: dict[str, Any], r: int) -> dict[str, Any]:
     state: CurriculumState = ctx["curriculum"]
     rng = random.Random(derive_seed(config.seed, "draw", r))
     picks = draw_round(ctx["levels"], state, config.problems_per_round, config.review_share, rng)
-    trees = self_play(ctx["policy"], [e for _, e in picks], config, r)
+    trees = self_play(ctx["policy"], [e for _, e in picks], config, r, ctx.get("players"))
     played = [(k, t, ok) for (k, _), (t, ok) in zip(picks, trees, strict=True)]
     rows, exp_stats = experience_rows(learner, [t for t, _ in trees], config)
     for row in rows:
@@ -329,6 +297,8 @@ def train_rl(
         _save(ctx, r + 1)
         if progress is not None:
             progress(1)
+    if ctx["players"] is not None:
+        ctx["players"].close()
     return _finish(ctx)
 
 
@@ -348,7 +318,7 @@ def _prepare(config: RLConfig) -> tuple[dict[str, Any], int]:
         raise RLError(f"{out} holds a run: pass --resume to continue it, or choose a new --out")
     if config.resume and not found:
         logger.warning("%s has no checkpoint to resume from: starting a new run", out)
-    model, policy = _load_policy(config)
+    model, policy = load_policy(config)
     learner = Learner(model, policy.tokenizer, policy.runtime, config)
     ctx: dict[str, Any] = {
         "config": config,
@@ -361,7 +331,12 @@ def _prepare(config: RLConfig) -> tuple[dict[str, Any], int]:
         "curriculum": CurriculumState(),
         "elapsed": 0.0,
         "replay": PrioritizedReplay(_replay_config(config)),
+        "players": None,
     }
+    if config.workers > 1 or config.ray_address:
+        from openberry.training.rl.players import RayPlayers
+
+        ctx["players"] = RayPlayers(config)
     start = 0
     if found:
         _check_same_config(out, config)
@@ -392,7 +367,15 @@ def _replay_config(config: RLConfig) -> ReplayConfig:
 def _check_same_config(out: Path, config: RLConfig) -> None:
     saved = json.loads((out / "rl_config.json").read_text(encoding="utf-8"))
     now = json.loads(json.dumps(dataclasses.asdict(config)))
-    ignore = {"rounds", "threads", "tensorboard", "output_dir", "resume", "eval_every"}
+    ignore = {
+        "rounds",
+        "threads",
+        "tensorboard",
+        "output_dir",
+        "resume",
+        "eval_every",
+        "ray_address",
+    }
     changed = sorted(k for k in now if k not in ignore and saved.get(k) != now[k])
     if changed:
         raise RLError(

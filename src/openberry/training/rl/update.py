@@ -41,7 +41,7 @@ def scatter_actions(values: Sequence[Sequence[float]], mask: torch.Tensor) -> to
     for i, row in enumerate(values):
         idx = mask[i].nonzero().squeeze(-1)
         n = min(len(row), idx.numel())
-        out[i, idx[:n]] = torch.tensor(list(row[:n]), dtype=out.dtype)
+        out[i, idx[:n]] = torch.tensor(list(row[:n]), dtype=out.dtype, device=out.device)
     return out
 
 
@@ -72,6 +72,7 @@ class Learner:
     def __init__(self, model: Any, tokenizer: Any, runtime: Any, config: RLConfig) -> None:
         self.model, self.tokenizer, self.runtime, self.config = model, tokenizer, runtime, config
         self.pad_id = int(runtime.pad_token_id)
+        self.device = runtime.device
         self.rating_ids = [_token_id(tokenizer, RATING_TOKENS[k]) for k in ("positive", "negative")]
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -141,7 +142,7 @@ class Learner:
         lr = self.config.lr * min(1.0, (self.steps + 1) / max(1, self.config.warmup_steps))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        w = torch.tensor(list(weights), dtype=torch.float32)
+        w = torch.tensor(list(weights), dtype=torch.float32, device=self.device)
         loss, errors, stats = self.loss_terms(rows, w)
         if not torch.isfinite(loss):
             raise RLError(f"non-finite loss at update {self.steps}: {stats}")
@@ -169,7 +170,7 @@ class Learner:
             loss = (weights * per).mean()
             stats["nll"] = float(per.mean().detach())
             return loss, per.detach().abs().tolist(), stats
-        adv = torch.tensor([r["advantage"] for r in rows], dtype=torch.float32)
+        adv = torch.tensor([r["advantage"] for r in rows], dtype=torch.float32, device=self.device)
         if cfg.norm_adv and len(rows) > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         old = scatter_actions([r["old_logp"] for r in rows], mask)
@@ -193,11 +194,13 @@ class Learner:
         self, rows: Sequence[dict[str, Any]], weights: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         keep = [i for i, r in enumerate(rows) if r["value_ids"] and r["value_target"] is not None]
-        err = torch.zeros(len(rows))
+        err = torch.zeros(len(rows), device=self.device)
         if not keep:
             return None, err
         logits = self._rating_logits([rows[i]["value_ids"] for i in keep])
-        target = torch.tensor([rows[i]["value_target"] for i in keep], dtype=torch.float32)
+        target = torch.tensor(
+            [rows[i]["value_target"] for i in keep], dtype=torch.float32, device=self.device
+        )
         loss = value_loss(logits, target, weights[keep])
         with torch.no_grad():
             err[keep] = (torch.softmax(logits, -1)[:, 0] - target).abs()
@@ -207,7 +210,8 @@ class Learner:
 
     def _batch(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         pairs = [(r["prompt_ids"], r["action_ids"]) for r in rows]
-        return action_batch(pairs, self.pad_id, self.config.max_length)
+        batch = action_batch(pairs, self.pad_id, self.config.max_length)
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     def _rating_logits(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
         ids, mask, pos = self.runtime.left_pad(rows)
