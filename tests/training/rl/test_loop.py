@@ -97,7 +97,7 @@ def test_bad_settings_are_refused() -> None:
 def test_self_play_on_two_ray_workers(tmp_path) -> None:
     pytest.importorskip("ray")
     out = tmp_path / "ray"
-    settings = {**TINY, "problems_per_round": 4}
+    settings = {**TINY, "problems_per_round": 4, "algo": "ppo"}
     train_rl(RLConfig(output_dir=str(out), rounds=1, workers=2, **settings))
     row = _metrics(out)[1]
     assert row["rows"] > 0 and row["updates"] >= 1
