@@ -331,13 +331,19 @@ def two_token_logits(model: Any, batch: Mapping[str, Any], token_ids: Sequence[i
     return out.logits[:, -1, :].float().index_select(-1, index)
 
 
-def two_token_loss(logits: Any, target: Any) -> Any:
+def two_token_loss(logits: Any, target: Any, weights: Any = None) -> Any:
     """Mean binary cross-entropy between softmax over the two logits (its first entry) and
-    the soft `target` probability."""
+    the soft `target` probability; with `weights`, each row's term is weighted first (the
+    importance weights of prioritized replay)."""
     import torch
 
     margin = logits[:, 0] - logits[:, 1]
-    return torch.nn.functional.binary_cross_entropy_with_logits(margin, target.to(margin.dtype))
+    if weights is None:
+        return torch.nn.functional.binary_cross_entropy_with_logits(margin, target.to(margin.dtype))
+    per = torch.nn.functional.binary_cross_entropy_with_logits(
+        margin, target.to(margin.dtype), reduction="none"
+    )
+    return (weights * per).mean()
 
 
 def head_probabilities(

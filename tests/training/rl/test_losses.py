@@ -14,8 +14,8 @@ from openberry.training.rl.losses import (  # noqa: E402
     kl_penalty,
     masked_mean,
     ppo_policy_loss,
-    value_loss,
 )
+from openberry.training.token_head import two_token_loss  # noqa: E402
 
 
 def test_action_batch_marks_the_shifted_action_positions() -> None:
@@ -83,4 +83,7 @@ def test_value_loss_is_the_bce_of_the_renormalised_rating() -> None:
     logits = torch.tensor([[2.0, 0.0]])
     p = 1 / (1 + math.exp(-2.0))
     want = -(0.75 * math.log(p) + 0.25 * math.log(1 - p))
-    assert float(value_loss(logits, torch.tensor([0.75]))) == pytest.approx(want, rel=1e-5)
+    target = torch.tensor([0.75])
+    assert float(two_token_loss(logits, target)) == pytest.approx(want, rel=1e-5)
+    weighted = two_token_loss(logits, target, torch.tensor([2.0]))
+    assert float(weighted) == pytest.approx(2 * want, rel=1e-5)

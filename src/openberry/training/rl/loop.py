@@ -40,7 +40,7 @@ from openberry.evaluation.verify import VERIFIED, verify_tree
 from openberry.grading import is_equivalent
 from openberry.records import Example
 from openberry.search import make_search
-from openberry.search.engine import chosen_answer, derive_seed, run_search
+from openberry.search.engine import derive_seed, run_search
 from openberry.training.rl.config import RLConfig, RLError
 from openberry.training.rl.curriculum import CurriculumState, advance, draw_round
 from openberry.training.rl.experience import (
@@ -49,7 +49,7 @@ from openberry.training.rl.experience import (
     ppo_targets,
     tree_samples,
 )
-from openberry.training.rl.policy import load_policy, parse_setting
+from openberry.training.rl.policy import load_policy, player_search
 from openberry.training.rl.replay import PrioritizedReplay, ReplayConfig
 from openberry.tree import Tree
 
@@ -101,38 +101,47 @@ def self_play(
     if players is not None:
         trees = players.play(policy.model, problems, round_)
     else:
-        overrides = dict(parse_setting(s) for s in config.search_set)
-        search = make_search(config.method, config.rollouts, overrides)
         seed = derive_seed(config.seed, "play", round_)
-        results = run_search(search, problems, policy, seed=seed, max_batch=config.batch_size)
+        results = run_search(
+            player_search(config), problems, policy, seed=seed, max_batch=config.batch_size
+        )
         trees = [r.tree for r in results]
     out = []
     for example, tree in zip(examples, trees, strict=True):
         verified = verify_tree(tree, lambda a, gold=example.answer: is_equivalent(a, gold))
-        out.append((verified, is_equivalent(chosen_answer(tree), example.answer)))
+        out.append((verified, _chosen_is_right(verified)))
     return out
+
+
+def _chosen_is_right(tree: Tree) -> bool:
+    """The verifier's verdict on the tree's chosen answer (its last chosen node is a verified
+    candidate; no answer, or no chosen path, is wrong)."""
+    return bool(tree.chosen) and tree.nodes[tree.chosen[-1]].info.get(VERIFIED) is True
 
 
 def experience_rows(learner: Any, trees: Sequence[Tree], config: RLConfig) -> tuple[list, dict]:
     """Training rows of the round's trees (see the module docstring) and their statistics."""
-    rows, values_seen, targets_seen = [], [], []
-    for tree in trees:
-        samples = tree_samples(tree)
-        if config.algo == "ppo":
-            values = learner.values(samples)
-            samples = ppo_targets(samples, values, config.gamma, config.gae_lambda)
-            for s in samples:
-                if s.value_target is not None and s.node in values:
-                    values_seen.append(values[s.node])
-                    targets_seen.append(s.value_target)
-        elif config.algo == "grpo":
-            samples = [s for s in grpo_targets(samples) if s.advantage != 0.0]
-        else:
-            samples = expert_targets(samples)
-        if samples:
-            rows.extend(learner.encode(samples))
     from openberry.training.rl.update import explained_variance
 
+    per_tree = [tree_samples(tree) for tree in trees]
+    values_seen, targets_seen = [], []
+    if config.algo == "ppo":
+        values = learner.tree_values(per_tree)  # every tree's value prompts in shared batches
+        per_tree = [
+            ppo_targets(samples, v, config.gamma, config.gae_lambda)
+            for samples, v in zip(per_tree, values, strict=True)
+        ]
+        for samples, v in zip(per_tree, values, strict=True):
+            for s in samples:
+                if s.value_target is not None and s.node in v:
+                    values_seen.append(v[s.node])
+                    targets_seen.append(s.value_target)
+    elif config.algo == "grpo":
+        per_tree = [[s for s in grpo_targets(x) if s.advantage != 0.0] for x in per_tree]
+    else:
+        per_tree = [expert_targets(x) for x in per_tree]
+    flat = [s for samples in per_tree for s in samples]
+    rows = learner.encode(flat) if flat else []
     stats = {"rows": len(rows), "explained_variance": explained_variance(values_seen, targets_seen)}
     return learner.annotate(rows) if rows else rows, stats
 

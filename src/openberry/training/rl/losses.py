@@ -10,8 +10,9 @@
   non-negative estimator ``exp(r) - r - 1``, ``r = log pi_ref - log pi`` (Schulman's "k3", as
   GRPO uses it, Shao et al. 2024, eq. 4).
 - `entropy_of`: the policy's entropy at each action token (an exploration bonus).
-- `value_loss`: the rating-token value: binary cross-entropy of ``p(<positive_rating>)``
-  renormalised over the two rating tokens against the value target, as `berry train value`.
+
+The value loss is `openberry.training.token_head.two_token_loss`, the loss of `berry train value`,
+with the replay's importance weights.
 
 Tensors are [batch, positions]; ``mask`` marks the action tokens.
 """
@@ -30,7 +31,6 @@ __all__ = [
     "masked_mean",
     "ppo_policy_loss",
     "sequence_logprobs",
-    "value_loss",
 ]
 
 
@@ -116,16 +116,3 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -
     """Per-sample mean of the k3 KL estimate ``exp(r) - r - 1``, ``r = ref_logp - logp``."""
     r = ref_logp - logp
     return masked_mean(torch.exp(r) - r - 1.0, mask)
-
-
-def value_loss(
-    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Binary cross-entropy of the two rating-token logits (``[B, 2]``: positive, negative)
-    against the targets in [0, 1], averaged with the importance weights."""
-    margin = logits[:, 0] - logits[:, 1]
-    per = torch.nn.functional.binary_cross_entropy_with_logits(
-        margin, targets.to(margin.dtype), reduction="none"
-    )
-    w = torch.ones_like(per) if weights is None else weights
-    return (w * per).mean()

@@ -41,14 +41,12 @@ class _Player:
         import torch
         from peft import set_peft_model_state_dict
 
-        from openberry.search import make_search
         from openberry.search.engine import run_search
-        from openberry.training.rl.policy import parse_setting
+        from openberry.training.rl.policy import player_search
 
         set_peft_model_state_dict(self.model, {k: torch.from_numpy(v) for k, v in adapter.items()})
         self.policy.reset_prefix_cache()
-        overrides = dict(parse_setting(s) for s in self.config.search_set)
-        search = make_search(self.config.method, self.config.rollouts, overrides)
+        search = player_search(self.config)
         found = [Problem.from_dict(p) for p in problems]
         results = run_search(
             search, found, self.policy, seed=seed, max_batch=self.config.batch_size

@@ -9,19 +9,20 @@ from typing import Any
 from openberry.search.engine import derive_seed
 from openberry.training.rl.config import RLConfig, RLError
 
-__all__ = ["load_policy", "parse_setting"]
+__all__ = ["load_policy", "parse_setting", "player_search"]
 
 
 def load_policy(config: RLConfig) -> tuple[Any, Any]:
     """The base model with a fresh LoRA adapter (seeded), and the `HFPolicy` that samples with
     it."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from openberry.models.builtin import resolve_model
     from openberry.models.hf import HFPolicy
     from openberry.models.hf.runtime import adapter_base
+    from openberry.training.sft import _lora_config
 
     path = resolve_model(config.model)
     if adapter_base(path) is not None:
@@ -34,13 +35,7 @@ def load_policy(config: RLConfig) -> tuple[Any, Any]:
     base = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if config.device:
         base = base.to(config.device)
-    lora = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_target_modules),
-    )
+    lora = _lora_config(config)  # RLConfig has SFTConfig's lora_* fields
     torch.manual_seed(derive_seed(config.seed, "lora"))
     model = get_peft_model(base, lora)
     model.peft_config["default"].base_model_name_or_path = config.model
@@ -57,3 +52,12 @@ def parse_setting(text: str) -> tuple[str, Any]:
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:
         return key.strip(), value
+
+
+def player_search(config: RLConfig) -> Any:
+    """The search that plays the training problems: ``method`` at ``rollouts`` with the
+    ``search_set`` overrides (the same in this process and on every Ray actor)."""
+    from openberry.search import make_search
+
+    overrides = dict(parse_setting(s) for s in config.search_set)
+    return make_search(config.method, config.rollouts, overrides)

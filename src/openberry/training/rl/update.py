@@ -28,8 +28,8 @@ from openberry.training.rl.losses import (
     masked_mean,
     ppo_policy_loss,
     sequence_logprobs,
-    value_loss,
 )
+from openberry.training.token_head import _token_id, two_token_logits, two_token_loss
 
 __all__ = ["Learner", "explained_variance", "scatter_actions"]
 
@@ -83,35 +83,44 @@ class Learner:
     # ----------------------------------------------------------------------- experience rows
 
     def encode(self, samples: Sequence[StepSample]) -> list[dict[str, Any]]:
-        """Token rows of `samples` (prompt and action ids as the search's encoding gives them)."""
+        """Token rows of `samples` (prompt and action ids as the search's encoding gives them;
+        the value prompt's ids only for ppo, the one algorithm with a value loss)."""
         prompts = self.runtime.encode_prompts([s.prompt for s in samples])
-        values = self.runtime.encode_prompts([s.value_prompt or "" for s in samples])
+        with_value = self.config.algo == "ppo"
+        values = self.runtime.encode_prompts([s.value_prompt or "" for s in samples if with_value])
         rows = []
-        for s, p_ids, v_ids in zip(samples, prompts, values, strict=True):
+        for k, (s, p_ids) in enumerate(zip(samples, prompts, strict=True)):
             action = self.runtime.encode_completion(s.prompt, p_ids, s.action)
+            v_ids = values[k][-self.config.max_length :] if with_value and s.value_prompt else None
             rows.append(
                 {
                     "problem": s.problem_id,
                     "node": s.node,
                     "prompt_ids": p_ids,
                     "action_ids": action[: self.config.max_length],
-                    "value_ids": v_ids[-self.config.max_length :] if s.value_prompt else None,
+                    "value_ids": v_ids,
                     "advantage": s.advantage,
                     "value_target": s.value_target,
                 }
             )
         return [r for r in rows if r["action_ids"]]
 
-    @torch.no_grad()
     def values(self, samples: Sequence[StepSample]) -> dict[int, float]:
         """The rating-token value of each sample's reached state (node id -> value)."""
-        todo = [s for s in samples if s.value_prompt]
-        ids = self.runtime.encode_prompts([s.value_prompt for s in todo])
-        out: dict[int, float] = {}
+        return self.tree_values([samples])[0]
+
+    @torch.no_grad()
+    def tree_values(self, trees: Sequence[Sequence[StepSample]]) -> list[dict[int, float]]:
+        """`values` of each tree's samples, all trees' value prompts in batches of
+        ``batch_size``."""
+        todo = [(t, s) for t, samples in enumerate(trees) for s in samples if s.value_prompt]
+        ids = self.runtime.encode_prompts([s.value_prompt for _, s in todo])
+        out: list[dict[int, float]] = [{} for _ in trees]
         for lo in range(0, len(todo), self.config.batch_size):
             logits = self._rating_logits(ids[lo : lo + self.config.batch_size])
             probs = torch.softmax(logits, dim=-1)[:, 0].tolist()
-            out.update({s.node: p for s, p in zip(todo[lo:], probs, strict=False)})
+            for (t, s), p in zip(todo[lo:], probs, strict=False):
+                out[t][s.node] = p
         return out
 
     @torch.no_grad()
@@ -201,7 +210,7 @@ class Learner:
         target = torch.tensor(
             [rows[i]["value_target"] for i in keep], dtype=torch.float32, device=self.device
         )
-        loss = value_loss(logits, target, weights[keep])
+        loss = two_token_loss(logits, target, weights[keep])
         with torch.no_grad():
             err[keep] = (torch.softmax(logits, -1)[:, 0] - target).abs()
         return loss, err
@@ -215,14 +224,5 @@ class Learner:
 
     def _rating_logits(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
         ids, mask, pos = self.runtime.left_pad(rows)
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1, use_cache=False
-        )
-        return out.logits[:, -1, :].float()[:, self.rating_ids]
-
-
-def _token_id(tokenizer: Any, text: str) -> int:
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if len(ids) != 1:
-        raise RLError(f"{text!r} is not one token of this tokenizer: the value head needs it")
-    return int(ids[0])
+        batch = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        return two_token_logits(self.model, batch, self.rating_ids)
