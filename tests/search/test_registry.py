@@ -70,3 +70,24 @@ def test_docs_method_table_lists_the_registry() -> None:
     table = doc.read_text(encoding="utf-8").split("| method | what it does |", 1)[1]
     rows = re.findall(r"^\| `([a-z-]+)` \|", table.split("\n\n", 1)[0], flags=re.M)
     assert rows == list(REGISTRY)
+
+
+def test_regression_config_values_are_range_checked() -> None:
+    """A negative exploration constant, a temperature of 9 or a zero count is refused, naming
+    the setting; 0 is accepted where the help says what it means."""
+    import pytest
+
+    from openberry.search import SearchError, make_config
+
+    for method, overrides, name in [
+        ("mctsr", {"c": "-5"}, "c"),
+        ("mctsr", {"temperature": "9"}, "temperature"),
+        ("sr-mcts", {"scorer_config.ebc_alpha": "1.5"}, "scorer_config.ebc_alpha"),
+        ("beam", {"width": "0"}, "width"),
+        ("step-mcts", {"c_puct": "nan"}, "c_puct"),
+        ("best-of-n", {"top_p": "0"}, "top_p"),
+    ]:
+        with pytest.raises(SearchError, match=name):
+            make_config(method, 4, overrides)
+    assert make_config("step-mcts", 4, {"finish_tokens": "0"}).finish_tokens == 0
+    assert make_config("meta-mcts", 4, {"finish_steps": "0", "noise": "0"}).finish_steps == 0

@@ -37,6 +37,7 @@ from openberry.records import Example, Generation, Problem
 from openberry.tree import Tree
 
 __all__ = [
+    "Asker",
     "Generate",
     "NextTokenProbs",
     "Request",
@@ -45,8 +46,12 @@ __all__ = [
     "SearchFn",
     "SearchResult",
     "SearchStats",
+    "answer_group",
     "derive_seed",
+    "problem_rng",
+    "request_key",
     "run_search",
+    "search_result",
 ]
 
 logger = logging.getLogger(__name__)
@@ -232,128 +237,180 @@ class _Driver:
         for i, (_single, requests) in pending.items():
             stats[i].rounds += 1
             for slot, r in enumerate(requests):
-                stats[i].calls += 1
-                stats[i].prompts += len(r.prompts)
-                if isinstance(r, Generate):
-                    key: tuple = ("generate", r.model, r.params)
-                elif isinstance(r, Score):
-                    key = ("score", r.model)
-                else:
-                    key = ("next", r.model, r.candidates)
-                groups.setdefault(key, []).append((i, slot, r))
+                groups.setdefault(request_key(r), []).append((i, slot, r))
         answers: dict[int, list[Any]] = {i: [None] * len(reqs) for i, (_, reqs) in pending.items()}
         for g, (key, members) in enumerate(groups.items()):
-            model = self._model(key[1])
-            flat_prompts = [p for _, _, r in members for p in r.prompts]
-            if not flat_prompts:  # empty requests keep a search in step; nothing to ask
-                for i, slot, _r in members:
-                    answers[i][slot] = []
-                continue
-            if key[0] == "generate":
-                params: SamplingParams = key[2]
-                if not params.greedy:
-                    params = replace(params, seed=derive_seed(self.seed, self.round, g))
-                out: list[Any] = self._chunked(
-                    lambda lo, hi, p=params, m=model, fp=flat_prompts: m.generate(fp[lo:hi], p),
-                    len(flat_prompts),
-                    per_prompt=params.n,
-                )
-            elif key[0] == "score":
-                flat_completions = [c for _, _, r in members for c in r.completions]
-                out, sent = self._memoized(
-                    model,
-                    key,
-                    list(zip(flat_prompts, flat_completions, strict=True)),
-                    lambda items, m=model: m.score([p for p, _ in items], [c for _, c in items]),
-                )
-            else:
-                cands = list(key[2])
-                out, sent = self._memoized(
-                    model,
-                    key,
-                    flat_prompts,
-                    lambda items, m=model, c=cands: m.next_token_probs(items, c),
-                )
-            if key[0] == "generate" and len(out) != len(flat_prompts):
-                raise SearchError(
-                    f"model {model.name!r} answered {len(out)} of {len(flat_prompts)} prompts"
-                )
-            counter = _token_counter(model) if key[0] != "generate" else None
-            pos = 0
-            for i, slot, r in members:
-                part = out[pos : pos + len(r.prompts)]
+            askers = [Asker(r, self.memo, stats[i]) for i, _slot, r in members]
+            seed = derive_seed(self.seed, self.round, g)
+            parts = answer_group(self._model(key[1]), key, askers, seed, self.max_batch)
+            for (i, slot, _r), part in zip(members, parts, strict=True):
                 answers[i][slot] = part
-                if key[0] == "generate":
-                    self._count_generated(stats[i], part)
-                else:
-                    was_sent = sent[pos : pos + len(r.prompts)]
-                    stats[i].cached_prompts += was_sent.count(False)
-                    self._count_scored(stats[i], r, was_sent, counter)
-                pos += len(r.prompts)
         return answers
 
-    def _memoized(
-        self,
-        model: Policy,
-        key: tuple,
-        items: list[Any],
-        call: Callable[[list[Any]], list[Any]],
-    ) -> tuple[list[Any], list[bool]]:
-        """Answers of a deterministic request kind for `items` (prompts, or prompt-completion
-        pairs): each item not answered before in this search is sent once (in chunks of
-        `max_batch`), the others come from the memo. Returns the answers and, per item, whether
-        this item was the one sent."""
-        todo: dict[Any, None] = {}
-        sent = []
-        for item in items:
-            first = (key, item) not in self.memo and item not in todo
+
+def request_key(r: Request) -> tuple:
+    """Requests with equal keys can share one backend call: same kind, model and settings."""
+    if isinstance(r, Generate):
+        return ("generate", r.model, r.params)
+    if isinstance(r, Score):
+        return ("score", r.model)
+    return ("next", r.model, r.candidates)
+
+
+@dataclass(frozen=True)
+class Asker:
+    """One request of a merged backend call, with the memo and the stats of the search that
+    asked it (searches of one batch may share a memo)."""
+
+    request: Request
+    memo: dict[tuple, Any] = field(repr=False)
+    """Answers of deterministic requests by (key, prompt[, completion]): an item asked again is
+    not sent again."""
+    stats: SearchStats = field(repr=False)
+
+
+def answer_group(
+    model: Policy, key: tuple, askers: Sequence[Asker], seed: int, max_batch: int
+) -> list[list[Any]]:
+    """Answer requests that share `key` (`request_key`) with one backend call, sent in chunks
+    of `max_batch` prompts (times samples per prompt); `seed` seeds a sampled generation.
+    Counts each request and its tokens in its asker's stats. Returns each asker's answers."""
+    for a in askers:
+        a.stats.calls += 1
+        a.stats.prompts += len(a.request.prompts)
+    if not any(a.request.prompts for a in askers):  # empty requests keep a search in step
+        return [[] for _ in askers]
+    if key[0] == "generate":
+        return _answer_generate(model, key[2], askers, seed, max_batch)
+    if key[0] == "score":
+        out, sent = _memoized(
+            key,
+            askers,
+            lambda r: list(zip(r.prompts, r.completions, strict=True)),
+            lambda items: model.score([p for p, _ in items], [c for _, c in items]),
+            max_batch,
+            _name(model),
+        )
+    else:
+        cands = list(key[2])
+        out, sent = _memoized(
+            key,
+            askers,
+            lambda r: list(r.prompts),
+            lambda items: model.next_token_probs(items, cands),
+            max_batch,
+            _name(model),
+        )
+    counter = _token_counter(model)
+    for a, was_sent in zip(askers, sent, strict=True):
+        a.stats.cached_prompts += was_sent.count(False)
+        _count_scored(a.stats, a.request, was_sent, counter)
+    return out
+
+
+def _answer_generate(
+    model: Policy, params: SamplingParams, askers: Sequence[Asker], seed: int, max_batch: int
+) -> list[list[Any]]:
+    if not params.greedy:
+        params = replace(params, seed=seed)
+    prompts = [p for a in askers for p in a.request.prompts]
+    out = _chunked(
+        lambda lo, hi: model.generate(prompts[lo:hi], params),
+        len(prompts),
+        max_batch,
+        per_prompt=params.n,
+    )
+    if len(out) != len(prompts):
+        raise SearchError(f"model {_name(model)!r} answered {len(out)} of {len(prompts)} prompts")
+    parts, pos = [], 0
+    for a in askers:
+        part = out[pos : pos + len(a.request.prompts)]
+        _count_generated(a.stats, part)
+        parts.append(part)
+        pos += len(a.request.prompts)
+    return parts
+
+
+def _memoized(
+    key: tuple,
+    askers: Sequence[Asker],
+    items_of: Callable[[Any], list[Any]],
+    call: Callable[[list[Any]], list[Any]],
+    max_batch: int,
+    model_name: str,
+) -> tuple[list[list[Any]], list[list[bool]]]:
+    """Answers of a deterministic request kind: each item (a prompt, or a prompt-completion
+    pair) not in its asker's memo is sent once, in chunks of `max_batch`, however many askers
+    ask it; the others come from the memos. Returns each asker's answers and, per item, whether
+    this item was the one sent."""
+    todo: dict[Any, None] = {}
+    sent: list[list[bool]] = []
+    for a in askers:
+        flags = []
+        for item in items_of(a.request):
+            first = (key, item) not in a.memo and item not in todo
             if first:
                 todo[item] = None
-            sent.append(first)
-        fresh = list(todo)
-        if fresh:
-            got = self._chunked(lambda lo, hi: call(fresh[lo:hi]), len(fresh))
-            if len(got) != len(fresh):
-                raise SearchError(
-                    f"model {model.name!r} answered {len(got)} of {len(fresh)} prompts"
-                )
-            for item, answer in zip(fresh, got, strict=True):
-                self.memo[(key, item)] = answer
+            flags.append(first)
+        sent.append(flags)
+    fresh = list(todo)
+    got: dict[Any, Any] = {}
+    if fresh:
+        answers = _chunked(lambda lo, hi: call(fresh[lo:hi]), len(fresh), max_batch)
+        if len(answers) != len(fresh):
+            raise SearchError(
+                f"model {model_name!r} answered {len(answers)} of {len(fresh)} prompts"
+            )
+        got = dict(zip(fresh, answers, strict=True))
+    out = []
+    for a in askers:
+        items = items_of(a.request)
+        for item in items:
+            if (key, item) not in a.memo:
+                a.memo[(key, item)] = got[item]
         # Each asker gets its own copy of a mutable answer (a dict of probabilities).
-        return [_copied(self.memo[(key, item)]) for item in items], sent
+        out.append([_copied(a.memo[(key, item)]) for item in items])
+    return out, sent
 
-    def _chunked(self, call: Callable[[int, int], list[Any]], n: int, per_prompt: int = 1) -> list:
-        step = max(1, self.max_batch // max(1, per_prompt))
-        out: list[Any] = []
-        for lo in range(0, n, step):
-            out.extend(call(lo, min(n, lo + step)))
-        return out
 
-    @staticmethod
-    def _count_generated(s: SearchStats, part: list[list[Generation]]) -> None:
-        for row in part:
-            for g in row:
-                gen: Generation = g
-                s.generated_tokens += max(gen.num_tokens, 0)
-            # Siblings share one prompt: count its tokens once per prompt.
-            s.prompt_tokens += max((g.prompt_tokens for g in row), default=0)
+def _name(model: Policy) -> str:
+    return str(getattr(model, "name", type(model).__name__))
 
-    @staticmethod
-    def _count_scored(
-        s: SearchStats,
-        r: Score | NextTokenProbs,
-        sent: list[bool],
-        counter: Callable[[Sequence[str]], list[int]] | None,
-    ) -> None:
-        """Tokens of the prompts (and completions) of `r` that were sent to the model."""
-        if counter is None:
-            return
-        texts = list(r.prompts)
-        if isinstance(r, Score):
-            texts = [p + c for p, c in zip(r.prompts, r.completions, strict=True)]
-        texts = [t for t, was_sent in zip(texts, sent, strict=True) if was_sent]
-        if texts:
-            s.scored_tokens += sum(counter(texts))
+
+def _chunked(
+    call: Callable[[int, int], list[Any]], n: int, max_batch: int, per_prompt: int = 1
+) -> list:
+    step = max(1, max_batch // max(1, per_prompt))
+    out: list[Any] = []
+    for lo in range(0, n, step):
+        out.extend(call(lo, min(n, lo + step)))
+    return out
+
+
+def _count_generated(s: SearchStats, part: list[list[Generation]]) -> None:
+    for row in part:
+        for g in row:
+            gen: Generation = g
+            s.generated_tokens += max(gen.num_tokens, 0)
+        # Siblings share one prompt: count its tokens once per prompt.
+        s.prompt_tokens += max((g.prompt_tokens for g in row), default=0)
+
+
+def _count_scored(
+    s: SearchStats,
+    r: Request,
+    sent: list[bool],
+    counter: Callable[[Sequence[str]], list[int]] | None,
+) -> None:
+    """Tokens of the prompts (and completions) of `r` that were sent to the model."""
+    if counter is None:
+        return
+    texts = list(r.prompts)
+    if isinstance(r, Score):
+        texts = [p + c for p, c in zip(r.prompts, r.completions, strict=True)]
+    texts = [t for t, was_sent in zip(texts, sent, strict=True) if was_sent]
+    if texts:
+        s.scored_tokens += sum(counter(texts))
 
 
 def _copied(answer: Any) -> Any:
@@ -414,22 +471,14 @@ def run_search(
         if callable(reset):
             reset()
     stats = [SearchStats() for _ in problems]
-    gens = [
-        search(p, random.Random(derive_seed(seed, "problem", p.id, p.question))) for p in problems
-    ]
+    gens = [search(p, problem_rng(seed, p)) for p in problems]
     read = answer_of or chosen_answer
     results: list[SearchResult | None] = [None] * len(problems)
 
     config = getattr(search, "config", None)
 
     def finish(i: int, tree: Tree) -> None:
-        info = dict(tree.info)
-        if is_dataclass(config) and not isinstance(config, type):
-            info = {"config": asdict(config), **info}
-        info["stats"] = stats[i].to_dict()
-        info.setdefault("seed", seed)
-        tree = replace(tree, info=info)
-        results[i] = SearchResult(problem=problems[i], tree=tree, answer=read(tree), stats=stats[i])
+        results[i] = search_result(problems[i], tree, stats[i], seed=seed, config=config, read=read)
         if on_result is not None:
             on_result(i, results[i])
         if progress is not None:
@@ -437,6 +486,34 @@ def run_search(
 
     _Driver(table, seed, max_batch, finish).run(gens, stats)
     return [r for r in results if r is not None]
+
+
+def search_result(
+    problem: Problem,
+    tree: Tree,
+    stats: SearchStats,
+    *,
+    seed: int,
+    config: Any = None,
+    read: Callable[[Tree], str | None] | None = None,
+) -> SearchResult:
+    """A finished search as a `SearchResult`: the tree's ``info`` gets the search's whole
+    `config` (a dataclass), its `stats` and `seed`; the answer is ``read(tree)`` (default
+    `chosen_answer`)."""
+    info = dict(tree.info)
+    if is_dataclass(config) and not isinstance(config, type):
+        info = {"config": asdict(config), **info}
+    info["stats"] = stats.to_dict()
+    info.setdefault("seed", seed)
+    tree = replace(tree, info=info)
+    return SearchResult(
+        problem=problem, tree=tree, answer=(read or chosen_answer)(tree), stats=stats
+    )
+
+
+def problem_rng(seed: int, problem: Problem) -> random.Random:
+    """The random generator a search of `problem` gets in a run seeded `seed`."""
+    return random.Random(derive_seed(seed, "problem", problem.id, problem.question))
 
 
 def chosen_answer(tree: Tree) -> str | None:

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import random
 from collections.abc import Mapping
 from typing import Any
 
-from openberry.configs import ConfigError, convert, field_kinds
+from openberry.configs import ConfigError, convert, field_docs, field_kinds
 from openberry.records import Problem
 from openberry.search.engine import SearchError, SearchFn, SearchGen
 from openberry.search.registry import REGISTRY
 
-__all__ = ["METHODS", "apply_overrides", "make_config", "make_search"]
+__all__ = ["METHODS", "apply_overrides", "check_ranges", "make_config", "make_search"]
 
 METHODS: dict[str, tuple[type, Any]] = {
     name: (m.config_class(), m.search_function()) for name, m in REGISTRY.items()
@@ -69,6 +70,53 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
     return dataclasses.replace(config, **changes)
 
 
+_ZERO_OK = frozenset({"reward_retries"})
+"""Integer settings for which 0 is meaningful besides those whose help says ``(0: ...)``;
+every other count must be >= 1."""
+_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0),
+    "self_eval_temperature": (0.0, 2.0),
+    "alpha": (0.0, 1.0),
+    "gamma": (0.0, 1.0),
+    "ebc_alpha": (0.0, 1.0),
+    "full_score_threshold": (-100.0, 100.0),
+    "full_score_replacement": (-100.0, 100.0),
+}
+"""Closed ranges of float settings by name; any other float must be finite and >= 0."""
+
+
+def check_ranges(config: Any, prefix: str = "") -> None:
+    """Raise `SearchError` naming the first setting of `config` (nested groups included) out
+    of its range: counts >= 1 (0 allowed where it means "none"), weights and constants >= 0,
+    temperatures in [0, 2], ``top_p`` in (0, 1], mixing weights in [0, 1]."""
+    docs = field_docs(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        name = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, name + ".")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        elif isinstance(value, int):
+            least = 0 if f.name in _ZERO_OK or "(0: " in docs.get(f.name, "") else 1
+            if value < least:
+                raise SearchError(f"{name} must be >= {least}, got {value}")
+        else:
+            _check_float(name, f.name, value)
+
+
+def _check_float(name: str, field_name: str, value: float) -> None:
+    if field_name == "top_p":
+        ok, what = 0 < value <= 1, "in (0, 1]"
+    elif field_name in _RANGES:
+        lo, hi = _RANGES[field_name]
+        ok, what = lo <= value <= hi, f"in [{lo:g}, {hi:g}]"
+    else:
+        ok, what = value >= 0 and math.isfinite(value), "a finite number >= 0"
+    if not ok:
+        raise SearchError(f"{name} must be {what}, got {value}")
+
+
 def make_config(
     name: str, rollouts: int | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Any:
@@ -79,7 +127,9 @@ def make_config(
     config = cls()
     if rollouts is not None:
         config = dataclasses.replace(config, **_budget(name, rollouts))
-    return apply_overrides(config, overrides or {})
+    config = apply_overrides(config, overrides or {})
+    check_ranges(config)
+    return config
 
 
 def make_search(
