@@ -101,6 +101,38 @@ def register(subparsers: Any) -> None:
         help="search budget of requests that name no 'rollouts' "
         f"(default: {DEFAULT_ROLLOUTS}; at most {MAX_SEARCH_ROLLOUTS})",
     )
+    g = p.add_argument_group("concurrency and limits")
+    g.add_argument(
+        "--max-active",
+        type=int_at_least(1),
+        default=64,
+        metavar="N",
+        help="most requests stepped together: their model calls share batches, and a new "
+        "request joins at the next model call (1 serves one request at a time; default: 64)",
+    )
+    g.add_argument(
+        "--max-queue",
+        type=int_at_least(1),
+        default=256,
+        metavar="N",
+        help="most requests in flight or waiting; more are answered 503 with Retry-After "
+        "(default: 256)",
+    )
+    g.add_argument(
+        "--max-body-kb",
+        type=int_at_least(1),
+        default=4096,
+        metavar="KB",
+        help="largest request body, in KiB; larger ones get 413 (default: 4096)",
+    )
+    g.add_argument(
+        "--request-tokens",
+        type=int_at_least(1),
+        default=65536,
+        metavar="N",
+        help="most tokens one request may generate (prompts x n x max_tokens for sampling, "
+        "everything a search generates) (default: 65536)",
+    )
     p.set_defaults(func=run)
 
 
@@ -142,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from openberry.serve.app import create_app
+        from openberry.serve.limits import ServeLimits
     except ImportError as exc:
         raise BerryError(
             f"berry serve needs the 'serve' extra (pip install 'openberry[serve]'): {exc}"
@@ -157,6 +190,11 @@ def run(args: argparse.Namespace) -> int:
             search_methods=args.search_methods,
             search_rollouts=args.search_rollouts,
             roles=roles,
+            max_active=args.max_active,
+            max_queue=max(args.max_queue, args.max_active),
+            limits=ServeLimits(
+                max_body_bytes=max(1, args.max_body_kb) * 1024, request_tokens=args.request_tokens
+            ),
         )
     except ValueError as exc:
         raise BerryError(str(exc)) from exc
@@ -169,5 +207,5 @@ def run(args: argparse.Namespace) -> int:
         args.port,
         "API key required" if api_key else "no API key",
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_keep_alive=30)
     return 0

@@ -41,8 +41,20 @@ Behaviour and departures from the OpenAI API:
   server-sent events ``data: {...}\\n\\n`` (text in pieces of `STREAM_PIECE_CHARS` characters; the
   last chunk of a choice carries its ``finish_reason`` and, when asked, its logprobs), then
   ``data: [DONE]``. With ``stream_options.include_usage`` a last chunk carries the usage.
-- Generation runs in the thread pool (the event loop stays free) and one lock serialises access
-  to the model: requests are answered one generate call at a time.
+- Concurrency: every use of the model is a job of one scheduler thread
+  (`openberry.serve.scheduler`), which steps all requests in flight together: requests that
+  can share a backend call share it, and a new request joins at the next backend call instead
+  of waiting for a whole search (plain requests first, then the longest-waiting call). At most
+  ``max_active`` requests are stepped together (1: one at a time), at most ``max_queue`` are in
+  flight or waiting; past that a request gets 503 with ``Retry-After``. A request whose client
+  disconnects is cancelled (no further model call is made for it). At temperature 0 answers
+  are the same as serving one request at a time; sampled answers depend on what shared their
+  call, except for a plain request with its own ``seed``, which runs alone.
+- Limits (`openberry.serve.limits`): body size (413), prompt length against the model's
+  context (400 ``context_length_exceeded``; ``max_tokens`` is cut to the room the prompt leaves),
+  tokens per request (400 ``request_too_large``), every ``search_config`` value range-checked
+  (400 naming ``search_config.<field>``), empty prompts (400). An unexpected fault is a logged
+  500 sent as a normal response: the kept-alive connection stays usable.
 - The API key is compared in constant time and never logged.
 
 Search methods as models: unless ``search_methods=False``, every method of
@@ -67,11 +79,12 @@ plain model. A request naming one runs that search over the served policy instea
   (node ids of the chosen path), ``nodes`` (tree size), ``stats`` (calls, prompt and generated
   tokens, rounds, wall time), ``config`` (the method's whole config), ``rollouts`` and ``seed``.
   ``usage`` counts the search's prompt tokens and generated tokens.
-- the search runs in the thread pool under the same model lock as generation, so it holds the
-  model for its whole duration.
+- the search is a job of the scheduler: its model calls share batches with the other requests
+  in flight, it may generate at most the server's per-request token budget (past it, a 400),
+  and it stops when its client goes away.
 
-Code: `create_app` builds a `openberry.serve.state.ServerState` (policy, lock, served names, API
-key), keeps it on ``app.state.server`` and includes `openberry.serve.routes.router`, whose
+Code: `create_app` builds a `openberry.serve.state.ServerState` (policy, scheduler, limits,
+served names, API key), keeps it on ``app.state.server`` and includes `openberry.serve.routes.router`, whose
 handlers read it; request bodies and `APIError` are in `openberry.serve.schema`, response bodies
 and streams in `openberry.serve.responses`, search-model requests in
 `openberry.serve.search_requests`.
@@ -79,23 +92,25 @@ and streams in `openberry.serve.responses`, search-model requests in
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openberry.models.base import Policy
 from openberry.search.registry import DEFAULT_ROLLOUTS
+from openberry.serve.limits import BodyLimit, CatchAll, ServeLimits
 from openberry.serve.responses import STREAM_PIECE_CHARS
 from openberry.serve.routes import render_chat, router
 from openberry.serve.schema import APIError, error_response
 from openberry.serve.search_models import MAX_SEARCH_ROLLOUTS
-from openberry.serve.state import ServerState
+from openberry.serve.state import ClientGone, ServerState
 
 __all__ = [
     "MAX_SEARCH_ROLLOUTS",
@@ -116,6 +131,9 @@ def create_app(
     search_methods: bool | Iterable[str] = True,
     search_rollouts: int = DEFAULT_ROLLOUTS,
     roles: Mapping[str, Policy] | None = None,
+    max_active: int = 64,
+    max_queue: int = 256,
+    limits: ServeLimits | None = None,
 ) -> FastAPI:
     """Build the OpenAI-compatible app serving `policy` (behaviour: module docstring).
 
@@ -128,6 +146,10 @@ def create_app(
         search_rollouts: the search budget of a request that names no ``rollouts``.
         roles: separate models for the ``judge`` and ``value`` roles of served searches
             (default: the served policy plays them).
+        max_active: most requests stepped together by the scheduler (1: one at a time).
+        max_queue: most requests in flight or waiting; more get a 503 with ``Retry-After``.
+        limits: per-request limits (`openberry.serve.limits.ServeLimits`; the context is read
+            from the policy's model config when not given).
 
     Returns:
         The FastAPI app (run it with uvicorn).
@@ -142,8 +164,19 @@ def create_app(
         search_methods=search_methods,
         search_rollouts=search_rollouts,
         roles=roles,
+        max_active=max_active,
+        max_queue=max_queue,
+        limits=limits,
     )
-    app = FastAPI(title="openberry", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="openberry", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.server = state
     if getattr(policy, "use_chat_template", False):
         logger.warning(
@@ -153,10 +186,17 @@ def create_app(
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _server_error)
-    app.middleware("http")(_auth)
+    app.add_exception_handler(ClientGone, _client_gone)
+    app.add_middleware(BodyLimit, limit=state.limits.max_body_bytes)
+    app.add_middleware(_Auth, expected=state.auth_header)
+    app.add_middleware(CatchAll)
     app.include_router(router)
     return app
+
+
+async def _client_gone(request: Request, exc: ClientGone) -> Response:
+    """Nobody is listening: an empty 499 (nginx's "client closed request"), never sent."""
+    return Response(status_code=499)
 
 
 async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -187,23 +227,30 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return error_response(exc.status_code, str(exc.detail), "invalid_request_error", None, code)
 
 
-async def _server_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unexpected error serving %s", request.url.path)
-    return error_response(500, f"internal server error: {type(exc).__name__}", "server_error")
+class _Auth:
+    """ASGI middleware: a 401 for a ``/v1`` request without the server's API key (compared in
+    constant time; the key is never logged). Plain ASGI, so the handler still sees its client
+    disconnect (``BaseHTTPMiddleware`` hides it)."""
 
+    def __init__(self, app: Any, expected: bytes | None) -> None:
+        self.app = app
+        self.expected = expected
 
-async def _auth(request: Request, call_next: Callable[[Request], Any]) -> Any:
-    """Answer a ``/v1`` request without the server's API key with a 401 (compared in constant
-    time; the key is never logged)."""
-    expected = request.app.state.server.auth_header
-    if expected is not None and request.url.path.startswith("/v1"):
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            return error_response(
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if self._denied(scope):
+            response = error_response(
                 401,
                 "missing or invalid API key (send 'Authorization: Bearer <key>')",
                 "authentication_error",
                 None,
                 "invalid_api_key",
             )
-    return await call_next(request)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _denied(self, scope: dict) -> bool:
+        if self.expected is None or scope["type"] != "http" or not scope["path"].startswith("/v1"):
+            return False
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        return not hmac.compare_digest(given, self.expected)

@@ -94,21 +94,21 @@ async def get_model(name: str, state: State) -> dict[str, Any]:
 
 
 @router.post("/v1/completions")
-async def completions(req: CompletionRequest, state: State) -> Any:
+async def completions(req: CompletionRequest, state: State, request: Request) -> Any:
     """``POST /v1/completions``: sample the plain model, or run a search model."""
     if req.model in state.search_models:
-        return await answer_with_search(state, req)
+        return await answer_with_search(state, req, request)
     state.check_model(req.model)
     prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
     params = req.sampling(COMPLETION_DEFAULT_MAX_TOKENS)
-    gens = await state.generate(prompts, params)
+    gens = await state.generate(prompts, params, request)
     head = {
         "id": new_id("cmpl-"),
         "object": "text_completion",
         "created": int(time.time()),
         "model": state.model_name,
     }
-    choices = await _completion_choices(state, req, prompts, gens, params)
+    choices = await _completion_choices(state, req, prompts, gens, params, request)
     counts = usage(gens)
     if not req.stream:
         return {**head, "choices": choices, "usage": counts}
@@ -122,14 +122,15 @@ async def _completion_choices(
     prompts: list[str],
     gens: list[list[Generation]],
     params: SamplingParams,
+    request: Request,
 ) -> list[dict[str, Any]]:
     """The choices of a completion: ``n`` per prompt, prompt by prompt."""
     k = req.logprobs or 0
     echoed: list[list[EchoedToken]] = [[] for _ in prompts]
     if req.echo and req.logprobs is not None:
-        echoed = await state.prompt_logprobs(prompts, k)
+        echoed = await state.prompt_logprobs(prompts, k, request)
     pairs = [(p, g) for p, row in zip(prompts, gens, strict=True) for g in row]
-    tops = await state.top_logprobs(pairs, k)
+    tops = await state.top_logprobs(pairs, k, request=request)
     choices = []
     for p, (prompt, row) in enumerate(zip(prompts, gens, strict=True)):
         for j, g in enumerate(row):
@@ -145,20 +146,21 @@ async def _completion_choices(
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(req: ChatRequest, state: State) -> Any:
+async def chat_completions(req: ChatRequest, state: State, request: Request) -> Any:
     """``POST /v1/chat/completions``: sample the plain model on the rendered chat, or run a
     search model on the last user message."""
     if req.model in state.search_models:
-        return await answer_with_search(state, req)
+        return await answer_with_search(state, req, request)
     state.check_model(req.model)
     messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    state.limits.check_chars([m["content"] for m in messages], "messages")
     prompt = render_chat(state.policy, messages)
     params = req.sampling(CHAT_DEFAULT_MAX_TOKENS, req.max_completion_tokens)
-    gens = await state.generate([prompt], params)
+    gens = await state.generate([prompt], params, request, param="messages")
     head = {"id": new_id("chatcmpl-"), "created": int(time.time()), "model": state.model_name}
     choices = []
     for j, g in enumerate(gens[0]):
-        lp = await _chat_logprobs(state, req, prompt, g) if req.logprobs else None
+        lp = await _chat_logprobs(state, req, prompt, g, request) if req.logprobs else None
         reasons = FINISH[g.finish_reason], stop_reason(g, params)
         choices.append(choice(j, g.text, lp, *reasons, chat=True))
     counts = usage(gens)
@@ -170,12 +172,14 @@ async def chat_completions(req: ChatRequest, state: State) -> Any:
 
 
 async def _chat_logprobs(
-    state: ServerState, req: ChatRequest, prompt: str, gen: Generation
+    state: ServerState, req: ChatRequest, prompt: str, gen: Generation, request: Request
 ) -> dict[str, Any]:
     """A chat choice's logprobs, with the top ``top_logprobs`` tokens at each position."""
     values = require_logprobs(gen)
     tokens = token_strings(state.policy, gen)
     tops: list[dict[str, float]] = [{} for _ in tokens]
     if req.top_logprobs:
-        (tops,) = await state.top_logprobs([(prompt, gen)], req.top_logprobs, "top_logprobs")
+        (tops,) = await state.top_logprobs(
+            [(prompt, gen)], req.top_logprobs, "top_logprobs", request
+        )
     return chat_logprobs(tokens, values, tops)

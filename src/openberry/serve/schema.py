@@ -49,6 +49,7 @@ class APIError(Exception):
         type: OpenAI error type (``invalid_request_error``, ``authentication_error``...).
         param: the request field at fault, if any.
         code: a short machine-readable code, if any.
+        headers: extra response headers (``Retry-After``).
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class APIError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -66,10 +68,13 @@ class APIError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
         """The JSON response for this error."""
-        return error_response(self.status, self.message, self.type, self.param, self.code)
+        response = error_response(self.status, self.message, self.type, self.param, self.code)
+        response.headers.update(self.headers)
+        return response
 
 
 def error_response(
@@ -138,6 +143,8 @@ class CompletionRequest(_Request):
     def _check_prompt(cls, value: str | list[str]) -> str | list[str]:
         if isinstance(value, list) and not value:
             raise ValueError("prompt list must not be empty")
+        if any(not p for p in ([value] if isinstance(value, str) else value)):
+            raise ValueError("prompts must not be empty")
         return value
 
 

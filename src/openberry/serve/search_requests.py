@@ -1,5 +1,5 @@
-"""Requests to the search models (``berry-<method>``): check the request, run the search under the
-model lock, answer with `openberry.serve.responses.search_response`.
+"""Requests to the search models (``berry-<method>``): check the request, run the search as a job
+of the server's scheduler, answer with `openberry.serve.responses.search_response`.
 
 The behaviour (which fields count, which are refused) is in the module docstring of
 `openberry.serve.app`; the served names and the answer text are `openberry.serve.search_models`.
@@ -8,14 +8,13 @@ The behaviour (which fields count, which are refused) is in the module docstring
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from fastapi.concurrency import run_in_threadpool
+from starlette.requests import Request
 
-from openberry.models.base import ModelError
 from openberry.records import Problem
-from openberry.search import SearchError, SearchResult, make_search, run_search
+from openberry.search import SearchError, make_search
+from openberry.serve.limits import check_search_config
 from openberry.serve.responses import search_response
 from openberry.serve.schema import APIError, ChatRequest, CompletionRequest, unsupported
 from openberry.serve.search_models import (
@@ -32,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 async def answer_with_search(
-    state: ServerState, req: CompletionRequest | ChatRequest
+    state: ServerState, req: CompletionRequest | ChatRequest, request: Request | None = None
 ) -> dict[str, Any]:
     """The response to a request naming a search model: run its method on the request's
     question (the prompt, or the last user message) and answer with the search's text."""
@@ -45,9 +44,19 @@ async def answer_with_search(
         search = make_search(method, rollouts, overrides)
     except SearchError as exc:
         raise APIError(400, str(exc), param="search_config", code="invalid_search_config") from exc
+    check_search_config(search.config, state.limits)
     seed = 0 if req.seed is None else req.seed
-    result = await _run(state, method, search, question, rollouts=rollouts, seed=seed)
+    problem = Problem(id=PROBLEM_ID, question=question, source="api")
+    result = await state.search(search, problem, seed, request)
     s = result.stats
+    logger.info(
+        "search %s: %d rollouts, %d nodes, %d generated tokens, %.2f s",
+        method,
+        rollouts,
+        len(result.tree),
+        s.generated_tokens,
+        s.wall_time,
+    )
     summary = search_summary(
         result.tree, result.answer, method, result.tree.info["config"], rollouts=rollouts, seed=seed
     )
@@ -58,40 +67,6 @@ async def answer_with_search(
     }
     text = completion_text(result.tree, method)
     return search_response(req.model, text, summary, usage, chat=isinstance(req, ChatRequest))
-
-
-async def _run(
-    state: ServerState,
-    method: str,
-    search: Callable[..., Any],
-    question: str,
-    *,
-    rollouts: int,
-    seed: int,
-) -> SearchResult:
-    """Run `search` (from `make_search`) on `question` holding the model lock, in the thread
-    pool. A model error is a 400, a failure of the search itself a 500."""
-    problem = Problem(id=PROBLEM_ID, question=question, source="api")
-    try:
-        results = await run_in_threadpool(
-            state.locked, run_search, search, [problem], state.search_models_table(), seed=seed
-        )
-    except (ModelError, ValueError) as exc:
-        raise APIError(400, f"search failed: {exc}") from exc
-    except SearchError as exc:
-        logger.exception("search %s failed", method)
-        raise APIError(500, f"search failed: {exc}", type="server_error") from exc
-    result = results[0]
-    s = result.stats
-    logger.info(
-        "search %s: %d rollouts, %d nodes, %d generated tokens, %.2f s",
-        method,
-        rollouts,
-        len(result.tree),
-        s.generated_tokens,
-        s.wall_time,
-    )
-    return result
 
 
 def _question(req: CompletionRequest | ChatRequest) -> str:

@@ -1,33 +1,45 @@
-"""What one served app shares between its requests: the policy, its lock and the served names.
+"""What one served app shares between its requests: the policy, the scheduler, the limits and
+the served names.
 
 `ServerState` is built once by `openberry.serve.app.create_app` and kept on ``app.state.server``;
-the routes (`openberry.serve.routes`) read it from there. One lock serialises every use of the
-model (generation, the extra logprob passes and whole searches), and each runs in the thread pool
-so the event loop stays free.
+the routes (`openberry.serve.routes`) read it from there. Every use of the model (generation, the
+extra logprob passes, whole searches) is a job of the `openberry.serve.scheduler.Scheduler`, whose
+one thread steps all requests in flight together; a handler awaits its job's future and cancels
+the job when its client goes away.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from fastapi.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from openberry.models.base import ModelError, Policy, SamplingParams
-from openberry.records import Generation
+from openberry.records import Generation, Problem
 from openberry.search import METHODS
+from openberry.search.engine import Generate, SearchError, SearchResult, problem_rng, search_result
+from openberry.serve.limits import ServeLimits, context_length
+from openberry.serve.scheduler import Busy, Call, Cancelled, Job, Scheduler, TokenBudgetExceeded
 from openberry.serve.schema import APIError
 from openberry.serve.search_models import MAX_SEARCH_ROLLOUTS, search_model_names
 
-__all__ = ["ServerState", "policy_method"]
+__all__ = ["ClientGone", "ServerState", "policy_method"]
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+DISCONNECT_POLL_S = 0.25
+"""How often a waiting handler checks whether its client went away."""
+RETRY_AFTER_S = 1
+"""The ``Retry-After`` of a 503 answered when the queue is full."""
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its answer was ready (nothing is sent)."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +62,10 @@ class ServerState:
     roles: Mapping[str, Policy] = field(default_factory=dict)
     """Separate models for the ``judge`` and ``value`` roles of searches (the policy plays the
     roles left out)."""
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    """Held for each use of the model: requests reach it one at a time."""
+    scheduler: Scheduler | None = field(default=None, repr=False, compare=False)
+    """Steps every request's model calls (built by `build`)."""
+    limits: ServeLimits = field(default_factory=ServeLimits)
+    """What one request may ask (`openberry.serve.limits`)."""
 
     @classmethod
     def build(
@@ -63,6 +77,9 @@ class ServerState:
         search_methods: bool | Iterable[str],
         search_rollouts: int,
         roles: Mapping[str, Policy] | None = None,
+        max_active: int = 64,
+        max_queue: int = 256,
+        limits: ServeLimits | None = None,
     ) -> ServerState:
         """The state for `openberry.serve.app.create_app`'s arguments (see there).
 
@@ -88,6 +105,10 @@ class ServerState:
         unknown = set(roles or {}) - {"judge", "value"}
         if unknown:
             raise ValueError(f"unknown model role(s) {sorted(unknown)}; roles: judge, value")
+        limits = limits or ServeLimits()
+        if limits.context is None:
+            limits = replace(limits, context=context_length(policy))
+        models = {"policy": policy, **(roles or {})}
         return cls(
             policy=policy,
             roles=dict(roles or {}),
@@ -95,6 +116,8 @@ class ServerState:
             search_models=search_models,
             search_rollouts=search_rollouts,
             auth_header=f"Bearer {api_key}".encode() if api_key else None,
+            scheduler=Scheduler(models, max_active=max_active, max_queue=max_queue),
+            limits=limits,
         )
 
     def search_models_table(self) -> dict[str, Policy]:
@@ -127,28 +150,67 @@ class ServerState:
 
     # ------------------------------------------------------------------ model calls
 
-    def locked(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` under the model lock (call it from the thread pool)."""
-        with self.lock:
-            return fn(*args, **kwargs)
+    def close(self) -> None:
+        """Stop the scheduler (requests still in flight fail)."""
+        if self.scheduler is not None:
+            self.scheduler.close()
 
-    async def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Generation]]:
-        """`Policy.generate`, locked, in the thread pool; a model error is a 400."""
+    async def generate(
+        self,
+        prompts: list[str],
+        params: SamplingParams,
+        request: Request | None = None,
+        param: str = "prompt",
+    ) -> list[list[Generation]]:
+        """Sample the policy: checked against the limits, batched with the other requests in
+        flight; a model error is a 400."""
+        self.limits.check_chars(prompts, param)
+        self.limits.check_request_tokens(
+            len(prompts), params.n, params.max_new_tokens, "max_tokens"
+        )
+        job = self._submit(_plain_job(self.policy, prompts, params, self.limits, param), True)
         try:
-            return await run_in_threadpool(self.locked, self.policy.generate, prompts, params)
+            return await self._wait(job, request)
         except (ModelError, ValueError) as exc:
             raise APIError(400, f"generation failed: {exc}") from exc
 
+    async def search(
+        self, search: Any, problem: Problem, seed: int, request: Request | None = None
+    ) -> SearchResult:
+        """Run a search (from `openberry.search.make_search`) on one problem, batched with the
+        other requests in flight, within the request's token budget. A model error or a search
+        over its budget is a 400, a failure of the search itself a 500."""
+        self.limits.check_chars([problem.question], "prompt")
+        job = self._submit(
+            search(problem, problem_rng(seed, problem)),
+            False,
+            token_budget=self.limits.request_tokens,
+        )
+        try:
+            tree, stats = await self._wait(job, request, with_stats=True)
+        except (ModelError, ValueError) as exc:
+            raise APIError(400, f"search failed: {exc}") from exc
+        except SearchError as exc:
+            logger.exception("search failed")
+            raise APIError(500, f"search failed: {exc}", type="server_error") from exc
+        return search_result(
+            problem, tree, stats, seed=seed, config=getattr(search, "config", None)
+        )
+
     async def prompt_logprobs(
-        self, prompts: list[str], k: int
+        self, prompts: list[str], k: int, request: Request | None = None
     ) -> list[list[tuple[str, int, float | None, dict[str, float] | None]]]:
         """Each prompt's tokens as ``(text, offset, log p, top k)`` (for ``echo``), or a 400 when
         the policy has no ``prompt_logprobs``."""
         fn = policy_method(self.policy, "prompt_logprobs", "echo")
-        return await run_in_threadpool(self.locked, fn, prompts, k)
+        return await self._call(fn, (prompts, k), request)
 
     async def top_logprobs(
-        self, pairs: list[tuple[str, Generation]], k: int, param: str = "logprobs"
+        self,
+        pairs: list[tuple[str, Generation]],
+        k: int,
+        param: str = "logprobs",
+        request: Request | None = None,
     ) -> list[list[dict[str, float]]]:
         """The k most likely tokens at each generated token's position, per (prompt, generation)
         pair; empty lists when ``k == 0``. A 400 (naming `param`) when the policy cannot."""
@@ -164,7 +226,67 @@ class ServerState:
             )
         prompts = [p for p, _ in pairs]
         token_ids = [g.token_ids for _, g in pairs]
-        return await run_in_threadpool(self.locked, fn, prompts, token_ids, k)
+        return await self._call(fn, (prompts, token_ids, k), request)
+
+    # ------------------------------------------------------------------ jobs
+
+    async def _call(self, fn: Any, args: tuple, request: Request | None) -> Any:
+        """``fn(*args)`` run alone on the scheduler thread."""
+        return await self._wait(self._submit(_one_call(fn, args), True), request)
+
+    def _submit(self, gen: Any, interactive: bool, token_budget: int | None = None) -> Job:
+        if self.scheduler is None:
+            raise RuntimeError("ServerState has no scheduler (build it with ServerState.build)")
+        try:
+            return self.scheduler.submit(gen, interactive=interactive, token_budget=token_budget)
+        except Busy as exc:
+            raise APIError(
+                503,
+                f"server busy: {exc}; retry later",
+                type="server_error",
+                code="server_busy",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from exc
+
+    async def _wait(self, job: Job, request: Request | None, with_stats: bool = False) -> Any:
+        """The job's result, checking every `DISCONNECT_POLL_S` whether the client went away
+        (then the job is cancelled and `ClientGone` raised)."""
+        future = asyncio.wrap_future(job.future)
+        try:
+            while not future.done():
+                await asyncio.wait({future}, timeout=DISCONNECT_POLL_S)
+                if not future.done() and request is not None and await request.is_disconnected():
+                    job.cancel()
+                    raise ClientGone
+            result, stats = future.result()
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        except Cancelled as exc:
+            raise ClientGone from exc
+        except TokenBudgetExceeded as exc:
+            raise APIError(400, str(exc), code="request_too_large") from exc
+        return (result, stats) if with_stats else result
+
+
+def _plain_job(
+    policy: Policy, prompts: list[str], params: SamplingParams, limits: ServeLimits, param: str
+) -> Any:
+    """A plain generation as a scheduler job: prompts counted and the completion cut to the
+    context (when the policy counts tokens and the context is known), then one `Generate` that
+    shares its call with others, or, for a sampled request with its own seed, a call alone."""
+    counter = getattr(policy, "count_tokens", None)
+    if callable(counter) and limits.context is not None:
+        counts = yield Call(counter, (prompts,))
+        room = limits.room(list(counts), params.max_new_tokens, param)
+        params = replace(params, max_new_tokens=room)
+    if params.seed is not None and not params.greedy:
+        return (yield Call(policy.generate, (prompts, params)))
+    return (yield Generate(tuple(prompts), replace(params, seed=None)))
+
+
+def _one_call(fn: Any, args: tuple) -> Any:
+    return (yield Call(fn, args))
 
 
 def policy_method(policy: Any, method: str, param: str) -> Callable[..., Any]:
