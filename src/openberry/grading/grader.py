@@ -5,15 +5,20 @@ Pipeline for one (prediction, gold) pair:
 1. **Extraction** (`openberry.grading.extract.extract_answer`): the prediction's last box, ``####``
    line or "the answer is" sentence; a bare answer such as ``0.5`` is taken whole; otherwise the
    last number (``GraderConfig.fallback``). The gold is extracted the same way but taken whole when
-   it has no marker. When the gold has k > 1 parts and the prediction's last boxes hold exactly k
-   parts between them ("max \boxed{2} ... min \boxed{1}"), they are tried joined as well.
+   it has no marker; a gold whose final boxes belong together (`final_boxes`: "\boxed{1} and
+   \boxed{2}") is the set of them, though its last box alone is accepted too. The prediction's
+   answer is its last box, but two more forms are tried: the prediction's own final boxes joined
+   the same way, and, when the gold has k > 1 parts, the last boxes holding exactly k parts between
+   them ("max \boxed{2} ... min \boxed{1}").
 2. **Fast path, in-process** (no sympy): `normalize_answer` on both sides, then string equality or
    exact numeric comparison with `fractions.Fraction`, element-wise for tuples, intervals and
    (unordered) lists and sets. Integers and fractions compare exactly; when either side is written
    with a decimal point the relative tolerance is 1e-4 (``GraderConfig.rel_tol``). A side written
    with a percent sign matches either reading (``50\%`` equals ``50`` and ``0.5``), as in
-   math-verify. When both sides are plain numbers (or tuples/lists of them) the fast path's "not
-   equal" is final, since math-verify would compare the same numbers.
+   math-verify. A bare ``1,22`` is also read as ``1.22`` when its comma cannot separate thousands
+   (`decimal_comma`). When both sides are plain numbers (or tuples/lists of them) the fast path's
+   "not equal" is final, since math-verify would compare the same numbers; one number against
+   several (``32349`` vs ``32, 349``) is "not equal" too.
 3. **Input guards**: answers that are too long, too deeply nested or that denote numbers with more
    than ``max_power_digits`` digits (``9^{9^{9^{9}}}``, ``10^{10^{7}}``, ``(10^{8})!``) are refused
    at once with a reason instead of being handed to sympy.
@@ -30,6 +35,12 @@ A pair is correct when the fast path says equal, else when math-verify says equa
 form. Departures from the references: math-verify alone extracts from the whole solution with its
 own rules and runs in the caller's thread (signals only, no hard limit); the PRM800K grader only
 compares boxed answers with string normalisation and sympy simplification, with no time limit.
+math-verify reads final boxes only as one set; we also accept the last box alone, on either side:
+a prediction may box a step before its answer, and a reference solution may box one answer in two
+forms ("\boxed{x+11} or \boxed{11+x}"), which math-verify would read as a set of two. A
+single-variable inequality equals its interval in both directions (``-2 \le x \le 7`` and
+``x \in [-2,7]``), where math-verify by default accepts the inequality only on the gold side
+(``allow_set_relation_comp``).
 Nothing here ever calls ``eval``/``exec`` on model text.
 
 The pool is created on first need, reused, grown when a batch asks for more workers, and shut down
@@ -54,8 +65,16 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from openberry.grading.extract import Fallback, all_boxed, extract_answer, looks_like_bare_answer
+from openberry.grading.extract import (
+    Fallback,
+    all_boxed,
+    extract_answer,
+    final_boxes,
+    looks_like_bare_answer,
+)
 from openberry.grading.normalize import (
+    Structure,
+    decimal_comma,
     has_percent,
     normalize_answer,
     parse_number,
@@ -171,6 +190,9 @@ def _fast_compare(a: str, b: str, pct: tuple[bool, bool], rel_tol: float) -> boo
     if sa.kind == "atom" and sb.kind == "atom":
         return _compare_atoms(a, b, pct, rel_tol)
     if sa.kind != sb.kind or len(sa.parts) != len(sb.parts):
+        # One number against several ("32349" vs "32, 349"): certainly different.
+        if "atom" in (sa.kind, sb.kind) and _all_numbers(sa) and _all_numbers(sb):
+            return False
         return None
     if sa.kind == "bracket" and sa.brackets != sb.brackets:
         return None
@@ -201,6 +223,10 @@ def _fast_compare(a: str, b: str, pct: tuple[bool, bool], rel_tol: float) -> boo
             return None if undecided else False
         remaining.pop(hit)
     return True
+
+
+def _all_numbers(st: Structure) -> bool:
+    return all(parse_number(part.strip()) is not None for part in st.parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -387,9 +413,10 @@ def _start_method(requested: str | None) -> str:
 
 def _read_answers(
     pred: str | None, gold: str | None, cfg: GraderConfig
-) -> Verdict | tuple[str, str | None, str, bool]:
-    """Extract both answers: (prediction text, its answer, gold answer, whether math-verify should
-    also read the raw prediction text), or the verdict when one is missing or too long."""
+) -> Verdict | tuple[str, str | None, tuple[str, ...], bool]:
+    """Extract both answers: (prediction text, its answer, the gold's readings with the reported
+    one first, whether math-verify should also read the raw prediction text), or the verdict when
+    one is missing or too long."""
     if gold is None or not str(gold).strip():
         return Verdict(False, "gold answer is empty", None, None)
     pred_text = "" if pred is None else str(pred)
@@ -399,6 +426,12 @@ def _read_answers(
     gold_ans = extract_answer(gold_text, fallback="whole")
     if gold_ans is None:
         return Verdict(False, "gold unparseable", None, None)
+    # A gold given over several boxes ("\\boxed{1} and \\boxed{2}") is the set of them. Its last box
+    # alone is still accepted: reference solutions also box one answer twice ("\\boxed{x+11} or
+    # \\boxed{11+x}"), and before sets were read a gold was always its last box.
+    box_set = _box_set(gold_text, gold_ans)
+    golds = (gold_ans,) if box_set is None else (box_set, gold_ans)
+    gold_ans = golds[0]
     if len(pred_text) > cfg.max_input_chars:
         reason = f"prediction too long ({len(pred_text)} chars > {cfg.max_input_chars})"
         return Verdict(False, reason, None, gold_ans)
@@ -411,7 +444,7 @@ def _read_answers(
     raw_text = not marked and cfg.fallback != "none" and not looks_like_bare_answer(pred_text)
     if pred_ans is None and not raw_text:
         return Verdict(False, "no answer found", None, gold_ans)
-    return pred_text, pred_ans, gold_ans, raw_text
+    return pred_text, pred_ans, golds, raw_text
 
 
 def _too_long_verdict(pred_ans: str | None, gold_ans: str, cfg: GraderConfig) -> Verdict | None:
@@ -444,26 +477,44 @@ def _joined_boxes(pred_text: str, gold_norm: str, cfg: GraderConfig) -> str | No
     return None
 
 
+def _readings(answer: str) -> list[str]:
+    """The normalised form of an answer, and its decimal-comma reading when it has one
+    (``1,22`` -> ``1.22``; see `decimal_comma`)."""
+    decimal = decimal_comma(answer)
+    normalized = normalize_answer(answer)
+    return [normalized] if decimal is None else [normalized, decimal]
+
+
+def _box_set(text: str, answer: str | None) -> str | None:
+    """The boxes that end ``text`` as one answer ("\\boxed{1} and \\boxed{2}" -> "1, 2"), when
+    there are several and ``answer`` is the last of them; else None (see `final_boxes`)."""
+    boxes = final_boxes(text)
+    if len(boxes) > 1 and answer == boxes[-1]:
+        return ", ".join(boxes)
+    return None
+
+
 def _fast_verdict(
     preds: Sequence[str],
     pred_ans: str | None,
-    gold_ans: str,
-    gold_norm: str,
+    golds: Sequence[str],
     raw_text: bool,
     cfg: GraderConfig,
 ) -> Verdict | None:
     """The fast path's verdict: correct when a form matches, wrong when every form is a
     certainly different number and the raw text need not be read; else None (math-verify)."""
-    gold_pct = has_percent(gold_ans)
+    gold_ans = golds[0]
+    gold_forms = [(form, has_percent(g)) for g in golds for form in _readings(g)]
     decided_false = True
     for p in preds:
-        result = _fast_compare(
-            normalize_answer(p), gold_norm, (has_percent(p), gold_pct), cfg.rel_tol
-        )
-        if result is True:
-            return Verdict(True, None, pred_ans, gold_ans)
-        if result is None:
-            decided_false = False
+        for p_form in _readings(p):
+            for g_form, gold_pct in gold_forms:
+                pct = (has_percent(p), gold_pct)
+                result = _fast_compare(p_form, g_form, pct, cfg.rel_tol)
+                if result is True:
+                    return Verdict(True, None, pred_ans, gold_ans)
+                if result is None:
+                    decided_false = False
     if decided_false and not raw_text:
         return Verdict(False, "not equivalent", pred_ans, gold_ans)
     return None
@@ -483,18 +534,21 @@ def _guard_verdict(
 
 
 def _slow_candidates(
-    preds: Sequence[str], gold_ans: str, gold_norm: str, cfg: GraderConfig
+    preds: Sequence[str], golds: Sequence[str], cfg: GraderConfig
 ) -> list[tuple[str, str, bool]]:
     """(gold form, answer form, raw) pairs for math-verify: normalised, then as written, for
-    each answer form that passes `_guard`; no empty or repeated pair."""
+    each gold reading and each answer form that pass `_guard`; no empty or repeated pair."""
     candidates: list[tuple[str, str, bool]] = []
-    for p in preds:
-        if _guard(p, "answer", cfg) is not None:
+    for i, g in enumerate(golds):
+        if i and _guard(g, "gold", cfg) is not None:  # the first was checked by `_guard_verdict`
             continue
-        for gold_form, pred_form in ((gold_norm, normalize_answer(p)), (gold_ans, p)):
-            cand = (gold_form, pred_form, False)
-            if gold_form and pred_form and cand not in candidates:
-                candidates.append(cand)
+        for p in preds:
+            if _guard(p, "answer", cfg) is not None:
+                continue
+            for gold_form, pred_form in ((normalize_answer(g), normalize_answer(p)), (g, p)):
+                cand = (gold_form, pred_form, False)
+                if gold_form and pred_form and cand not in candidates:
+                    candidates.append(cand)
     return candidates
 
 
@@ -581,23 +635,24 @@ class Grader:
         read = _read_answers(pred, gold, cfg)
         if isinstance(read, Verdict):
             return read
-        pred_text, pred_ans, gold_ans, raw_text = read
+        pred_text, pred_ans, golds, raw_text = read
+        gold_ans = golds[0]
         verdict = _too_long_verdict(pred_ans, gold_ans, cfg)
         if verdict is not None:
             return verdict
         preds = [] if pred_ans is None else [pred_ans]
         gold_norm = normalize_answer(gold_ans)
-        joined = _joined_boxes(pred_text, gold_norm, cfg)
-        if joined is not None:
-            preds.append(joined)
-        verdict = _fast_verdict(preds, pred_ans, gold_ans, gold_norm, raw_text, cfg)
+        for extra in (_joined_boxes(pred_text, gold_norm, cfg), _box_set(pred_text, pred_ans)):
+            if extra is not None and extra not in preds:
+                preds.append(extra)
+        verdict = _fast_verdict(preds, pred_ans, golds, raw_text, cfg)
         if verdict is None:
             verdict = _guard_verdict(preds, pred_ans, gold_ans, cfg)
         if verdict is not None:
             return verdict
-        candidates = _slow_candidates(preds, gold_ans, gold_norm, cfg)
+        candidates = _slow_candidates(preds, golds, cfg)
         if raw_text:
-            candidates.append((gold_ans, pred_text, True))
+            candidates.extend((g, pred_text, True) for g in golds)
         return _Job(pred_ans, gold_ans, tuple(candidates))
 
     def _mv_timeout(self, timeout: float) -> int:

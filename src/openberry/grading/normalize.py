@@ -11,8 +11,16 @@ The rules follow the spirit of the PRM800K grader's ``normalize_answer`` (strip 
 ``\dfrac``, ``^\circ``, ``\%``, ``\$``, thousands separators) and the Hendrycks MATH
 ``strip_string``, re-implemented here from their descriptions. Departures:
 
-- thousands separators are removed only when the whole answer is one number (``1,000,000``) or
-  written as ``1{,}000``, so ``(1,2)`` and ``1,2`` stay tuples/lists;
+- thousands separators are removed only when the whole answer is one number with no space after
+  its commas (``1,000,000``; ``32, 349`` is a list of two, as in math-verify) or written as
+  ``1{,}000`` or ``32,\! 349``, so ``(1,2)`` and ``1,2`` stay tuples/lists;
+- `decimal_comma` gives the decimal reading of a bare ``1,22`` / ``0,111`` / ``1000,99`` (a comma
+  that cannot separate thousands), which the grader tries besides the list reading; math-verify
+  reads such plain text the same way and ``$1,22$`` as a set, which we keep too;
+- plain braces around the whole answer only group (``{1, 2, 3}`` -> ``1,2,3``, as math-verify
+  reads ``${1,2,3}$``); the set ``\{1,2\}`` keeps its escaped braces;
+- ``\\le`` (a doubled backslash before a relation, an escaping slip) reads as ``\le`` outside
+  environments, as math-verify reads it;
 - a leading single-variable assignment is dropped (``x = 5`` -> ``5``), and repeated assignments to
   the same variable become a list (``x = 5, x = -2`` -> ``5,-2``); a single-variable inequality
   becomes an interval (``k < -5`` -> ``(-\infty,-5)``);
@@ -32,6 +40,7 @@ from fractions import Fraction
 
 __all__ = [
     "Structure",
+    "decimal_comma",
     "has_percent",
     "normalize_answer",
     "parse_number",
@@ -309,18 +318,71 @@ def _strip_units(s: str) -> str:
     return s
 
 
+# Spacing commands; a row break ``\\`` is matched first so that ``1 \\ 2`` keeps it.
+_SPACING_RE = re.compile(r"\\\\|\\[!,;:> ]|\\q?quad\b|~")
+_THOUSANDS_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+# A comma that cannot separate thousands: not three digits after it, or a first group that no
+# thousands grouping has (a leading zero, or more than three digits).
+_DECIMAL_COMMA_RE = re.compile(r"([-+]?)(\d+),(\d+)")
+_RELATION_CMDS = r"(?:leqslant|geqslant|leq|geq|le|ge|lt|gt|neq|ne|in)(?![A-Za-z])"
+
+
+def _fix_doubled_backslash(s: str) -> str:
+    r"""``-2 \\le x`` -> ``-2 \le x``: a doubled backslash before a relation is an escaping slip
+    (math-verify reads it the same way); a real line break there means nothing. Kept inside
+    environments (``\begin{pmatrix}``), where ``\\`` ends a row."""
+    if "\\begin" in s:
+        return s
+    return re.sub(r"(?<!\\)\\\\(?=" + _RELATION_CMDS + ")", r"\\", s)
+
+
+def _strip_group_braces(s: str) -> str:
+    """``{1, 2, 3}`` -> ``1, 2, 3``: plain braces around the whole answer only group in LaTeX (the
+    set ``\\{1, 2\\}`` keeps its escaped braces)."""
+    for _ in range(10):  # bounded: each pass removes one pair
+        t = s.strip()
+        if not (t.startswith("{") and t.endswith("}")) or _matching(t, 0) != len(t) - 1:
+            return s
+        s = t[1:-1]
+    return s
+
+
+def decimal_comma(text: str) -> str | None:
+    r"""The decimal-point reading of a plain ``1,22`` / ``0,111`` / ``1000,99``, else None.
+
+    Only a bare number written outside maths with one comma qualifies, and only when that comma
+    cannot separate thousands (``1,000`` stays one thousand) or list items (``1, 22`` with a
+    space, ``(1,22)`` and ``$1,22$`` stay lists, as math-verify reads them in LaTeX).
+
+    Args:
+        text: An extracted answer, as written.
+
+    Returns:
+        ``"1.22"`` for ``"1,22"``; None when the comma is not a decimal comma.
+    """
+    m = _DECIMAL_COMMA_RE.fullmatch(text.strip())
+    if m is None:
+        return None
+    sign, head, tail = m.groups()
+    if len(tail) == 3 and not head.startswith("0") and len(head) <= 3:
+        return None  # 1,234: a thousands separator
+    return f"{sign}{head}.{tail}"
+
+
 def normalize_answer(text: str) -> str:
     r"""Canonical string form of an extracted answer.
 
     Rules, in order: unicode maths symbols to LaTeX; math delimiters (``$``, ``\(``, ``\[``), sizing
     (``\left``, ``\right``, ``\big``) and ``\displaystyle`` dropped; ``\text{}``, ``\textbf{}``,
-    ``\mathrm{}``, ``\mbox{}``, ``\boxed{}`` replaced by their content; ``\dfrac``/``\tfrac``/``\cfrac``
-    -> ``\frac``; spacing (``\!``, ``\,``, ``\;``, ``\:``, ``\quad``, ``~``) dropped; degree and
-    percent signs dropped; "and"/"or" between answers -> comma; units and trailing nouns after a
-    number dropped; multiple-choice decorations -> the letter; a single-variable assignment or
-    inequality -> its value or interval; thousands separators removed when the whole answer is one
-    number; ``\frac12`` -> ``\frac{1}{2}``, ``\sqrt2`` -> ``\sqrt{2}``; ``\lbrace`` -> ``\{``;
-    ``inf``/``infinity`` -> ``\infty``; all whitespace and a trailing period removed.
+    ``\mathrm{}``, ``\mbox{}``, ``\boxed{}`` replaced by their content; plain braces around the
+    whole answer dropped (``{1,2}`` -> ``1,2``); ``{,}`` and ``,\!`` thousands separators and
+    ``\\le`` slips (-> ``\le``) fixed; ``\dfrac``/``\tfrac``/``\cfrac`` -> ``\frac``; spacing
+    (``\!``, ``\,``, ``\;``, ``\:``, ``\quad``, ``~``) dropped; degree and percent signs dropped;
+    "and"/"or" between answers -> comma; units and trailing nouns after a number dropped;
+    multiple-choice decorations -> the letter; a single-variable assignment or inequality -> its
+    value or interval; thousands separators removed when the whole answer is one number with no
+    space after its commas; ``\frac12`` -> ``\frac{1}{2}``, ``\sqrt2`` -> ``\sqrt{2}``; ``\lbrace``
+    -> ``\{``; ``inf``/``infinity`` -> ``\infty``; all whitespace and a trailing period removed.
 
     Args:
         text: An extracted answer (not a whole solution).
@@ -333,10 +395,14 @@ def normalize_answer(text: str) -> str:
         s = s.replace(k, v)
     s = _strip_delimiters(s)
     s = _unwrap_commands(s)
+    s = _strip_group_braces(s)
     s = re.sub(r"\\[dtc]frac", r"\\frac", s)
     s = s.replace("\\lbrace", "\\{").replace("\\rbrace", "\\}")
-    s = s.replace("{,}", "")  # 1{,}000: always a thousands separator in LaTeX
-    s = re.sub(r"\\[!,;:> ]|\\q?quad\b|~", " ", s)
+    # 1{,}000, 14 {, }916 and 32,\! 349: always a thousands separator in LaTeX.
+    s = re.sub(r"(?<!\\)\{\s*,\s*\}", "", s)
+    s = re.sub(r",\s*\\!\s*(?=\d)", ",", s)
+    s = _fix_doubled_backslash(s)
+    s = _SPACING_RE.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else " ", s)
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree", "", s)
     s = s.replace("\\%", "").replace("%", "")
     s = re.sub(r"\s+", " ", s).strip()
@@ -348,9 +414,10 @@ def normalize_answer(text: str) -> str:
         s = m.group(1) or m.group(2)
     s = _assignment_rhs(s)
     s = _strip_units(s)
-    s = re.sub(r"\s+", "", s)
-    if re.fullmatch(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
+    # "1,000,000" is one number; "32, 349" (a space after the comma) is a list of two.
+    if _THOUSANDS_RE.fullmatch(s):
         s = s.replace(",", "")
+    s = re.sub(r"\s+", "", s)
     s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\\frac(\d)\{", r"\\frac{\1}{", s)
     s = re.sub(r"\\frac(\{[^{}]*\})(\d)", r"\\frac\1{\2}", s)
