@@ -1,8 +1,10 @@
 """Make ``docs/images/tree-viewer.png``, the screenshot of ``berry view`` in ``docs/viewer.md``.
 
 The tree is a real search result: LLaMA-O1 meta-action MCTS (model-chosen meta actions, 8
-simulations) by the built-in berry-tiny on problem 6 of the arithmetic test split, seed 0. The
-details panel shows the node with the highest value off the chosen path.
+simulations) by the built-in berry-tiny on problem 6 of the arithmetic test split, seed 0, its
+answers then verified against the reference by the grader, as ``berry eval`` does (so the answers
+are coloured by their verdicts). The details panel shows the node with the highest value off the
+chosen path.
 
 Usage (from the repository root; needs a ``chromium`` or ``chromium-browser`` binary):
 
@@ -19,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 from openberry.data.arithmetic import load_split
+from openberry.evaluation.verify import verify_tree
+from openberry.grading import Grader
 from openberry.models.hf import HFPolicy
 from openberry.search import make_search, run_search
 from openberry.tree import Tree
@@ -30,11 +34,14 @@ PROBLEM_INDEX = 6  # arithmetic/test/6: "Compute 18 * 5 * 7 + 22." (three steps)
 
 
 def example_tree() -> Tree:
-    """A real search: meta-action MCTS by berry-tiny on arithmetic/test/6 (seed 0, CPU)."""
-    problem = load_split("test", limit=PROBLEM_INDEX + 1)[PROBLEM_INDEX].problem
+    """A real search: meta-action MCTS by berry-tiny on arithmetic/test/6 (seed 0, CPU), its
+    candidate answers verified by the grader (`verify_tree`, as ``berry eval`` writes trees)."""
+    example = load_split("test", limit=PROBLEM_INDEX + 1)[PROBLEM_INDEX]
     search = make_search("meta-mcts", rollouts=2, overrides={"meta_policy": "model"})
-    (result,) = run_search(search, [problem], HFPolicy.from_pretrained("berry-tiny"), seed=0)
-    return result.tree
+    policy = HFPolicy.from_pretrained("berry-tiny")
+    (result,) = run_search(search, [example.problem], policy, seed=0)
+    with Grader() as grader:
+        return verify_tree(result.tree, lambda a: grader.grade(a, example.answer).correct)
 
 
 def main() -> int:

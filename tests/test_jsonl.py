@@ -32,3 +32,17 @@ def test_write_failure_leaves_no_partial_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_jsonl(tmp_path / "out.jsonl", rows())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_non_utf8_line_is_named(tmp_path):
+    """Regression: a non-UTF-8 byte raised UnicodeDecodeError (a traceback in `berry grade`)."""
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": "caf\xe9"}\n')
+    with pytest.raises(JSONLError, match=r"latin1\.jsonl:2: not valid UTF-8 \(byte 0xe9"):
+        list(iter_jsonl(path))
+
+
+def test_leading_byte_order_mark_is_ignored(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n')
+    assert list(iter_jsonl(path)) == [(1, {"a": 1})]

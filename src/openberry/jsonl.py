@@ -26,16 +26,28 @@ class JSONLError(BerryError, ValueError):
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, row)`` for each non-blank line (1-based line numbers).
 
+    A UTF-8 byte-order mark at the start of the file is ignored.
+
     Raises:
-        JSONLError: the file is missing, a line is not valid JSON, or a line is not an object.
+        JSONLError: the file is missing, a line is not UTF-8 or not valid JSON, or a line is not
+            an object.
     """
     path = Path(path)
     if not path.is_file():
         raise JSONLError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            if not raw.strip():
                 continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise JSONLError(
+                    f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+                    f"{exc.start + 1} of the line)"
+                ) from exc
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:

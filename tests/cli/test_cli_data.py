@@ -110,6 +110,27 @@ def test_data_show_custom_file_skip_bad(tmp_path, capsys):
     assert "line 3: missing field 'gold'" in captured.err
 
 
+def test_data_show_aime25_published_copy(tmp_path, capsys):
+    """Regression: `berry data show aime25 --path` on QwQ's copy (prompt, answer) failed."""
+    path = tmp_path / "aime25.jsonl"
+    path.write_text(json.dumps({"prompt": "Find $x$.", "answer": "70"}) + "\n")
+    assert berry("data", "show", "aime25", "--path", str(path)) == 0
+    out = capsys.readouterr().out
+    assert "== aime25/0" in out and "question: Find $x$." in out and "answer:   70" in out
+
+
+def test_data_show_missing_field_suggests_options(tmp_path, capsys):
+    path = tmp_path / "odd.jsonl"
+    path.write_text(json.dumps({"text": "Find $x$.", "sol": "70"}) + "\n")
+    assert berry("data", "show", "aime25", "--path", str(path)) == 2
+    err = capsys.readouterr().err
+    assert "the row has 'text', 'sol'" in err and "--question-field" in err
+    assert berry("data", "show", "aime25", "--path", str(path), "--question-field", "text") == 2
+    assert "missing field 'answer'" in capsys.readouterr().err
+    argv = ["data", "show", "aime25", "--path", str(path), "--question-field", "text"]
+    assert berry(*argv, "--answer-field", "sol") == 0
+
+
 def test_data_show_offline_error_is_one_line(capsys):
     assert berry("data", "show", "aime24") == 2
     err = capsys.readouterr().err.strip()

@@ -56,3 +56,20 @@ def test_module_imports_are_light() -> None:
         "generate.register(argparse.ArgumentParser().add_subparsers())"
     )
     assert imported_roots(code, ("torch", "transformers", "tokenizers")) == []
+
+
+def test_timeout_against_a_server_that_never_answers(capsys) -> None:
+    """Regression: `--backend openai` against a server that accepted connections and never
+    answered retried for over 250 s, with no option to bound it."""
+    import socket
+    import time
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts (backlog), never answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        argv = ["generate", "--backend", "openai", "--base-url", url, "--model", "m", "hi"]
+        start = time.monotonic()
+        assert cli_main.main([*argv, "--timeout", "0.5", "--max-retries", "1"]) == 2
+        assert time.monotonic() - start < 4
+    err = capsys.readouterr().err
+    assert "berry generate: error:" in err and "failed after 2 attempts" in err
+    assert "no answer within 0.5 s" in err and "Traceback" not in err

@@ -101,3 +101,14 @@ def test_registering_the_command_imports_nothing_heavy():
     )
     heavy = ("torch", "transformers", "matplotlib", "numpy", "sympy", "math_verify")
     assert imported_roots(code, heavy) == []
+
+
+def test_newer_run_json_is_refused_naming_both_versions(tmp_path, capsys):
+    """Regression: `berry report` read a run.json of a newer format version silently."""
+    out = make_eval_dir(tmp_path / "ev")
+    config = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    (out / "run.json").write_text(json.dumps({**config, "version": 3}), encoding="utf-8")
+    assert berry("report", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "run.json version 3 is newer than this openberry reads (version 1)" in err
+    assert not (out / "report.md").exists()

@@ -206,6 +206,44 @@ def test_aime25_parquet(tmp_path):
     assert result.examples[0].solution is None
 
 
+def test_published_copies_field_aliases(tmp_path):
+    """Regression: QwQ's aime25.jsonl (``prompt``, ``answer``) was refused; known datasets take
+    the usual aliases, and an alias holds the answer itself (no '#### ' or \\boxed derivation)."""
+    qwq = _write_jsonl(tmp_path / "aime25.jsonl", [{"prompt": "P1", "answer": "70"}])
+    [ex] = load_examples("aime25", path=qwq).examples
+    assert (ex.id, ex.problem.question, ex.answer) == ("aime25/0", "P1", "70")
+    gsm = _write_jsonl(tmp_path / "g.jsonl", [{"problem": "q", "expected_answer": "1,000"}])
+    assert load_examples("gsm8k", path=gsm).examples[0].answer == "1,000"
+    math = _write_jsonl(
+        tmp_path / "m.jsonl", [{"question": "q", "gold": "7", "expected_answer": "7", "idx": 3}]
+    )
+    [ex] = load_examples("math", path=math).examples
+    assert (ex.id, ex.answer, ex.problem.meta) == ("math/3", "7", {})
+    # The dataset's own field wins over an alias, and keeps its derivation.
+    both = _write_jsonl(tmp_path / "b.jsonl", [{"question": "q", "answer": "w #### 5", "gold": 1}])
+    assert load_examples("gsm8k", path=both).examples[0].answer == "5"
+    custom = _write_jsonl(tmp_path / "c.jsonl", [{"prompt": "q", "expected_answer": 3}])
+    assert load_examples(str(custom)).examples[0].answer == "3"
+
+
+def test_missing_field_lists_row_keys_and_options(tmp_path):
+    path = _write_jsonl(tmp_path / "a.jsonl", [{"text": "P1", "solution_value": "70"}])
+    with pytest.raises(DatasetError) as err:
+        load_examples("aime25", path=path)
+    assert str(err.value).startswith(
+        f"{path}:1: missing field 'problem' (also tried 'question', 'prompt'); the row has "
+        "'text', 'solution_value'; name the field with --question-field/--answer-field"
+    )
+    ex = load_examples(
+        "aime25", path=path, question_field="text", answer_field="solution_value"
+    ).examples[0]
+    assert (ex.problem.question, ex.answer) == ("P1", "70")
+    with pytest.raises(DatasetError, match=r"the row has 'text', 'solution_value'; .*--id-field"):
+        load_examples(
+            "aime25", path=path, question_field="text", answer_field="solution_value", id_field="u"
+        )
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_amc23_numeric_answers(tmp_path, fmt, monkeypatch):
     rows = [
@@ -324,10 +362,13 @@ def test_skip_bad_records_every_skipped_row(tmp_path):
     assert result.examples[1].answer == "4"
     assert [line for line, _ in result.skipped] == [3, 4, 5, 6, 8, 9]
     reasons = dict(result.skipped)
-    assert reasons[3] == "missing field 'problem'"
+    assert reasons[3] == (
+        "missing field 'problem' (also tried 'question', 'prompt'); the row has 'answer', "
+        "'unique_id'; name the field with --question-field/--answer-field"
+    )
     assert "not valid JSON" in reasons[4]
     assert "must be a string" in reasons[5]
-    assert reasons[6] == "missing field 'answer'"
+    assert reasons[6].startswith("missing field 'answer' (also tried 'expected_answer', ")
     assert "duplicate id 'math500/a'" in reasons[8]
     assert "got list" in reasons[9]
 
@@ -361,8 +402,8 @@ def test_custom_local_file_with_field_options(tmp_path):
     assert result.examples[1].problem.meta == {"topic": "add"}
     assert result.examples[0].problem.source == str(path)
     # Explicitly named fields are required.
-    with pytest.raises(DatasetError, match=r"mine.jsonl:1: missing field 'question'"):
-        load_examples(str(path))
+    with pytest.raises(DatasetError, match=r"mine.jsonl:1: missing field 'text'"):
+        load_examples(str(path), question_field="text")
     with pytest.raises(DatasetError, match=r"mine.jsonl:1: missing field 'answer'"):
         load_examples(str(path), question_field="prompt", answer_field="answer")
 

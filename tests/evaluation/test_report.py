@@ -179,3 +179,57 @@ def test_compare_dirs(tmp_path):
     assert (out / "plots" / "accuracy_vs_tokens.png").read_bytes().startswith(PNG_MAGIC)
     with pytest.raises(BerryError, match="one of the compared directories"):
         compare_dirs([a, b], a)
+
+
+def _tick_labels(ax) -> list[str]:
+    lo, hi = ax.get_xlim()
+    return [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi]
+
+
+@pytest.mark.parametrize("tokens", [(1100.0, 1500.0, 1900.0), (1234.0,), (3.0, 5.0)])
+def test_tokens_plot_has_x_labels_within_one_power_of_two(tokens):
+    """Regression: accuracy_vs_tokens.png lost its x tick labels when every point fell within
+    one power of two (the log-2 axis then has no major tick inside the data)."""
+    pytest.importorskip("matplotlib")
+    from openberry.evaluation.report import _figure, _lines, _Point, _Series
+
+    points = tuple(_Point(2**i, t, 0.5, 30, 1) for i, t in enumerate(tokens))
+    fig = _figure(_lines([_Series("mctsr", points)], lambda p: p.tokens), "tokens", "t")
+    fig.canvas.draw()
+    labels = [t for t in _tick_labels(fig.axes[0]) if t]
+    assert len(labels) >= min(2, len(tokens)), labels
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo < min(tokens) and max(tokens) < hi
+
+
+def test_wide_token_range_keeps_the_power_of_two_ticks():
+    pytest.importorskip("matplotlib")
+    from openberry.evaluation.report import _figure, _lines, _Point, _Series
+
+    points = tuple(_Point(b, 100.0 * b, 0.5, 30, 1) for b in (1, 4, 16))
+    fig = _figure(_lines([_Series("sc", points)], lambda p: p.tokens), "tokens", "t")
+    fig.canvas.draw()
+    assert {"256", "1024"} <= set(_tick_labels(fig.axes[0]))
+
+
+def test_plot_legend_states_the_sample_size(tmp_path):
+    """Regression: the plots did not say how many problems (and samples) a point stands for."""
+    pytest.importorskip("matplotlib")
+    from openberry.evaluation.report import _figure, _lines, _series
+
+    summary = summarize_dir(make_eval_dir(tmp_path / "ev"))
+    series = _series([(None, run) for run in summary["runs"].values()])
+    fig = _figure(_lines(series, lambda p: p.tokens), "tokens", "t")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["greedy (n=4, k=2)", "mctsr (n=4, k=2)"]
+
+
+def test_report_refuses_a_newer_run_json(tmp_path):
+    """Regression: a run.json of a newer format version was read silently."""
+    out = make_eval_dir(tmp_path / "ev")
+    config = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    (out / "run.json").write_text(json.dumps({**config, "version": 2}), encoding="utf-8")
+    with pytest.raises(BerryError, match=r"run.json version 2 is newer than .* \(version 1\)"):
+        write_report(out)
+    (out / "run.json").write_text(json.dumps({**config, "version": 1}), encoding="utf-8")
+    assert write_report(out)["runs"]

@@ -388,3 +388,97 @@ def test_unset_adapter_keeps_the_identity_of_runs_written_before_adapters(tmp_pa
     assert "adapter" not in plain["policy"]
     assert adapted["policy"]["adapter"] == "lora"
     assert adapted != plain
+
+
+def test_question_longer_than_the_context_is_refused_up_front(tmp_path: Path) -> None:
+    """Regression: a 5 MB question ran for 102 s and ended in a traceback. A question that does
+    not fit the model's context is refused before anything is searched or written, naming the
+    problem and the limit; a huge one on its length alone (no slow tokenizing)."""
+    data = tmp_path / "data.jsonl"
+    rows = [
+        {"id": "fits", "question": "Compute 1 + 2.", "answer": "3"},
+        {"id": "huge", "question": "1 + " * 1_250_000 + "1", "answer": "3"},
+        {"id": "long", "question": "1 + " * 400 + "1", "answer": "3"},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = EvalConfig(dataset=str(data), out=str(tmp_path / "out"), methods=("greedy",))
+    models = _tiny_models()
+    assert models["policy"].max_context == 1024
+    start = time.perf_counter()
+    with pytest.raises(EvalError) as err:
+        evaluate(cfg, models=models)
+    assert time.perf_counter() - start < 5
+    assert str(err.value).startswith(
+        "2 problem(s) have a question longer than the model's context of 1,024 tokens: "
+        "huge (5,000,001 characters), long (1,201 tokens);"
+    )
+    assert not Path(cfg.out).exists()
+
+
+def test_policy_without_a_context_length_is_not_checked(tmp_path: Path) -> None:
+    from openberry.evaluation.runner import too_long
+    from openberry.records import Problem
+
+    problems = [Problem(id="a", question="x" * 10_000)]
+    assert too_long(problems, ArithmeticExpert()) is None
+
+
+def test_resume_accepts_a_new_base_url_and_timeouts_and_records_them(tmp_path, caplog) -> None:
+    """Regression: a mistyped --base-url made the output directory impossible to resume with the
+    corrected URL. Settings that do not change results may change on resume (recorded, logged);
+    the model may not."""
+    typo = ModelSpec("served", backend="openai", base_url="http://localhots:8000")
+    cfg = config(tmp_path, methods=("greedy",), policy=typo)
+    evaluate(cfg, models={"policy": ArithmeticExpert()})
+    written = Path(cfg.out) / "greedy@1" / "records.jsonl"
+    written.write_text("".join(written.read_text().splitlines(keepends=True)[:3]))  # cut short
+    fixed = ModelSpec(
+        "served", backend="openai", base_url="http://localhost:8000", timeout=30, max_retries=5
+    )
+    resumed = config(tmp_path, methods=("greedy",), policy=fixed)
+    with caplog.at_level("INFO", logger="openberry.evaluation.runner"):
+        summary = evaluate(resumed, resume=True, models={"policy": ArithmeticExpert()})
+    assert (summary.written, summary.skipped) == (3, 3)
+    meta = json.loads((Path(cfg.out) / "run.json").read_text())
+    assert meta["settings"]["policy"]["base_url"] == "http://localhost:8000"
+    assert meta["settings"]["policy"]["timeout"] == 30
+    assert "base_url" not in meta["identity"]["policy"]
+    assert "policy base_url changed from 'http://localhots:8000' to 'http://localhost:8000'" in (
+        caplog.text
+    )
+    other_model = config(tmp_path, methods=("greedy",), policy=ModelSpec("other"))
+    with pytest.raises(EvalError, match="policy: was"):
+        evaluate(other_model, resume=True, models={"policy": ArithmeticExpert()})
+
+
+def test_resume_of_a_run_json_that_held_the_base_url_in_its_identity(tmp_path) -> None:
+    """run.json files written before the base URL left the identity still resume, with another
+    URL."""
+    cfg = config(tmp_path, methods=("greedy",), policy=ModelSpec("m", "openai", "http://a"))
+    evaluate(cfg, models={"policy": ArithmeticExpert()})
+    path = Path(cfg.out) / "run.json"
+    meta = json.loads(path.read_text())
+    meta["identity"]["policy"] |= {"base_url": "http://a", "prefix_cache_mb": 1024.0}
+    del meta["settings"]
+    path.write_text(json.dumps(meta))
+    again = config(tmp_path, methods=("greedy",), policy=ModelSpec("m", "openai", "http://b"))
+    assert evaluate(again, resume=True, models={"policy": ArithmeticExpert()}).skipped == 6
+    assert json.loads(path.read_text())["settings"]["policy"]["base_url"] == "http://b"
+
+
+def test_resume_refuses_a_dropped_identity_key(tmp_path) -> None:
+    """A key recorded by the original run (here --question-field) that the resumed one lacks is
+    a difference too."""
+    cfg = config(tmp_path, methods=("greedy",), question_field="question")
+    evaluate(cfg, models={"policy": ArithmeticExpert()})
+    with pytest.raises(EvalError, match="question_field: was 'question', now None"):
+        evaluate(config(tmp_path, methods=("greedy",)), resume=True, models={})
+
+
+def test_resume_refuses_a_newer_run_json(tmp_path) -> None:
+    cfg = config(tmp_path, methods=("greedy",))
+    evaluate(cfg, models={"policy": ArithmeticExpert()})
+    path = Path(cfg.out) / "run.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "version": 2}))
+    with pytest.raises(EvalError, match=r"run.json version 2 is newer .* \(version 1\)"):
+        evaluate(cfg, resume=True, models={"policy": ArithmeticExpert()})

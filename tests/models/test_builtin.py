@@ -80,3 +80,16 @@ def test_berry_tiny_writes_thoughts_and_rates_them(berry_tiny) -> None:
     )
     share = [p[pos] / (p[pos] + p[neg]) for p in probs]
     assert share[0] > 0.5 > share[1]
+
+
+def test_berry_tiny_states_its_context_length(berry_tiny, monkeypatch) -> None:
+    """`max_context` (read-only) is what `berry eval` checks questions against."""
+    from types import SimpleNamespace
+
+    assert berry_tiny.max_context == berry_tiny.runtime.model.config.max_position_embeddings
+    assert berry_tiny.max_context == 1024
+    # Without a length in the model config, the tokenizer's model_max_length (also 1024) is used.
+    monkeypatch.setattr(berry_tiny.runtime, "model", SimpleNamespace(config=SimpleNamespace()))
+    assert berry_tiny.max_context == berry_tiny.tokenizer.model_max_length == 1024
+    monkeypatch.setattr(berry_tiny.tokenizer, "model_max_length", int(1e30))  # transformers: unset
+    assert berry_tiny.max_context is None

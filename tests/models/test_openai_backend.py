@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import logging
 import math
+import socket
 import threading
 import time
 
@@ -166,7 +169,7 @@ def test_retries_then_success(caplog) -> None:
     assert g.prompt_tokens == 3
     assert len(calls) == 3
     assert calls[0].headers["authorization"] == f"Bearer {KEY}"
-    assert "retry 1/4" in caplog.text
+    assert "retry 1/2" in caplog.text  # DEFAULT_MAX_RETRIES
     assert KEY not in caplog.text
     assert KEY not in repr(policy)
 
@@ -333,3 +336,107 @@ def test_regression_echo_refusal_warned_once_under_concurrency(caplog) -> None:
         rows = policy.next_token_probs(["a", "b", "c", "d"], ["Yes", "No"])
     assert [row["No"] for row in rows] == [0.0] * 4
     assert sum("probability 0" in r.message for r in caplog.records) == 1
+
+
+# -- timeouts and retry budget against real sockets ---------------------------------------------
+
+
+@contextlib.contextmanager
+def _silent_server():
+    """A local server that accepts every connection and never answers; yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@contextlib.contextmanager
+def _flaky_server(statuses: list[int]):
+    """A local HTTP server answering each POST with the next status of `statuses` (a completion
+    when 200); yields (URL, list of the paths requested)."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            seen.append(self.path)
+            status = statuses[min(len(seen), len(statuses)) - 1]
+            body = _completion("ok") if status == 200 else {"error": {"message": "overloaded"}}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_server_that_never_answers_times_out_after_the_retries() -> None:
+    """Regression: a server that accepted connections and never answered was retried for over
+    250 s with no way to set a timeout."""
+    with _silent_server() as url:
+        policy = OpenAIPolicy(url, "m", timeout=1, max_retries=1, backoff=0.01)
+        start = time.monotonic()
+        with pytest.raises(ModelError, match=r"failed after 2 attempts in .*no answer within 1 s"):
+            policy.generate(["p"], SamplingParams(max_new_tokens=2))
+        assert time.monotonic() - start < 4
+        policy.close()
+
+
+def test_max_retry_time_bounds_a_request_in_all() -> None:
+    with _silent_server() as url:
+        policy = OpenAIPolicy(url, "m", timeout=1, max_retries=50, max_retry_time=1.5, backoff=0.01)
+        start = time.monotonic()
+        with pytest.raises(ModelError, match=r"out of its 1.5 s \(--max-retry-time\)"):
+            policy.generate(["p"], SamplingParams(max_new_tokens=2))
+        assert time.monotonic() - start < 3
+        policy.close()
+
+
+def test_503_then_200_is_retried_over_http(caplog) -> None:
+    with _flaky_server([503, 200]) as (url, seen):
+        policy = OpenAIPolicy(url, "m", timeout=5, backoff=0.01)
+        with caplog.at_level(logging.WARNING):
+            (g,) = policy.generate(["p"], SamplingParams(max_new_tokens=2))[0]
+        policy.close()
+    assert g.text == "ok" and seen == ["/v1/completions"] * 2
+    assert "HTTP 503: overloaded; retry 1/2" in caplog.text
+
+
+def test_spec_passes_timeout_and_retries_to_the_openai_backend() -> None:
+    from openberry.models.spec import ModelSpec
+
+    spec = ModelSpec("m", backend="openai", base_url="http://127.0.0.1:9", timeout=3)
+    with spec.build() as policy:
+        assert policy.timeout == 3 and policy.retry.max_retries == 2
+        assert policy.retry.max_time is None
+    with pytest.raises(ModelError, match="--timeout must be > 0"):
+        ModelSpec("m", timeout=0)

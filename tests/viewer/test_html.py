@@ -23,7 +23,8 @@ import pytest
 from openberry.data.arithmetic import load_split
 from openberry.data.arithmetic.trees import branching_tree, solution_tree
 from openberry.tree import Tree
-from openberry.viewer import render_tree_html, tree_json_for_html, write_tree_html
+from openberry.viewer import chosen_answer, render_tree_html, tree_json_for_html, write_tree_html
+from openberry.viewer import html as viewer_html
 
 HOSTILE = '</script><script>alert(1)</script><!--<script>x</SCRIPT ><img src=x onerror="alert(2)">'
 DATA_RE = re.compile(r'<script type="application/json" id="tree-data">(.*?)</script>', re.S)
@@ -122,6 +123,62 @@ def test_default_title_names_method_and_problem(tree):
 def test_script_inserts_text_without_html_parsing():
     code = (Path(__file__).parents[2] / "src/openberry/viewer/assets/viewer.js").read_text()
     assert not re.search(r"\.(innerHTML|outerHTML)\b|insertAdjacentHTML|document\.write", code)
+
+
+def _with_answers(problem, verdicts: dict[int, bool | None]) -> Tree:
+    """A solution tree whose chosen path ends at a terminal node; `verdicts` sets
+    ``info["verified"]`` on nodes (None: no verdict recorded)."""
+    t = solution_tree(problem)
+    nodes = [
+        dataclasses.replace(n, info={"verified": verdicts[n.id]})
+        if verdicts.get(n.id) is not None
+        else n
+        for n in t.nodes
+    ]
+    return t.with_nodes(nodes)
+
+
+def _chosen_answer_line(page: str) -> str:
+    found = re.search(r'<p class="chosen-answer" id="chosen-answer">(.*?)</p>', page)
+    assert found, "the header has no chosen-answer line"
+    return found.group(1)
+
+
+def test_header_states_the_chosen_answer_and_only_a_recorded_verdict(problem):
+    """Regression: the header did not state the chosen answer; and nothing in the page may claim
+    an answer is right unless a verdict is recorded in the tree."""
+    last = solution_tree(problem).chosen[-1]
+    plain = _with_answers(problem, {})
+    assert chosen_answer(plain) == ("119", None)
+    line = _chosen_answer_line(render_tree_html(plain))
+    assert "<code>119</code>" in line and 'class="verdict unverified">not verified' in line
+    line = _chosen_answer_line(render_tree_html(_with_answers(problem, {last: True})))
+    assert 'class="verdict correct">\u2713 correct (verified)' in line
+    line = _chosen_answer_line(render_tree_html(_with_answers(problem, {last: False})))
+    assert 'class="verdict wrong">\u2717 wrong (verified)' in line
+    none = dataclasses.replace(plain, chosen=())
+    assert "<b>none</b>" in _chosen_answer_line(render_tree_html(none))
+    assert "nothing was chosen" in _chosen_answer_line(render_tree_html(none))
+
+
+def test_hostile_chosen_answer_is_escaped(problem):
+    t = solution_tree(problem)
+    nodes = list(t.nodes)
+    nodes[-1] = dataclasses.replace(nodes[-1], answer=HOSTILE)
+    line = _chosen_answer_line(render_tree_html(t.with_nodes(nodes)))
+    assert f"<code>{html.escape(HOSTILE)}</code>" in line and "<script" not in line
+
+
+def test_answer_is_green_only_with_a_recorded_verdict():
+    """Regression: every answer chip was green, right or wrong. The stylesheet gives a plain
+    answer a neutral colour, and the script adds ``correct``/``wrong`` from info.verified."""
+    css = (Path(viewer_html.__file__).parent / "assets" / "viewer.css").read_text()
+    rules = dict(re.findall(r"^(\.answer[.\w]*) \{([^}]*)\}", css, re.M))
+    green, red = "#1d6b35", "#b3261e"
+    assert green not in rules[".answer"] and red not in rules[".answer"]
+    assert green in rules[".answer.correct"] and red in rules[".answer.wrong"]
+    script = (Path(viewer_html.__file__).parent / "assets" / "viewer.js").read_text()
+    assert "node.info.verified" in script and '" correct" : " wrong"' in script
 
 
 def test_write_tree_html_is_atomic_and_creates_directories(tree, tmp_path):
@@ -270,3 +327,19 @@ def test_browser_single_node_tree(problem, tmp_path):
     res = selftest(page, tmp_path, 0)
     assert res["node_elements"] == 1 and "collapse" not in res
     assert res["details"]["text"] == problem.question
+
+
+@needs_chromium
+def test_browser_answer_colour_follows_recorded_verdicts(problem, tmp_path):
+    """Regression: an answer was green even when wrong; it is coloured only by a verdict."""
+    t = branching_tree(problem, 3, branch_prob=1.0)
+    terminals = [n.id for n in t.nodes if n.terminal and n.answer is not None]
+    assert terminals
+    for verdict, want in ((None, "answer"), (True, "answer correct"), (False, "answer wrong")):
+        nodes = [
+            dataclasses.replace(n, info={"verified": verdict}) if verdict is not None else n
+            for n in t.nodes
+        ]
+        page = write_tree_html(t.with_nodes(nodes), tmp_path / "tree.html")
+        res = selftest(page, tmp_path, 0)
+        assert {res["answers"][str(i)] for i in terminals} == {want}

@@ -13,6 +13,7 @@ __all__ = [
     "add_role_args",
     "int_at_least",
     "model_spec",
+    "positive_float",
     "role_specs",
 ]
 
@@ -33,12 +34,49 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def positive_float(text: str) -> float:
+    """An argparse ``type`` that accepts numbers > 0, with a clear message otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 def add_backend_args(parser: Any) -> None:
     """Add the backend options shared by the commands that load a model (``--backend``,
-    ``--base-url``, ``--device``, ``--dtype``, ``--chat-template``, ``--adapter``,
-    ``--prefix-cache-mb``) to a parser or group."""
+    ``--base-url``, ``--timeout``, ``--max-retries``, ``--max-retry-time``, ``--device``,
+    ``--dtype``, ``--chat-template``, ``--adapter``, ``--prefix-cache-mb``) to a parser or
+    group."""
+    from openberry.models.spec import DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT
+
     parser.add_argument("--backend", choices=("hf", "openai"), default="hf", help="default: hf")
     parser.add_argument("--base-url", metavar="URL", help="server URL (--backend openai)")
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help="openai: seconds to wait for the answer to one request before retrying it "
+        f"(default: {DEFAULT_REQUEST_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int_at_least(0),
+        default=DEFAULT_MAX_RETRIES,
+        metavar="N",
+        help="openai: retries of a request that timed out, could not connect or got HTTP 429 or "
+        f"5xx, with exponential backoff (default: {DEFAULT_MAX_RETRIES})",
+    )
+    parser.add_argument(
+        "--max-retry-time",
+        type=positive_float,
+        metavar="SECONDS",
+        help="openai: give up on a request this many seconds after its first attempt, retries "
+        "and waits included (default: no bound but --timeout and --max-retries)",
+    )
     parser.add_argument("--device", metavar="D", help="hf: cpu, cuda, cuda:1 ...")
     parser.add_argument("--dtype", metavar="T", help="hf: float32, bfloat16, auto ...")
     parser.add_argument(
@@ -74,7 +112,17 @@ def add_prefix_cache_arg(parser: Any, prefix: str = "") -> None:
     )
 
 
-_SPEC_OPTIONS = ("backend", "base_url", "device", "dtype", "chat_template", "prefix_cache_mb")
+_SPEC_OPTIONS = (
+    "backend",
+    "base_url",
+    "timeout",
+    "max_retries",
+    "max_retry_time",
+    "device",
+    "dtype",
+    "chat_template",
+    "prefix_cache_mb",
+)
 """`ModelSpec` fields that have a command-line option of the same name."""
 
 

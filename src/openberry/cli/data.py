@@ -48,7 +48,10 @@ examples:
 _SHOW_EPILOG = f"""\
 NAME is a known dataset (see 'berry data list') or the path of a JSONL, JSON-array or parquet
 file. Known datasets are read from --path FILE, else from ${DATA_DIR_ENV}/<default file>,
-else from the Hugging Face hub when online. A bad row stops with an error naming its line unless
+else from the Hugging Face hub when online. Rows may name their fields as the dataset does or
+with the usual aliases of published copies (question: problem, question, prompt; answer: answer,
+expected_answer, final_answer, gold); --question-field / --answer-field name any other. A bad row
+stops with an error naming its line (and, for a missing field, listing the row's keys) unless
 --skip-bad is given; skipped rows are counted on stderr.
 
 examples:

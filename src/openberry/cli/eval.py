@@ -116,6 +116,8 @@ _WHAT: tuple[FieldOption, ...] = (
     ("--dataset", "dataset", {"required": True, "metavar": "NAME|PATH"}),
     ("--path", "path", {"metavar": "FILE"}),
     ("--split", "split", {"metavar": "S"}),
+    ("--question-field", "question_field", {"metavar": "F"}),
+    ("--answer-field", "answer_field", {"metavar": "F"}),
     ("--limit", "limit", {"type": int_at_least(1), "metavar": "N"}),
     (
         "--method",
@@ -207,7 +209,11 @@ def add_running_options(o: Any, report: bool = True) -> None:
     """Output, resume, batching, Ray and progress options (and the report's, with `report`)."""
     add_field_options(o, _EVAL_CONFIG, _RUNNING)
     o.add_argument(
-        "--resume", action="store_true", help="continue the evaluation in --out (same settings)"
+        "--resume",
+        action="store_true",
+        help="continue the evaluation in --out with the settings that shape its results; "
+        "--base-url, --timeout, --max-retries, --max-retry-time, --workers, --ray-address and "
+        "--progress may change (recorded in run.json)",
     )
     add_field_options(
         o, _EVAL_CONFIG, [("--batch-size", "batch_size", {"type": int_at_least(1), "metavar": "B"})]

@@ -29,13 +29,13 @@ _EPILOG = """\
 single answer: prints 'true' or 'false' (exit status 0 either way); -v adds the reason and the
 extracted answers. Put '--' before answers that start with '-' (berry grade -- -\\frac12 -0.5).
 
-file mode (--file): every row needs the --pred-field and --gold-field keys (a missing key or a
-null value stops with an error naming the line, before anything is graded; numbers are read as
-text and a list gold is joined with ', '). Prints 'accuracy: A (correct/total)'. With --out, writes
-one verdict row per input row, in input order: the input row's fields plus 'correct' (bool),
-'extracted' (the answer found in the prediction, or null) and, when false, 'reason' (these three
-keys replace input fields of the same name). A progress bar is shown on stderr when it is a
-terminal.
+file mode (--file): every row needs the --pred-field and --gold-field keys (a line that is not
+UTF-8 or not a JSON object, a missing key or a null value stops with an error naming the line,
+before anything is graded; numbers are read as text and a list gold is joined with ', ').
+Prints 'accuracy: A (correct/total)'. With --out, writes one verdict row per input row, in
+input order: the input row's fields plus 'correct' (bool), 'extracted' (the answer found in the
+prediction, or null) and, when false, 'reason' (these three keys replace input fields of the same
+name). A progress bar is shown on stderr when it is a terminal.
 
 examples:
   berry grade '\\frac{1}{2}' '0.5'

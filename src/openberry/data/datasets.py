@@ -35,8 +35,10 @@ from openberry.grading.extract import last_boxed
 from openberry.records import Example, Problem
 
 __all__ = [
+    "ANSWER_ALIASES",
     "DATASETS",
     "DATA_DIR_ENV",
+    "QUESTION_ALIASES",
     "AnswerFormat",
     "DatasetError",
     "DatasetSpec",
@@ -70,8 +72,26 @@ _TRUE_VALUES = frozenset({"1", "on", "yes", "true"})
 _DEFAULT_META_FIELDS = ("level", "subject", "type", "subfield", "unit", "answer_type")
 # Field names that may hold an answer or a solution: never copied into `Problem.meta`.
 _LEAKY_FIELDS = frozenset(
-    {"answer", "answers", "final_answer", "solution", "solutions", "gold", "target", "label"}
+    {
+        "answer",
+        "answers",
+        "expected_answer",
+        "final_answer",
+        "solution",
+        "solutions",
+        "gold",
+        "target",
+        "label",
+    }
 )
+
+QUESTION_ALIASES = ("problem", "question", "prompt")
+"""Question field names of published copies, tried after a dataset's own (QwQ's ``aime25.jsonl``
+has ``prompt``)."""
+ANSWER_ALIASES = ("answer", "expected_answer", "final_answer", "gold")
+"""Answer field names of published copies, tried after a dataset's own; their value is the answer
+itself (``plain``)."""
+_SHOWN_KEYS = 12
 
 
 class DatasetError(BerryError, ValueError):
@@ -139,6 +159,7 @@ class DatasetSpec:
         parts = [
             f"question field {_or_list(self.question_fields)} (str)",
             f"answer field {_or_list(self.answer_fields)}{how}",
+            f"or the usual aliases ({', '.join(QUESTION_ALIASES)}; {', '.join(ANSWER_ALIASES)})",
         ]
         if self.id_fields:
             parts.append(f"optional id field {_or_list(self.id_fields)}")
@@ -458,6 +479,7 @@ class _Mapping:
     question_fields: tuple[str, ...]
     answer_fields: tuple[str, ...]
     answer_format: AnswerFormat
+    answer_aliases: tuple[str, ...]
     answer_required: bool
     solution_fields: tuple[str, ...]
     id_fields: tuple[str, ...]
@@ -481,7 +503,7 @@ class _Mapping:
     def _question(self, row: Mapping[str, Any]) -> str:
         name = _first_present(row, self.question_fields)
         if name is None:
-            raise _BadRow(_missing(self.question_fields))
+            raise _BadRow(_missing(self.question_fields, row))
         value = row[name]
         if value is None:
             raise _BadRow(f"field {name!r} is null")
@@ -492,14 +514,17 @@ class _Mapping:
         return value
 
     def _answer(self, row: Mapping[str, Any]) -> str | None:
+        fmt = self.answer_format
         name = _first_present(row, self.answer_fields)
+        if name is None and (name := _first_present(row, self.answer_aliases)) is not None:
+            fmt = "plain"  # a published copy's alias holds the answer itself
         if name is None or row[name] is None:
             if not self.answer_required:
                 return None
             if name is None:
-                raise _BadRow(_missing(self.answer_fields))
+                raise _BadRow(_missing((*self.answer_fields, *self.answer_aliases), row))
             raise _BadRow(f"field {name!r} is null")
-        return _answer_value(row[name], name, self.answer_format)
+        return _answer_value(row[name], name, fmt)
 
     def _solution(self, row: Mapping[str, Any]) -> str | None:
         name = _first_present(row, self.solution_fields)
@@ -513,7 +538,9 @@ class _Mapping:
         if value is None:
             if self.id_required:
                 raise _BadRow(
-                    _missing(self.id_fields) if name is None else f"field {name!r} is null"
+                    _missing(self.id_fields, row, "--id-field")
+                    if name is None
+                    else f"field {name!r} is null"
                 )
             return f"{self.id_prefix}/{index}"
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -526,7 +553,12 @@ class _Mapping:
         return f"{self.id_prefix}/{raw}"
 
     def _meta(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        banned = _LEAKY_FIELDS | set(self.answer_fields) | set(self.solution_fields)
+        banned = (
+            _LEAKY_FIELDS
+            | set(self.answer_fields)
+            | set(self.answer_aliases)
+            | set(self.solution_fields)
+        )
         meta: dict[str, Any] = {}
         if self.merge_meta and isinstance(row.get("meta"), dict):
             meta.update((k, v) for k, v in row["meta"].items() if k not in banned and v is not None)
@@ -536,11 +568,22 @@ class _Mapping:
         return meta
 
 
-def _missing(names: tuple[str, ...]) -> str:
+def _missing(
+    names: tuple[str, ...], row: Mapping[str, Any], option: str = "--question-field/--answer-field"
+) -> str:
+    """A missing-field reason that lists the row's keys and the option naming the field."""
     msg = f"missing field {names[0]!r}"
     if len(names) > 1:
         msg += f" (also tried {', '.join(repr(n) for n in names[1:])})"
+    keys = [repr(str(k)) for k in list(row)[:_SHOWN_KEYS]]
+    if len(row) > _SHOWN_KEYS:
+        keys.append(f"... ({len(row)} keys)")
+    msg += f"; the row has {', '.join(keys) or 'no fields'}; name the field with {option}"
     return msg
+
+
+def _with_aliases(names: tuple[str, ...], aliases: tuple[str, ...]) -> tuple[str, ...]:
+    return (*names, *(a for a in aliases if a not in names))
 
 
 def _resolve_mapping(
@@ -560,9 +603,14 @@ def _resolve_mapping(
             source=source,
             id_prefix=name if split is None else f"{name}/{split}",
             prefix_raw_ids=False,
-            question_fields=(question_field,) if question_field else ("question", "problem"),
-            answer_fields=(answer_field,) if answer_field else ("answer", "final_answer"),
+            question_fields=(
+                (question_field,)
+                if question_field
+                else _with_aliases(("question", "problem"), QUESTION_ALIASES)
+            ),
+            answer_fields=(answer_field,) if answer_field else ANSWER_ALIASES,
             answer_format="plain",
+            answer_aliases=(),
             answer_required=answer_field is not None,
             solution_fields=("solution",),
             id_fields=(id_field,) if id_field else ("id", "unique_id"),
@@ -572,20 +620,29 @@ def _resolve_mapping(
         )
     # Overriding the answer field with one the spec does not know means "this field holds the
     # answer itself"; naming the spec's own field keeps the spec's derivation (e.g. '#### X').
+    # Without options, the usual aliases of published copies are tried after the spec's fields.
     if answer_field is None or answer_field in spec.answer_fields:
         answer_fields = (answer_field,) if answer_field else spec.answer_fields
         answer_format = spec.answer_format
     else:
         answer_fields, answer_format = (answer_field,), "plain"
+    answer_aliases: tuple[str, ...] = ()
+    if answer_field is None:
+        answer_aliases = tuple(a for a in ANSWER_ALIASES if a not in spec.answer_fields)
     id_prefix = spec.name if split is None or split == spec.split else f"{spec.name}/{split}"
     return _Mapping(
         name=spec.name,
         source=spec.name,
         id_prefix=id_prefix,
         prefix_raw_ids=True,
-        question_fields=(question_field,) if question_field else spec.question_fields,
+        question_fields=(
+            (question_field,)
+            if question_field
+            else _with_aliases(spec.question_fields, QUESTION_ALIASES)
+        ),
         answer_fields=answer_fields,
         answer_format=answer_format,
+        answer_aliases=answer_aliases,
         answer_required=True,
         solution_fields=spec.solution_fields,
         id_fields=(id_field,) if id_field else spec.id_fields,
@@ -746,8 +803,12 @@ def load_examples(
 
     Sources, in order: ``path``; the dataset's default file in ``$BERRY_DATA_DIR`` (default split
     only); the Hugging Face hub when online. A ``name_or_path`` that is not a known dataset but an
-    existing file is loaded as a custom dataset (question ``question``/``problem``, answer
-    ``answer``/``final_answer`` (optional), id ``id``/``unique_id``; unless overridden).
+    existing file is loaded as a custom dataset (question ``question``/``problem``/``prompt``,
+    answer ``answer``/``expected_answer``/``final_answer``/``gold`` (optional), id
+    ``id``/``unique_id``; unless overridden). Without field options, a known dataset's rows may
+    also use those aliases (`QUESTION_ALIASES`, `ANSWER_ALIASES`; an alias holds the answer
+    itself), as published copies do. A row missing the question or answer is a bad row whose
+    message lists the row's keys.
 
     Args:
         name_or_path: A registry name (``gsm8k``, ``math500``, ``arithmetic``, ...) or a file path.

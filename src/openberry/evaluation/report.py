@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from openberry.errors import BerryError
+from openberry.evaluation.runner import RUN_VERSION
 from openberry.evaluation.store import RecordFile
 from openberry.fileio import replace_atomically, write_text_atomic
 
@@ -68,6 +70,12 @@ def _read_run_json(out_dir: Path) -> tuple[dict[str, Any], list[str]]:
         raise BerryError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise BerryError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    version = data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > RUN_VERSION:
+        raise BerryError(
+            f"{path}: run.json version {version} is newer than this openberry reads (version "
+            f"{RUN_VERSION}); upgrade openberry to report on it"
+        )
     return data, []
 
 
@@ -452,12 +460,26 @@ class _Point:
     budget: int | None
     tokens: float | None
     accuracy: float
+    problems: int | None = None
+    samples: int | None = None
 
 
 @dataclass(frozen=True)
 class _Series:
     label: str
     points: tuple[_Point, ...]
+
+    @property
+    def legend(self) -> str:
+        """The label with the sample size: ``mctsr (n=200)``, ``sc (n=200, k=4)``, or a range
+        when the series' runs cover different numbers of problems."""
+        sizes = sorted({p.problems for p in self.points if p.problems is not None})
+        if not sizes:
+            return self.label
+        n = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}\u2013{sizes[-1]}"
+        ks = {p.samples for p in self.points if p.samples is not None and p.samples > 1}
+        k = f", k={'/'.join(str(x) for x in sorted(ks))}" if ks else ""
+        return f"{self.label} (n={n}{k})"
 
 
 def _series(rows: Sequence[_Row]) -> list[_Series]:
@@ -469,12 +491,89 @@ def _series(rows: Sequence[_Row]) -> list[_Series]:
         method = run.get("method") or run.get("run") or "?"
         key = f"{label}: {method}" if label is not None else method
         groups.setdefault(key, []).append(
-            _Point(run.get("budget"), run.get("cost", {}).get("generated_tokens"), run["accuracy"])
+            _Point(
+                run.get("budget"),
+                run.get("cost", {}).get("generated_tokens"),
+                run["accuracy"],
+                run.get("problems"),
+                run.get("samples"),
+            )
         )
     return [
         _Series(key, tuple(sorted(pts, key=lambda p: (p.budget is None, p.budget or 0))))
         for key, pts in groups.items()
     ]
+
+
+def _narrow_log2_ticks(xs: Sequence[float], count: int = 5) -> list[float] | None:
+    """Tick positions for a log-2 axis whose data hold fewer than two powers of two (where the
+    default locator leaves the axis without labels): `count` values spread evenly in log space
+    over the data, rounded to two significant digits; None when the default ticks do."""
+    lo, hi = min(xs), max(xs)
+    powers = [2.0**k for k in range(math.floor(math.log2(lo)), math.ceil(math.log2(hi)) + 1)]
+    if sum(lo <= p <= hi for p in powers) >= 2:
+        return None
+    if hi == lo:
+        return [lo]
+    spread = [lo * (hi / lo) ** (i / (count - 1)) for i in range(count)]
+    return sorted({float(f"{x:.2g}") for x in spread})
+
+
+def _tick_label(x: float) -> str:
+    return f"{x:,.0f}" if x >= 10 else f"{x:g}"
+
+
+_Line = tuple[str, list[tuple[float, _Point]]]
+"""A plotted line: its legend and its (x, point) pairs."""
+
+
+def _lines(series: Sequence[_Series], pick: Any) -> list[_Line]:
+    """Each series' points with a positive x (``pick(point)``), labelled with its sample size."""
+    lines = []
+    for s in series:
+        pts = [(pick(p), p) for p in s.points]
+        pts = [(x, p) for x, p in pts if x is not None and x > 0]
+        if pts:
+            lines.append((s.legend, pts))
+    return lines
+
+
+def _figure(lines: Sequence[_Line], xlabel: str, title: str) -> Any:
+    """Accuracy (%) against x on a log-2 axis, one line per series, each point marked with its
+    budget; x tick labels even when every x lies within one power of two."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator, ScalarFormatter
+
+    fig = Figure(figsize=(7.0, 4.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, pts in lines:
+        ax.plot([x for x, _ in pts], [100 * p.accuracy for _, p in pts], marker="o", label=label)
+        for x, p in pts:
+            if p.budget is not None:
+                ax.annotate(
+                    f"@{p.budget}",
+                    (x, 100 * p.accuracy),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                )
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    xs = [x for _, pts in lines for x, _ in pts]
+    ticks = _narrow_log2_ticks(xs)
+    if ticks is not None:  # within one power of two the default ticks have no labels
+        lo, hi = min(*xs, *ticks), max(*xs, *ticks)
+        ax.set_xlim(lo / 2**0.15, hi * 2**0.15)
+        ax.set_xticks(ticks, labels=[_tick_label(t) for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, title="n: problems, k: samples", title_fontsize=7)
+    return fig
 
 
 def _write_plots(
@@ -483,9 +582,6 @@ def _write_plots(
     """Draw both plots; returns the files written and, when none, why."""
     try:
         import matplotlib  # noqa: F401  (a missing install fails here, with a clear name)
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import ScalarFormatter
     except ImportError as exc:
         logger.warning(
             "plots skipped: matplotlib is not installed (%s); pip install matplotlib", exc
@@ -493,38 +589,11 @@ def _write_plots(
         return [], "matplotlib is not installed"
 
     def draw(name: str, xlabel: str, pick: Any) -> Path | None:
-        lines = []
-        for s in series:
-            pts = [(pick(p), p) for p in s.points]
-            pts = [(x, p) for x, p in pts if x is not None and x > 0]
-            if pts:
-                lines.append((s.label, pts))
+        lines = _lines(series, pick)
         if not lines:
             logger.info("%s: nothing to plot (no positive x values)", name)
             return None
-        fig = Figure(figsize=(7.0, 4.6), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        for label, pts in lines:
-            xs = [x for x, _ in pts]
-            ys = [100 * p.accuracy for _, p in pts]
-            ax.plot(xs, ys, marker="o", label=label)
-            for x, p in pts:
-                if p.budget is not None:
-                    ax.annotate(
-                        f"@{p.budget}",
-                        (x, 100 * p.accuracy),
-                        textcoords="offset points",
-                        xytext=(4, 4),
-                        fontsize=7,
-                    )
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        fig = _figure(lines, xlabel, title)
         return replace_atomically(
             plot_dir / name, lambda tmp: fig.savefig(tmp, format="png", dpi=120)
         )

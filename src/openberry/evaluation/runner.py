@@ -57,6 +57,7 @@ __all__ = [
     "RunSpec",
     "evaluate",
     "plan_runs",
+    "too_long",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ logger = logging.getLogger(__name__)
 RECORD_SCHEMA = "openberry.eval-record"
 RECORD_VERSION = 1
 RUN_SCHEMA = "openberry.eval-run"
+RUN_VERSION = 1
+"""The version of run.json this openberry writes; `berry report` refuses newer ones."""
 
 
 class EvalError(BerryError, RuntimeError):
@@ -86,6 +89,12 @@ class EvalConfig:
     """Read the dataset's rows from this file (JSONL, JSON array, parquet)."""
     split: str | None = None
     """Dataset split (default: the dataset's default split)."""
+    question_field: str | None = None
+    """Row field holding the question (default: the dataset's own, then
+    problem/question/prompt)."""
+    answer_field: str | None = None
+    """Row field holding the reference answer (default: the dataset's own, then
+    answer/expected_answer/final_answer/gold)."""
     limit: int | None = None
     """Evaluate the first N problems only."""
     samples: int = 1
@@ -123,6 +132,9 @@ class EvalConfig:
             "dataset": self.dataset,
             "path": self.path,
             "split": self.split,
+            # Left out when unset, so evaluations written before the options resume as they are.
+            **({"question_field": self.question_field} if self.question_field else {}),
+            **({"answer_field": self.answer_field} if self.answer_field else {}),
             "limit": self.limit,
             "samples": self.samples,
             "seed": self.seed,
@@ -136,15 +148,27 @@ class EvalConfig:
         }
 
 
-def _spec_identity(spec: ModelSpec) -> dict[str, Any]:
-    """A model's settings that change results (the prefix cache changes only float rounding,
-    and a resumed run may use another budget). An unset adapter is left out, so runs written
-    before models could carry one resume as they are."""
-    out = dataclasses.asdict(spec)
-    out.pop("prefix_cache_mb", None)
+RESUMABLE_SPEC_FIELDS = ("prefix_cache_mb", "base_url", "timeout", "max_retries", "max_retry_time")
+"""`ModelSpec` fields that do not change results, so `--resume` accepts new values (recorded in
+run.json's ``settings`` and logged): the prefix cache changes only float rounding, and where a
+server is and how long to wait for it change nothing it answers."""
+
+
+def _spec_identity(spec: ModelSpec | Mapping[str, Any]) -> dict[str, Any]:
+    """A model's settings that change results (all but `RESUMABLE_SPEC_FIELDS`). An unset
+    adapter is left out, so runs written before models could carry one resume as they are.
+    `spec` may also be an identity read from an older run.json (which held ``base_url``)."""
+    out = dict(spec) if isinstance(spec, Mapping) else dataclasses.asdict(spec)
+    for key in RESUMABLE_SPEC_FIELDS:
+        out.pop(key, None)
     if out.get("adapter") is None:
         out.pop("adapter", None)
     return out
+
+
+def _spec_settings(spec: ModelSpec) -> dict[str, Any]:
+    """A model's settings that do not change results (recorded, and free to change on resume)."""
+    return {key: getattr(spec, key) for key in RESUMABLE_SPEC_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -245,6 +269,9 @@ class _Worker:
         out: list[_Finished] = []
         _search_unit(unit, self.models, out.append)
         return out
+
+    def too_long(self, problems: list[Problem]) -> str | None:
+        return too_long(problems, self.models["policy"])
 
 
 def _candidates(tree: Any) -> list[dict[str, Any]]:
@@ -358,7 +385,14 @@ class _Writer:
 def _load_examples(config: EvalConfig) -> list[Example]:
     from openberry.data.datasets import load_examples
 
-    result = load_examples(config.dataset, path=config.path, split=config.split, limit=config.limit)
+    result = load_examples(
+        config.dataset,
+        path=config.path,
+        split=config.split,
+        limit=config.limit,
+        question_field=config.question_field,
+        answer_field=config.answer_field,
+    )
     examples = list(result.examples)
     if not examples:
         raise EvalError(f"{config.dataset}: no problems to evaluate")
@@ -381,36 +415,101 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _prepare_dir(config: EvalConfig, runs: list[RunSpec], resume: bool) -> dict[str, Any]:
+def _read_meta(config: EvalConfig, resume: bool) -> dict[str, Any] | None:
+    """The run.json of the evaluation being resumed (None for a new one), after checking that
+    ``config`` may write to ``config.out``; writes nothing.
+
+    Raises:
+        EvalError: an evaluation is there and `resume` is off, run.json is unreadable, the
+            settings that change results differ, or ``--out`` is a non-empty directory.
+    """
     out = Path(config.out)
     meta_path = out / "run.json"
-    identity = config.identity()
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise EvalError(f"{meta_path}: cannot read ({exc})") from exc
-        if not resume:
-            raise EvalError(
-                f"{out} already holds an evaluation; pass --resume to continue it, or choose "
-                "another --out"
-            )
-        old = meta.get("identity", {})
-        diff = [k for k in identity if old.get(k) != identity[k]]
-        if diff:
-            lines = [f"  {k}: was {old.get(k)!r}, now {identity[k]!r}" for k in diff]
-            raise EvalError(
-                f"{out}: --resume with different settings would mix two evaluations:\n"
-                + "\n".join(lines)
-            )
-        names = list(dict.fromkeys([*meta.get("runs", []), *(r.name for r in runs)]))
-    else:
+    if not meta_path.is_file():
         if out.exists() and any(out.iterdir()) and not resume:
             raise EvalError(f"{out} exists and is not empty; choose another --out")
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvalError(f"{meta_path}: cannot read ({exc})") from exc
+    if not resume:
+        raise EvalError(
+            f"{out} already holds an evaluation; pass --resume to continue it, or choose "
+            "another --out"
+        )
+    version = meta.get("version") if isinstance(meta, dict) else None
+    if isinstance(version, int) and version > RUN_VERSION:
+        raise EvalError(
+            f"{meta_path}: run.json version {version} is newer than this openberry writes "
+            f"(version {RUN_VERSION}); upgrade openberry to resume it"
+        )
+    identity = config.identity()
+    old = _comparable_identity(meta.get("identity", {}))
+    diff = [k for k in {**identity, **old} if old.get(k) != identity.get(k)]
+    if diff:
+        lines = [f"  {k}: was {old.get(k)!r}, now {identity.get(k)!r}" for k in diff]
+        raise EvalError(
+            f"{out}: --resume with different settings would mix two evaluations:\n"
+            + "\n".join(lines)
+        )
+    return meta
+
+
+def _comparable_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded identity without the model settings that no longer belong to it (run.json
+    files written before `RESUMABLE_SPEC_FIELDS` held ``base_url`` there)."""
+    out = dict(identity)
+    for role in ("policy", "judge", "value"):
+        if isinstance(out.get(role), Mapping):
+            out[role] = _spec_identity(out[role])
+    return out
+
+
+def _settings(config: EvalConfig, workers: int, ray_address: str | None) -> dict[str, Any]:
+    """The settings that do not change results: recorded in run.json, free to change on
+    resume."""
+    roles = (("policy", config.policy), ("judge", config.judge), ("value", config.value))
+    out: dict[str, Any] = {role: _spec_settings(spec) for role, spec in roles if spec}
+    out.update({"workers": workers, "ray_address": ray_address})
+    return out
+
+
+def _log_changed_settings(meta: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    """Log each setting that differs from the one recorded by the run being resumed."""
+    old = dict(meta.get("settings") or {})
+    recorded = meta.get("identity", {})
+    for role in ("policy", "judge", "value"):  # run.json files from before "settings"
+        if role not in old and isinstance(recorded.get(role), Mapping):
+            old[role] = {k: v for k, v in recorded[role].items() if k in RESUMABLE_SPEC_FIELDS}
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            was = old.get(key) if isinstance(old.get(key), Mapping) else {}
+            changed = [(f"{key} {k}", was[k], v) for k, v in value.items() if k in was]
+        else:
+            changed = [(key, old[key], value)] if key in old else []
+        for name, before, after in changed:
+            if before != after:
+                logger.info("--resume: %s changed from %r to %r (recorded)", name, before, after)
+
+
+def _write_meta(
+    config: EvalConfig,
+    runs: list[RunSpec],
+    meta: dict[str, Any] | None,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Write run.json: a new one, or the resumed one (`meta`) with the runs added and the
+    settings of this invocation."""
+    if meta is not None:
+        _log_changed_settings(meta, settings)
+        names = list(dict.fromkeys([*meta.get("runs", []), *(r.name for r in runs)]))
+        meta["identity"] = config.identity()
+    else:
         meta = {
             "schema": RUN_SCHEMA,
-            "version": 1,
-            "identity": identity,
+            "version": RUN_VERSION,
+            "identity": config.identity(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "versions": _versions(),
             "oracle": (
@@ -433,11 +532,60 @@ def _prepare_dir(config: EvalConfig, runs: list[RunSpec], resume: bool) -> dict[
             "batch_size": config.batch_size,
             "runs": names,
             "overrides": [list(o) for o in config.overrides],
+            "settings": settings,
             "command": " ".join(sys.argv),
         }
     )
-    write_text_atomic(meta_path, json.dumps(meta, indent=1) + "\n", durable=True)
+    write_text_atomic(
+        Path(config.out) / "run.json", json.dumps(meta, indent=1) + "\n", durable=True
+    )
     return meta
+
+
+CHARS_PER_TOKEN_BOUND = 32
+"""No text a model reads averages more characters per token: a question longer than this many
+characters per token of the model's context is refused without being tokenized (tokenizing a
+5 MB string takes minutes)."""
+
+
+def _searched(config: EvalConfig, examples: Sequence[Example]) -> list[Problem]:
+    """The problems search sees (with the reference appended under ``hint_answer``)."""
+    return [hinted_problem(e) if config.hint_answer else e.problem for e in examples]
+
+
+def too_long(problems: Sequence[Problem], policy: Any) -> str | None:
+    """Why some problems cannot be searched: their question alone does not fit the policy's
+    context (the message names them, their size and the limit); None when all fit or the policy
+    does not say its context length (``max_context``; with the openai backend the server
+    refuses instead).
+
+    A question longer than `CHARS_PER_TOKEN_BOUND` characters per token of context is refused
+    on its length; a shorter one that could still be too long (at most four tokens per
+    character, template included) is counted with the policy's ``count_tokens`` when it has one.
+    """
+    limit = getattr(policy, "max_context", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    count = getattr(policy, "count_tokens", None)
+    maybe = [p for p in problems if 4 * len(p.question) + 64 >= limit]
+    exact = [p for p in maybe if len(p.question) <= limit * CHARS_PER_TOKEN_BOUND]
+    tokens: dict[str, int] = {}
+    if count is not None and exact:
+        tokens = dict(zip((p.id for p in exact), count([p.question for p in exact]), strict=True))
+    found = []
+    for p in maybe:
+        if len(p.question) > limit * CHARS_PER_TOKEN_BOUND:
+            found.append(f"{p.id} ({len(p.question):,} characters)")
+        elif tokens.get(p.id, 0) >= limit:
+            found.append(f"{p.id} ({tokens[p.id]:,} tokens)")
+    if not found:
+        return None
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    return (
+        f"{len(found)} problem(s) have a question longer than the model's context of "
+        f"{limit:,} tokens: {shown}; remove them from the dataset file or use a model with a "
+        "longer context (nothing was searched)"
+    )
 
 
 def _units(
@@ -490,8 +638,9 @@ def evaluate(
         progress: Show a progress bar (None: when stderr is a terminal).
 
     Raises:
-        EvalError: Bad options, an output directory in the way, or settings that differ from
-            the evaluation being resumed.
+        EvalError: Bad options, an output directory in the way, settings that differ from the
+            evaluation being resumed, or questions longer than the model's context (`too_long`;
+            checked before any search).
     """
     start = time.perf_counter()
     use_ray = workers > 1 or bool(ray_address)
@@ -499,7 +648,13 @@ def evaluate(
         raise EvalError("ready-made models cannot be sent to Ray workers")
     runs = plan_runs(config)
     examples = _load_examples(config)
-    _prepare_dir(config, runs, resume)
+    meta = _read_meta(config, resume)
+    table: dict[str, Any] = {}
+    if not use_ray:
+        table = dict(models) if models is not None else _build_models(config)
+        if (why := too_long(_searched(config, examples), table["policy"])) is not None:
+            raise EvalError(why)
+    _write_meta(config, runs, meta, _settings(config, workers, ray_address))
 
     from openberry.grading.grader import Grader
 
@@ -511,7 +666,6 @@ def evaluate(
         if use_ray:
             _run_ray(config, todo, workers, ray_address, handle)
         else:
-            table = dict(models) if models is not None else _build_models(config)
             _run_in_process(todo, table, handle)
     finally:
         if handle.bar is not None:
@@ -655,6 +809,10 @@ def _run_ray(
         n = max(1, min(workers, len(todo)))
         actor = ray.remote(num_cpus=1)(_Worker)
         pool = [actor.remote(config) for _ in range(n)]
+        problems = list({p.id: p for u in todo for p in u.problems}.values())
+        why = ray.get(pool[0].too_long.remote(problems)) if problems else None
+        if why is not None:
+            raise EvalError(why)
         logger.info("searching %d batch(es) on %d Ray worker(s)", len(todo), n)
         queue = list(todo)
         running: dict[Any, tuple[Any, _Unit]] = {}

@@ -26,7 +26,9 @@ from openberry.errors import BerryError
 from openberry.records import Generation
 
 __all__ = [
+    "DEFAULT_MAX_RETRIES",
     "DEFAULT_PREFIX_CACHE_MB",
+    "DEFAULT_REQUEST_TIMEOUT",
     "ModelError",
     "Policy",
     "SamplingParams",
@@ -36,6 +38,13 @@ __all__ = [
 DEFAULT_PREFIX_CACHE_MB = 1024.0
 """MiB of keys and values of earlier prompts a local backend keeps for re-use across calls (the
 default of `ModelSpec.prefix_cache_mb`, ``--prefix-cache-mb`` and `HFPolicy`)."""
+
+DEFAULT_REQUEST_TIMEOUT = 600.0
+"""Seconds a remote backend waits for the answer to one request (long generations take minutes):
+the default of `ModelSpec.timeout`, ``--timeout`` and `OpenAIPolicy`."""
+DEFAULT_MAX_RETRIES = 2
+"""Retries of a failed request (timeouts, connection errors, 429, 5xx) after the first attempt:
+the default of `ModelSpec.max_retries`, ``--max-retries`` and `OpenAIPolicy`."""
 
 
 class ModelError(BerryError, RuntimeError):

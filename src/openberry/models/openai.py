@@ -19,10 +19,13 @@ a policy is built.
 - Finish reasons: ``length`` stays ``length``; ``stop`` becomes ``stop`` when the server's
   vLLM-style ``stop_reason`` is a string (a stop string matched), ``eos`` when ``stop_reason`` is
   null or when no stop strings were asked for, and ``stop`` otherwise (unknown).
-- Retries: 429, 5xx, timeouts and connection errors are retried up to `max_retries` times with
-  exponential backoff and full jitter (``Retry-After`` is honoured, capped at `max_backoff`). Other
-  4xx answers raise `ModelError` at once with the server's message. The API key is sent only in the
-  ``Authorization`` header and never logged.
+- Timeouts and retries: a request that gets no answer within `timeout` seconds (default 600: long
+  generations take minutes; connecting gets at most 30 s of it) has failed. 429, 5xx, timeouts
+  and connection errors are retried up to `max_retries` times (default 2) with exponential backoff
+  and full jitter (``Retry-After`` is honoured, capped at `max_backoff`); with `max_retry_time`,
+  a request gives up once that many seconds have passed since its first attempt (an attempt is
+  cut to the time left). Other 4xx answers raise `ModelError` at once with the server's message.
+  The API key is sent only in the ``Authorization`` header and never logged.
 - `OpenAIPolicy.score` uses ``/v1/completions`` with ``echo=true, max_tokens=1, logprobs=0`` and
   keeps the tokens whose ``text_offset`` falls inside the completion. Servers that reject ``echo``
   (openberry's own server does) make it raise ``ModelError("... does not support scoring ...")``.
@@ -47,7 +50,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from openberry.models.base import ModelError, SamplingParams, entropy_varentropy
+from openberry.models.base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_REQUEST_TIMEOUT,
+    ModelError,
+    SamplingParams,
+    entropy_varentropy,
+)
 from openberry.records import FinishReason, Generation
 
 __all__ = ["OpenAIPolicy", "RetryConfig"]
@@ -55,6 +64,8 @@ __all__ = ["OpenAIPolicy", "RetryConfig"]
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_MAX_CONNECT_TIMEOUT = 30.0
+"""Longest wait for a connection; a server that does not accept one in this time is down."""
 
 
 class _RejectedError(ModelError):
@@ -69,12 +80,15 @@ class _RejectedError(ModelError):
 class RetryConfig:
     """Retry policy for transient failures."""
 
-    max_retries: int = 4
+    max_retries: int = DEFAULT_MAX_RETRIES
     """Retries after the first attempt (so at most ``max_retries + 1`` attempts)."""
     backoff: float = 0.5
     """Base delay in seconds; attempt k waits uniform(0, backoff * 2**k) (full jitter)."""
     max_backoff: float = 20.0
     """Longest single wait in seconds (also caps ``Retry-After``)."""
+    max_time: float | None = None
+    """Most seconds one request may take from its first attempt, waits included (None: no
+    bound but the attempts' timeouts and `max_retries`)."""
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `attempt` (0-based)."""
@@ -91,8 +105,10 @@ class OpenAIPolicy:
         model: model name to request.
         api_key: bearer token (default: ``$OPENAI_API_KEY``, else ``$BERRY_API_KEY``, else none).
         max_concurrency: most requests in flight at once.
-        timeout: seconds per request.
+        timeout: seconds to wait for the answer to one request (connecting: at most 30 of them).
         max_retries: retries of a failed request (429, 5xx, timeouts, connection errors).
+        max_retry_time: most seconds one request may take in all, retries and waits included
+            (None: no bound but `timeout` and `max_retries`).
         chat: use ``/v1/chat/completions`` with each prompt as one user message.
         backoff: base backoff in seconds (see `RetryConfig`).
         transport: an ``httpx`` transport (tests: ``httpx.MockTransport``).
@@ -108,8 +124,9 @@ class OpenAIPolicy:
         *,
         api_key: str | None = None,
         max_concurrency: int = 8,
-        timeout: float = 60,
-        max_retries: int = 4,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retry_time: float | None = None,
         chat: bool = False,
         backoff: float = 0.5,
         transport: Any = None,
@@ -122,6 +139,8 @@ class OpenAIPolicy:
             raise ValueError("max_concurrency must be >= 1")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if not timeout > 0 or (max_retry_time is not None and not max_retry_time > 0):
+            raise ValueError("timeout and max_retry_time must be > 0")
         if stats_top_k < 1:
             raise ValueError("stats_top_k must be >= 1")
         self.stats_top_k = stats_top_k
@@ -135,7 +154,8 @@ class OpenAIPolicy:
         self.name = name or model
         self.chat = chat
         self.max_concurrency = max_concurrency
-        self.retry = RetryConfig(max_retries=max_retries, backoff=backoff)
+        self.timeout = float(timeout)
+        self.retry = RetryConfig(max_retries=max_retries, backoff=backoff, max_time=max_retry_time)
         self._echo_failed = False  # set once the server refused echo scoring
         self._echo_lock = threading.Lock()
         key = api_key or os.environ.get("OPENAI_API_KEY") or os.environ.get("BERRY_API_KEY")
@@ -143,7 +163,7 @@ class OpenAIPolicy:
         self._client = httpx.Client(
             base_url=self.base_url,
             headers=headers,
-            timeout=httpx.Timeout(timeout),
+            timeout=self._timeout(self.timeout),
             transport=transport,
             limits=httpx.Limits(max_connections=max_concurrency),
         )
@@ -163,41 +183,34 @@ class OpenAIPolicy:
 
     # ----------------------------------------------------------------------------- HTTP
 
+    def _timeout(self, seconds: float) -> Any:
+        return self._httpx.Timeout(seconds, connect=min(seconds, _MAX_CONNECT_TIMEOUT))
+
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries; returns the JSON answer or raises `ModelError`."""
-        httpx = self._httpx
+        """POST with retries (module docstring); returns the JSON answer or raises
+        `ModelError`."""
         attempt = 0
+        start = time.monotonic()
         while True:
-            problem: str
-            retry_after: float | None = None
-            try:
-                resp = self._client.post(path, json=body)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code < 400:
-                    try:
-                        data = resp.json()
-                    except ValueError as exc:
-                        raise ModelError(f"{path}: server answered non-JSON: {exc}") from exc
-                    if not isinstance(data, dict):
-                        raise ModelError(f"{path}: server answered {type(data).__name__}")
-                    return data
-                message = _error_message(resp)
-                if resp.status_code not in _RETRY_STATUS:
-                    hint = ""
-                    if "support" in message.lower():
-                        hint = " (the server does not support this feature)"
-                    raise _RejectedError(
-                        f"{path}: HTTP {resp.status_code}: {message}{hint}", resp.status_code
-                    )
-                problem = f"HTTP {resp.status_code}: {message}"
-                retry_after = _retry_after(resp)
+            timeout = self.timeout
+            if self.retry.max_time is not None:
+                timeout = max(0.001, min(timeout, self.retry.max_time - time.monotonic() + start))
+            data, problem, retry_after = self._attempt(path, body, timeout)
+            if data is not None:
+                return data
+            elapsed = time.monotonic() - start
+            tried = f"{attempt + 1} attempt{'s' if attempt else ''} in {elapsed:.1f} s"
             if attempt >= self.retry.max_retries:
                 raise ModelError(
-                    f"{self.base_url}{path} failed after {attempt + 1} attempts: {problem}"
+                    f"{self.base_url}{path} failed after {tried}: {problem} "
+                    "(see --timeout, --max-retries)"
                 )
             wait = self.retry.delay(attempt, retry_after)
+            if self.retry.max_time is not None and elapsed + wait >= self.retry.max_time:
+                raise ModelError(
+                    f"{self.base_url}{path} failed after {tried}, out of its "
+                    f"{self.retry.max_time:g} s (--max-retry-time): {problem}"
+                )
             logger.warning(
                 "%s%s: %s; retry %d/%d in %.2fs",
                 self.base_url,
@@ -209,6 +222,38 @@ class OpenAIPolicy:
             )
             time.sleep(wait)
             attempt += 1
+
+    def _attempt(
+        self, path: str, body: dict[str, Any], timeout: float
+    ) -> tuple[dict[str, Any] | None, str, float | None]:
+        """One POST: ``(answer, "", None)``, or ``(None, problem, Retry-After)`` for a failure
+        worth retrying; raises `ModelError` for one that is not."""
+        httpx = self._httpx
+        try:
+            resp = self._client.post(path, json=body, timeout=self._timeout(timeout))
+        except httpx.ConnectTimeout:
+            return None, f"no connection within {min(timeout, _MAX_CONNECT_TIMEOUT):g} s", None
+        except httpx.TimeoutException as exc:
+            return None, f"no answer within {timeout:g} s ({type(exc).__name__})", None
+        except httpx.TransportError as exc:
+            return None, f"{type(exc).__name__}: {exc}", None
+        if resp.status_code < 400:
+            try:
+                data = resp.json()
+            except ValueError as exc:
+                raise ModelError(f"{path}: server answered non-JSON: {exc}") from exc
+            if not isinstance(data, dict):
+                raise ModelError(f"{path}: server answered {type(data).__name__}")
+            return data, "", None
+        message = _error_message(resp)
+        if resp.status_code not in _RETRY_STATUS:
+            hint = ""
+            if "support" in message.lower():
+                hint = " (the server does not support this feature)"
+            raise _RejectedError(
+                f"{path}: HTTP {resp.status_code}: {message}{hint}", resp.status_code
+            )
+        return None, f"HTTP {resp.status_code}: {message}", _retry_after(resp)
 
     def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
         if len(items) <= 1 or self.max_concurrency == 1:

@@ -13,9 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openberry.models.base import DEFAULT_PREFIX_CACHE_MB, ModelError, Policy
+from openberry.models.base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PREFIX_CACHE_MB,
+    DEFAULT_REQUEST_TIMEOUT,
+    ModelError,
+    Policy,
+)
 
-__all__ = ["DEFAULT_PREFIX_CACHE_MB", "ModelSpec"]
+__all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_PREFIX_CACHE_MB", "DEFAULT_REQUEST_TIMEOUT", "ModelSpec"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,22 @@ class ModelSpec:
     """hf: MiB of keys and values of earlier prompts kept for re-use across calls (0: off)."""
     adapter: str | None = None
     """hf: a peft (LoRA) adapter directory loaded on top of the model."""
+    timeout: float = DEFAULT_REQUEST_TIMEOUT
+    """openai: seconds to wait for the answer to one request before it counts as failed."""
+    max_retries: int = DEFAULT_MAX_RETRIES
+    """openai: retries of a failed request (timeout, connection error, 429, 5xx), with
+    exponential backoff."""
+    max_retry_time: float | None = None
+    """openai: most seconds one request may take in all, its retries and backoff waits included
+    (None: no bound but timeout and retries)."""
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ModelError(f"--timeout must be > 0 seconds, got {self.timeout}")
+        if self.max_retries < 0:
+            raise ModelError(f"--max-retries must be >= 0, got {self.max_retries}")
+        if self.max_retry_time is not None and not self.max_retry_time > 0:
+            raise ModelError(f"--max-retry-time must be > 0 seconds, got {self.max_retry_time}")
 
     def build(self) -> Policy:
         """Load the backend (imports torch for hf; tunes the allocator on a CPU).
@@ -58,7 +80,13 @@ class ModelSpec:
                 raise ModelError("--backend openai needs --base-url")
             from openberry.models.openai import OpenAIPolicy
 
-            return OpenAIPolicy(self.base_url, self.model)
+            return OpenAIPolicy(
+                self.base_url,
+                self.model,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                max_retry_time=self.max_retry_time,
+            )
         if self.backend != "hf":
             raise ModelError(f"unknown backend {self.backend!r} (hf or openai)")
         from openberry.models.hf import HFPolicy, tune_cpu_malloc

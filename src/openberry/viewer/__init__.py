@@ -4,6 +4,11 @@
 ``docs/viewer.md``.
 """
 
-from openberry.viewer.html import render_tree_html, tree_json_for_html, write_tree_html
+from openberry.viewer.html import (
+    chosen_answer,
+    render_tree_html,
+    tree_json_for_html,
+    write_tree_html,
+)
 
-__all__ = ["render_tree_html", "tree_json_for_html", "write_tree_html"]
+__all__ = ["chosen_answer", "render_tree_html", "tree_json_for_html", "write_tree_html"]

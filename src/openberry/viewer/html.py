@@ -10,9 +10,12 @@ The page has no external resources at all: the CSS and the vanilla JavaScript in
   HTML parser finds its end; ``JSON.parse`` (and `json.loads`) read the escapes back unchanged;
 - the script inserts every string with ``textContent`` (never ``innerHTML``).
 
-The page shows the problem, the method, run-level statistics (``tree.info["stats"]`` when it is a
-dict, and all of ``tree.info`` as JSON behind a disclosure), and the tree as a nested collapsible
-list with a details panel; see ``docs/viewer.md``.
+The page shows the problem, the chosen answer (`chosen_answer`: written into the page here, with
+the grader's verdict when the tree records one), the method, run-level statistics
+(``tree.info["stats"]`` when it is a dict, and all of ``tree.info`` as JSON behind a disclosure),
+and the tree as a nested collapsible list with a details panel; see ``docs/viewer.md``. An answer
+is coloured green or red only where a verdict is recorded (``node.info["verified"]``, written by
+``berry eval`` and ``berry collect``); the search alone cannot know whether an answer is right.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from openberry.fileio import write_text_atomic
 from openberry.tree import Tree
 
-__all__ = ["render_tree_html", "tree_json_for_html", "write_tree_html"]
+__all__ = ["chosen_answer", "render_tree_html", "tree_json_for_html", "write_tree_html"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,40 @@ def tree_json_for_html(tree: Tree) -> str:
     return text
 
 
+def chosen_answer(tree: Tree) -> tuple[str | None, bool | None]:
+    """The answer of the chosen path's last node and the grader's verdict on it.
+
+    Returns:
+        ``(answer, verdict)``: the answer is None when nothing was chosen or the chosen path ends
+        without one; the verdict is ``node.info["verified"]`` when it is a bool (a tree written
+        by ``berry eval`` or ``berry collect``), else None (not verified).
+    """
+    if not tree.chosen:
+        return None, None
+    node = tree.nodes[tree.chosen[-1]]
+    verdict = node.info.get("verified")
+    return node.answer, verdict if isinstance(verdict, bool) else None
+
+
+def _chosen_answer_html(tree: Tree) -> str:
+    answer, verdict = chosen_answer(tree)
+    if answer is None:
+        why = "nothing was chosen" if not tree.chosen else "the chosen path ends without one"
+        return (
+            '<p class="chosen-answer" id="chosen-answer">chosen answer: <b>none</b> '
+            f'<span class="verdict unverified">({why})</span></p>\n'
+        )
+    cls, text = {
+        True: ("correct", "\u2713 correct (verified)"),
+        False: ("wrong", "\u2717 wrong (verified)"),
+        None: ("unverified", "not verified"),
+    }[verdict]
+    return (
+        '<p class="chosen-answer" id="chosen-answer">chosen answer: '
+        f'<code>{html.escape(answer)}</code> <span class="verdict {cls}">{text}</span></p>\n'
+    )
+
+
 def _default_title(tree: Tree) -> str:
     method = tree.method or "tree"
     return f"{method} \u00b7 {tree.problem.id}"
@@ -79,7 +116,10 @@ def render_tree_html(tree: Tree, *, title: str | None = None) -> str:
 
     Returns:
         The whole HTML document. Every node is an ``<li class="node" data-node-id="ID">``; nodes
-        on ``tree.chosen`` also carry the class ``chosen``.
+        on ``tree.chosen`` also carry the class ``chosen``; a terminal node's answer is a
+        ``<span class="answer">`` with the class ``correct`` or ``wrong`` only when its verdict
+        is recorded. The header's ``<p id="chosen-answer">`` states the chosen answer
+        (`chosen_answer`).
 
     Raises:
         TreeFormatError: The tree is not JSON-serialisable (e.g. a non-JSON value in ``info``).
@@ -99,7 +139,9 @@ def render_tree_html(tree: Tree, *, title: str | None = None) -> str:
         '<div class="summary">\n',
         '<section class="problem"><h2>Problem</h2><pre id="problem-text"></pre>',
         '<div class="problem-meta" id="problem-meta"></div></section>\n',
-        '<section class="run"><h2>Run</h2><div class="chips" id="chips"></div>',
+        '<section class="run"><h2>Run</h2>',
+        _chosen_answer_html(tree),
+        '<div class="chips" id="chips"></div>',
         '<table class="stats" id="stats"></table>',
         '<details class="run-info" id="run-info" hidden><summary>run info (JSON)</summary>',
         '<pre id="run-info-json"></pre></details></section>\n',
@@ -109,6 +151,7 @@ def render_tree_html(tree: Tree, *, title: str | None = None) -> str:
         '<button type="button" id="btn-collapse">Collapse all</button>',
         '<button type="button" id="btn-chosen">Show chosen path</button>',
         '<span class="legend"><span class="swatch"></span>chosen path \u00b7 ',
+        "answer: green/red when verified correct/wrong, else grey-blue \u00b7 ",
         "rating +/\u2212 (italic: derived from value) \u00b7 click a node for details</span>",
         "</div>\n</header>\n",
         "<main>\n",

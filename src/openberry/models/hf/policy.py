@@ -126,6 +126,12 @@ class HFPolicy:
         return self.runtime.pad_token_id
 
     @property
+    def max_context(self) -> int | None:
+        """Most tokens, prompt and generated together, the model reads (`HFRuntime.max_context`;
+        None when the model does not say)."""
+        return self.runtime.max_context
+
+    @property
     def eos_token_ids(self) -> set[int]:
         """Token ids that end a generation (the model's and the tokenizer's EOS)."""
         return self.runtime.eos_token_ids

@@ -28,6 +28,11 @@ ENCODED_PROMPTS = 4096
 
 logger = logging.getLogger(__name__)
 
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+"""Model config keys that give the context length, in the order they are tried."""
+_UNSET_MAX_LENGTH = 10**9
+"""transformers sets ``model_max_length`` to a huge number (1e30) when the tokenizer has none."""
+
 
 class HFRuntime:
     """A transformers causal LM with its tokenizer, ready to run (see `HFPolicy` for the args).
@@ -137,6 +142,24 @@ class HFRuntime:
         self.model.eval()
         self.adapter = str(path)
         self._cache_kwarg = _cache_kwarg(self.model)
+
+    # ----------------------------------------------------------------------------- context
+
+    @property
+    def max_context(self) -> int | None:
+        """Most tokens (prompt and generated together) the model was built to read: its
+        config's ``max_position_embeddings`` (or ``n_positions``, ``max_sequence_length``,
+        ``seq_length``), else the tokenizer's ``model_max_length`` when one is set; None when
+        neither says. Read-only: generation does not enforce it."""
+        config = getattr(self.model, "config", None)
+        for key in _CONTEXT_KEYS:
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        value = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(value, int) and 0 < value < _UNSET_MAX_LENGTH:
+            return value
+        return None
 
     # ----------------------------------------------------------------------------- encoding
 

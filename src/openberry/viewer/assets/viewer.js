@@ -120,6 +120,13 @@
 
   // ---- tree ----------------------------------------------------------------------------------
 
+  // The grader's verdict on a node's answer, when one is recorded (node.info.verified, written by
+  // berry eval / berry collect after the search); null otherwise. Only a verdict colours an answer.
+  function verdict(node) {
+    var v = node.info ? node.info.verified : undefined;
+    return v === true || v === false ? v : null;
+  }
+
   function effectiveRating(node) {
     if (node.rating) return { label: node.rating, derived: false };
     if (node.value === null || node.value === undefined) return null;
@@ -174,8 +181,13 @@
     }
     if (node.terminal) {
       var ans = node.answer === null || node.answer === undefined;
-      var a = el("span", ans ? "answer noanswer" : "answer", ans ? "no answer" : node.answer);
-      a.title = "final answer";
+      var v = verdict(node);
+      var cls = ans ? "answer noanswer" : "answer";
+      if (v !== null) cls += v ? " correct" : " wrong";
+      var a = el("span", cls, ans ? "no answer" : node.answer);
+      a.title =
+        "final answer \u00b7 " +
+        (v === null ? "not verified" : v ? "verified correct" : "verified wrong");
       row.appendChild(a);
     }
     var visits = el("span", "cell visits", String(node.visits));
@@ -349,6 +361,8 @@
     field(dl, "generated_tokens", String(node.generated_tokens));
     field(dl, "terminal", String(node.terminal));
     field(dl, "answer", node.answer === null ? "null" : node.answer);
+    var v = verdict(node);
+    field(dl, "verified", v === null ? "not verified" : v ? "correct" : "wrong");
     panel.appendChild(dl);
 
     panel.appendChild(el("h2", null, "text"));
@@ -436,6 +450,11 @@
         return Number(e.dataset.nodeId);
       });
     res.scripts = document.scripts.length;
+    res.answers = {}; // node id -> the class of its answer span
+    all.forEach(function (e) {
+      var a = e.firstChild.querySelector(".answer");
+      if (a) res.answers[e.dataset.nodeId] = a.className;
+    });
 
     document.getElementById("btn-expand").click();
     res.visible_after_expand_all = visibleIds().length;
