@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -73,7 +74,7 @@ def test_jobs_arriving_during_a_call_share_the_next_call(policy, scheduler) -> N
     assert results[1][0][0].text == solo[0][0].text
 
 
-def test_plain_requests_go_before_searches_and_searches_take_turns(policy, scheduler) -> None:
+def test_plain_and_search_calls_take_turns_and_searches_alternate(policy, scheduler) -> None:
     hot = SamplingParams(max_new_tokens=8, temperature=0.5)
 
     def search(tag, params):
@@ -90,9 +91,34 @@ def test_plain_requests_go_before_searches_and_searches_take_turns(policy, sched
     policy.gate.set()
     for job in (hold, a, b, plain, same):
         job.future.result(5)
-    # The plain requests first (the one with the search's settings shares its call); then the
-    # searches alternate instead of one running to its end.
-    assert policy.calls == [("hold",), ("p",), ("a0", "p2"), ("b0",), ("a1",), ("b1",)]
+    # After the plain "hold" call, search and plain calls take turns (the plain request with
+    # the search's settings shares its call); the searches alternate instead of one running to
+    # its end.
+    assert policy.calls == [("hold",), ("a0", "p2"), ("p",), ("b0",), ("a1",), ("b1",)]
+
+
+def test_regression_a_stream_of_plain_requests_does_not_starve_a_search(policy, scheduler) -> None:
+    """Plain requests arriving all the time still leave every other call to the searches."""
+    short = SamplingParams(max_new_tokens=6, temperature=0)
+
+    def search():
+        for step in range(3):
+            yield Generate((f"s{step}",), GREEDY)
+
+    hold = _hold(policy, scheduler)
+    job = scheduler.submit(search())
+    plain = [scheduler.submit(_plain(["p"], short), interactive=True)]
+    policy.gate.set()
+    while not job.future.done():
+        plain.append(scheduler.submit(_plain([f"p{len(plain)}"], short), interactive=True))
+        time.sleep(0.01)
+        assert len(plain) < 300, "the search never finished"
+    for j in (hold, *plain):
+        j.future.result(5)
+    searched = [i for i, c in enumerate(policy.calls) if c[0].startswith("s")]
+    assert len(searched) == 3
+    # Between two search calls, at most one plain call.
+    assert all(b - a <= 2 for a, b in itertools.pairwise(searched))
 
 
 def test_a_cancelled_job_is_closed_and_never_reaches_the_model(policy, scheduler) -> None:

@@ -11,9 +11,11 @@ job's unanswered requests in a ready pool and, one backend call at a time:
    length ``max_queue`` bounds: a full queue refuses with `Busy`, never blocks);
 2. drops cancelled jobs (their client went away): their generators are closed, no further call
    is made for them;
-3. picks the next call: the ready requests of plain (interactive) jobs first, then the request
-   that has waited longest; every ready request that can share its backend call (same kind,
-   model and sampling settings, `openberry.search.engine.request_key`) joins it;
+3. picks the next call: plain (interactive) requests and search requests take turns when both
+   wait, each in the order they became ready, so a plain request waits for at most one search
+   call and a stream of plain requests cannot starve the searches; every ready request that can
+   share the chosen request's backend call (same kind, model and sampling settings,
+   `openberry.search.engine.request_key`) joins it;
 4. answers it (`openberry.search.engine.answer_group`, the engine's own batching), hands each
    job its part and steps the jobs whose requests are all answered to their next yield.
 
@@ -167,6 +169,7 @@ class Scheduler:
         self._ready: list[_Ready] = []
         self._order = itertools.count()
         self._closed = False
+        self._plain_last = False
         self._thread = threading.Thread(target=self._loop, name="berry-scheduler", daemon=True)
         self._thread.start()
 
@@ -264,7 +267,7 @@ class Scheduler:
     def _step(self) -> None:
         """Answer the next backend call: the first ready request in pick order and every ready
         request that can share its call."""
-        first = min(self._ready)
+        first = self._pick()
         members = [e for e in self._ready if e.key == first.key]
         self._ready = [e for e in self._ready if e.key != first.key]
         jobs = list(dict.fromkeys(e.job for e in members))
@@ -277,6 +280,16 @@ class Scheduler:
                     self._deliver(own, answers)
             return
         self._deliver(members, answers)
+
+    def _pick(self) -> _Ready:
+        """The request whose call comes next: plain and search calls take turns when both wait
+        (so neither starves the other), each class in the order its requests became ready."""
+        plain = [e for e in self._ready if e.job.interactive]
+        search = [e for e in self._ready if not e.job.interactive]
+        plain_turn = plain and (not search or not self._plain_last)
+        first = min(plain) if plain_turn else min(search)
+        self._plain_last = first.job.interactive
+        return first
 
     def _answer(self, key: tuple, members: list[_Ready], fail: Job | None = None) -> Any:
         """The answers of one call for `members`, or None when it raised (the members' job
