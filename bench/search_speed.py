@@ -33,6 +33,8 @@ from openberry.formats.prompts import solve_prompt
 from openberry.models import SamplingParams
 from openberry.models.hf import DEFAULT_PREFIX_CACHE_MB, HFPolicy, tune_cpu_malloc
 from openberry.search import run_search
+from openberry.search.engine import problem_rng
+from openberry.serve.scheduler import Scheduler
 
 
 def same_tree(a, b, tol: float = 1e-4) -> bool:
@@ -52,6 +54,16 @@ def same_tree(a, b, tol: float = 1e-4) -> bool:
         and close(m.prior, n.prior)
         for m, n in zip(a.nodes, b.nodes, strict=True)
     )
+
+
+def scheduled(search, problems, policy) -> list:
+    """Each problem's search as a job of `berry serve`'s scheduler: [(tree, stats)]."""
+    scheduler = Scheduler({"policy": policy}, max_active=len(problems), max_queue=len(problems))
+    try:
+        jobs = [scheduler.submit(search(p, problem_rng(0, p))) for p in problems]
+        return [job.future.result() for job in jobs]
+    finally:
+        scheduler.close()
 
 
 def main() -> None:
@@ -89,6 +101,12 @@ def main() -> None:
         action="store_true",
         help="keep transformers' SDPA for decode steps on a CPU (HFPolicy's default computes "
         "them with openberry.models.cpu_attention)",
+    )
+    ap.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="also run each sampled search as jobs of berry serve's scheduler (every backend "
+        "call as soon as it is ready, no round barrier) and report its tokens/s",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -168,6 +186,16 @@ def main() -> None:
         )
         tokens = sum(r.stats.generated_tokens for r in results)
         cached = sum(getattr(r.stats, "cached_prompts", 0) for r in results)  # older code: none
+        if args.scheduler:
+            # The same sampled search as jobs of the serving scheduler: no round barrier.
+            jobs_out, sched_s, sched_runs = timed(lambda s=sampled: scheduled(s, problems, policy))
+            sched_tokens = sum(stats.generated_tokens for _tree, stats in jobs_out)
+            report[f"{method}_scheduler"] = {
+                "runs_s": sched_runs,
+                "tokens_per_s": round(sched_tokens / sched_s),
+                "share_of_plain_n1": round((sched_tokens / sched_s) / one_rate, 3),
+            }
+            print(json.dumps({f"{method}_scheduler": report[f"{method}_scheduler"]}), flush=True)
         row = {
             "method": method,
             "batched_s": round(batch_s, 2),

@@ -9,7 +9,10 @@
 - self-eval prompts: 90 for a solution whose steps are all right, else -60;
 - judge prompts: P(Yes) = 0.9 if A's steps are right and B's are not, 0.1 the other way, else 0.5;
 - value prompts: P(positive) = 0.95 if the rated step is right, 0.05 if not; an OpenLongCoT
-  policy prompt gets the next correct step, or the conclusion.
+  policy prompt gets the next correct step, or the conclusion;
+- PRM prompts (Math-Shepherd's format, ``Q step ки\nstep ки``): P(+) = 0.95 if the last step
+  is right, else 0.05, as a next token (``prm``) and as a reward head's step rewards
+  (``prm-head``, `step_rewards`).
 """
 
 from __future__ import annotations
@@ -162,7 +165,17 @@ class ArithmeticExpert(RecordingPolicy):
         body = text if meta_given else meta + text
         return body + "<end_of_thought><start_of_rating>"
 
+    def step_rewards(
+        self, prompts: Sequence[str], ends: Sequence[Sequence[int]], label: int = 1
+    ) -> list[tuple[float, ...]]:
+        self.calls["reward"] += 1
+        self.prompts.extend(prompts)
+        return [tuple(_prm_p(p[:e]) for e in es) for p, es in zip(prompts, ends, strict=True)]
+
     def prob(self, prompt: str, candidates: Sequence[str]) -> dict[str, float]:
+        if tuple(candidates) == ("+", "-"):
+            p = _prm_p(prompt)
+            return {"+": p, "-": 1 - p}
         if JUDGE_YES in candidates:
             a = prompt.split("Solution A:\n", 1)[1].split("\nSolution B:\n", 1)[0]
             b = prompt.split("\nSolution B:\n", 1)[1].rsplit("\nIs solution A", 1)[0]
@@ -181,6 +194,27 @@ class ArithmeticExpert(RecordingPolicy):
             )
         p = 0.95 if ok else 0.05
         return {pos: p, neg: 1 - p, **{c: 0.0 for c in candidates if c not in (pos, neg)}}
+
+
+def _steps_ok(steps: Sequence[str]) -> bool:
+    """The last of `steps` is right: a step line by its arithmetic, an answer line when its box
+    is the previous step's result and every earlier step is right."""
+    ok = _line_ok(steps[-1])
+    if ok is not None:
+        return ok
+    box = re.search(r"\\boxed\{(-?\d+)\}", steps[-1])
+    before = steps[:-1]
+    return bool(
+        box and before and before[-1].endswith(f"= {box[1]}") and all(map(_line_ok, before))
+    )
+
+
+def _prm_p(text: str) -> float:
+    """P(correct) of the last step of a Math-Shepherd PRM input ending at its tag."""
+    body = text.removesuffix(" ки")
+    question, _, rest = body.partition(". ")
+    assert question.startswith("Compute"), text
+    return 0.95 if _steps_ok(rest.split(" ки\n")) else 0.05
 
 
 class BatchRecorder(ArithmeticExpert):

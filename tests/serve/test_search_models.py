@@ -72,7 +72,10 @@ def test_chat_greedy(client, policy) -> None:
     assert ob["method"] == "greedy" and ob["seed"] == 0 and ob["chosen"][0] == 0
     assert ob["answer"] is not None and ob["answer"] in text
     assert ob["nodes"] == 2 and ob["stats"]["calls"] == 1
-    assert ob["config"] == {"max_new_tokens": 256}
+    # The whole config: the prompt profile is recorded too (berry serve's default on a model
+    # without --chat-template: tiny).
+    assert set(ob["config"]) == {"max_new_tokens", "prompts"}
+    assert ob["config"]["max_new_tokens"] == 256 and ob["config"]["prompts"]["name"] == "tiny"
     usage = out["usage"]
     assert usage["completion_tokens"] == ob["stats"]["generated_tokens"] > 0
     assert usage["prompt_tokens"] == ob["stats"]["prompt_tokens"] > 0

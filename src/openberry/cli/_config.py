@@ -119,12 +119,19 @@ def add_field_options(
 
 def settings_help(cls: type) -> str:
     """The fields of config dataclass `cls` (nested ones as ``group.field``), one per line with
-    type, default and docstring: what ``--set KEY=VALUE`` can set."""
+    type, default and docstring: what ``--set KEY=VALUE`` can set. A field another option sets
+    (``metadata["option"]``, e.g. ``prompts`` by ``--prompts``) is one line naming it."""
     lines: list[str] = []
 
     def walk(c: type, prefix: str) -> None:
         docs, kinds = field_docs(c), field_kinds(c)
         for f in dataclasses.fields(c):
+            if f.metadata.get("option"):
+                default = getattr(f.default, "name", f.default)
+                lines.append(
+                    f"  {prefix}{f.name} (set with {f.metadata['option']}, default {default})"
+                )
+                continue
             if dataclasses.is_dataclass(kinds[f.name].base):
                 walk(kinds[f.name].base, f"{prefix}{f.name}.")
                 continue

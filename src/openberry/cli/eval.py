@@ -13,7 +13,9 @@ import logging
 from typing import Any
 
 from openberry.cli._args import (
+    GGUF_MODEL_HELP,
     add_backend_args,
+    add_prompts_arg,
     add_role_args,
     int_at_least,
     model_spec,
@@ -70,7 +72,8 @@ examples:
 applies to every method given and must be valid for each; '--set help' lists the settings of the
 methods given. --config FILE reads options from a TOML or YAML file whose keys are the flags
 (dataset = "arithmetic", method = "greedy,mctsr", budget-sweep = [1, 2, 4], set = ["c=1.0"]);
-flags given on the command line win. Every tree's info.config is its search's whole config.
+flags given on the command line win. Every tree's info.config is its search's whole config, its
+prompt profile (--prompts) included; --prompts is part of what --resume must keep.
 """
 
 _EVAL_CONFIG = "openberry.evaluation.runner:EvalConfig"
@@ -194,15 +197,17 @@ def add_what_options(g: Any) -> None:
 
 
 def add_model_options(m: Any) -> None:
-    """Policy, judge and backend options."""
+    """Policy, judge, backend and prompt profile options."""
     m.add_argument(
         "--model",
         default=DEFAULT_MODEL,
         metavar="PATH_OR_ID",
-        help=f"policy: directory, hub id, built-in or served name (default: {DEFAULT_MODEL})",
+        help=f"policy: directory, hub id, built-in or served name (default: {DEFAULT_MODEL}), "
+        f"{GGUF_MODEL_HELP}",
     )
     add_role_args(m)
     add_backend_args(m)
+    add_prompts_arg(m)
 
 
 def add_running_options(o: Any, report: bool = True) -> None:

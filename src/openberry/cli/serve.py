@@ -12,8 +12,11 @@ import os
 from typing import Any
 
 from openberry.cli._args import (
+    GGUF_MODEL_HELP,
     add_adapter_arg,
+    add_gguf_file_arg,
     add_prefix_cache_arg,
+    add_prompts_arg,
     add_role_args,
     int_at_least,
     model_spec,
@@ -37,6 +40,7 @@ examples:
   berry serve --model ./checkpoints/sft --port 8000
   BERRY_API_KEY=secret berry serve --model ./ckpt --host 0.0.0.0 --port 8000
   berry serve --search-rollouts 8                # berry-mctsr etc. search with 8 rollouts
+  berry serve --model smollm2-135m-instruct      # pip install 'openberry[smollm2]'
 
 Search methods are served as models too (unless --no-search-methods): berry-greedy,
 berry-self-consistency, berry-best-of-n, berry-beam, berry-mctsr, berry-sr-mcts, berry-meta-mcts.
@@ -70,9 +74,11 @@ def register(subparsers: Any) -> None:
         "--model",
         default=DEFAULT_MODEL,
         metavar="PATH_OR_ID",
-        help=f"model directory, hub id, or built-in name (default: {DEFAULT_MODEL})",
+        help=f"model directory, hub id, built-in name (default: {DEFAULT_MODEL}), "
+        f"{GGUF_MODEL_HELP}",
     )
     add_adapter_arg(p)
+    add_gguf_file_arg(p)
     p.add_argument(
         "--name", metavar="NAME", help="model name clients pass as 'model' (default: --model)"
     )
@@ -87,6 +93,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dtype", default="float32", help="torch dtype (default: float32)")
     add_prefix_cache_arg(p)
     add_role_args(p)
+    add_prompts_arg(p)
     p.add_argument(
         "--search-methods",
         action=argparse.BooleanOptionalAction,
@@ -195,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
             limits=ServeLimits(
                 max_body_bytes=max(1, args.max_body_kb) * 1024, request_tokens=args.request_tokens
             ),
+            prompts=args.prompts,
         )
     except ValueError as exc:
         raise BerryError(str(exc)) from exc

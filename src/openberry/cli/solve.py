@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from openberry.cli._args import (
+    GGUF_MODEL_HELP,
     add_backend_args,
+    add_prompts_arg,
     add_role_args,
     int_at_least,
     model_spec,
@@ -63,13 +65,16 @@ examples:
   berry solve "Compute 7 * 6 - 5." --method meta-mcts --set c_puct=2.0 --set noise=0.25 --json
   berry solve "What is 2+2?" --model ./ckpt --judge ./ckpt-pprm --method sr-mcts
   berry solve "What is 2+2?" --backend openai --base-url http://localhost:8000/v1 --model tiny
+  berry solve "What is 2+2?" --model Qwen/Qwen2.5-Math-1.5B-Instruct --chat-template  # paper prompts
 
 --set KEY=VALUE sets any field of the method's config by name (repeat it for several); an
 unknown KEY is an error that lists the valid ones, and '--set help' lists them with their types,
 defaults and meaning. --config FILE reads options from a TOML or YAML file (keys: the flags,
 e.g. method = "sr-mcts", rollouts = 8, set = {c = 1.0}); flags given on the command line win.
 --out DIR writes DIR/tree.json (open it again with 'berry view') and DIR/tree.html (the offline
-tree viewer). The tree's info.config is the search's whole config.
+tree viewer). The tree's info.config is the search's whole config, its prompt profile included.
+--prompts picks the role prompts: tiny (berry-tiny's frames), paper (the papers' instructions
+through the chat template) or a profile file; auto, the default, is paper with --chat-template.
 """
 
 _HELP = "help"
@@ -118,10 +123,12 @@ def register(subparsers: Any) -> None:
         "--model",
         default=DEFAULT_MODEL,
         metavar="PATH_OR_ID",
-        help=f"policy: model directory, hub id, or built-in name (default: {DEFAULT_MODEL})",
+        help=f"policy: model directory, hub id, built-in name (default: {DEFAULT_MODEL}), "
+        f"{GGUF_MODEL_HELP}",
     )
     add_role_args(p)
     add_backend_args(p)
+    add_prompts_arg(p)
     p.add_argument("--seed", type=int, default=0, metavar="S", help="run seed (default: 0)")
     p.add_argument(
         "--set",
@@ -171,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace, question: str) -> Any:
     """Configure the search, load the models and search `question`; its `SearchResult`."""
     from openberry.errors import BerryError
+    from openberry.formats.profiles import choose_profile, renders_chat
     from openberry.records import Problem
     from openberry.search import make_search, run_search
     from openberry.serve.search_models import PROBLEM_ID
@@ -186,7 +194,15 @@ def _search(args: argparse.Namespace, question: str) -> Any:
         logger.info("loading %s %s (%s backend)", role, spec.model, spec.backend)
         models[role] = spec.build()
 
-    logger.info("searching with %s, rollouts %d, seed %d", args.method, args.rollouts, args.seed)
+    prompts = choose_profile(args.prompts, renders_chat(models["policy"]))
+    search = make_search(args.method, args.rollouts, dict(args.overrides), prompts)
+    logger.info(
+        "searching with %s, rollouts %d, seed %d, %s prompts",
+        args.method,
+        args.rollouts,
+        args.seed,
+        prompts.name,
+    )
     problem = Problem(id=PROBLEM_ID, question=question, source="cli")
     (result,) = run_search(search, [problem], models, seed=args.seed)
     logger.info(

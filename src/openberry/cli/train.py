@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from openberry.cli._args import int_at_least
+from openberry.cli._args import add_gguf_file_arg, int_at_least, join_gguf_file
 from openberry.cli._config import FieldOption, add_config_file_option, add_field_options
 from openberry.training.pprm import PPRMConfig
 from openberry.training.rl import RL_RECIPES, RLConfig, RLError
@@ -319,6 +319,7 @@ def register(subparsers: Any) -> None:
         f"it (registered: {', '.join(sorted(RECIPES)) or 'none yet'})",
     )
     add_field_options(p_sft, SFTConfig, _SFT_OPTIONS)
+    add_gguf_file_arg(p_sft)
     add_config_file_option(p_sft)
     p_sft.set_defaults(func=_cmd_sft)
 
@@ -332,6 +333,7 @@ def register(subparsers: Any) -> None:
         formatter_class=raw,
     )
     add_field_options(p_pprm, PPRMConfig, _PPRM_OPTIONS)
+    add_gguf_file_arg(p_pprm)
     add_config_file_option(p_pprm)
     p_pprm.set_defaults(func=_cmd_pprm)
 
@@ -344,6 +346,7 @@ def register(subparsers: Any) -> None:
         formatter_class=raw,
     )
     add_field_options(p_value, ValueConfig, _VALUE_OPTIONS)
+    add_gguf_file_arg(p_value)
     add_config_file_option(p_value)
     p_value.set_defaults(func=_cmd_value)
 
@@ -366,6 +369,7 @@ def register(subparsers: Any) -> None:
         f"it (registered: {', '.join(sorted(RL_RECIPES))}; tiny-rl made berry-tiny-rl)",
     )
     add_field_options(p_rl, RLConfig, _RL_OPTIONS)
+    add_gguf_file_arg(p_rl)
     add_config_file_option(p_rl)
     p_rl.set_defaults(func=_cmd_rl)
 
@@ -375,11 +379,19 @@ def _no_subcommand(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _with_gguf_file(values: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """`values` with ``--model DIR --gguf-file NAME`` recorded as the model ``DIR/NAME``."""
+    gguf_file = getattr(args, "gguf_file", None)
+    if gguf_file:
+        values["model"] = join_gguf_file(values.get("model"), gguf_file)
+    return values
+
+
 def _cmd_sft(args: argparse.Namespace) -> int:
     from openberry.training.sft import train_sft
 
     names = {name for _, name, _ in _SFT_OPTIONS}
-    values = {k: v for k, v in vars(args).items() if k in names}
+    values = _with_gguf_file({k: v for k, v in vars(args).items() if k in names}, args)
     if "model" not in values and values.get("from_scratch"):
         values["model"] = Path(values["from_scratch"]).stem  # a label only
     for name in ("data", "eval_data", "lora_target_modules"):
@@ -408,7 +420,7 @@ def _cmd_sft(args: argparse.Namespace) -> int:
 
 def _head_config(cls: type, options: tuple[FieldOption, ...], args: argparse.Namespace) -> Any:
     names = {name for _, name, _ in options}
-    values = {k: v for k, v in vars(args).items() if k in names}
+    values = _with_gguf_file({k: v for k, v in vars(args).items() if k in names}, args)
     for name in ("data", "lora_target_modules"):
         if name in values:
             values[name] = tuple(values[name])
@@ -455,7 +467,7 @@ def _cmd_rl(args: argparse.Namespace) -> int:
     from openberry.training.rl import train_rl
 
     names = {name for _, name, _ in _RL_OPTIONS}
-    values = {k: v for k, v in vars(args).items() if k in names}
+    values = _with_gguf_file({k: v for k, v in vars(args).items() if k in names}, args)
     for name in ("search_set", "levels", "eval_levels", "lora_target_modules"):
         if name in values:
             values[name] = tuple(values[name])

@@ -43,6 +43,13 @@ from openberry.evaluation.metrics import RunName
 from openberry.evaluation.store import RecordFile
 from openberry.evaluation.verify import dataset_tree, hinted_problem, verify_tree
 from openberry.fileio import write_text_atomic
+from openberry.formats.profiles import (
+    AUTO,
+    PromptChoice,
+    choice_identity,
+    choose_profile,
+    renders_chat,
+)
 from openberry.models.builtin import DEFAULT_MODEL
 from openberry.models.spec import ModelSpec
 from openberry.records import Example, Problem
@@ -115,6 +122,10 @@ class EvalConfig:
     hint_answer: bool = False
     """Append the reference answer to every question the search sees (`hinted_problem`). An
     oracle leak: for training-time collection only, off by default, recorded in run.json."""
+    prompts: PromptChoice = AUTO
+    """Role prompts (``--prompts``): ``auto`` (``paper`` when the policy wraps prompts in its
+    chat template, else ``tiny``), ``tiny``, ``paper``, or a profile read from a file
+    (`openberry.formats.profiles`)."""
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -145,7 +156,17 @@ class EvalConfig:
             # Left out when unset, so evaluations written before the option resume as they are.
             **({"value": _spec_identity(self.value)} if self.value else {}),
             **({"hint_answer": True} if self.hint_answer else {}),
+            **_prompts_identity(self.prompts, self.policy),
         }
+
+
+def _prompts_identity(choice: PromptChoice, policy: ModelSpec) -> dict[str, Any]:
+    """``{"prompts": ...}`` (`choice_identity`: a name, or a file profile's name and SHA-256);
+    empty when `choice` is tiny for sure (``tiny``, or ``auto`` without ``--chat-template``),
+    the prompts of every run written before the option, so those runs resume as they are."""
+    if choice == "tiny" or (choice == AUTO and not policy.chat_template):
+        return {}
+    return {"prompts": choice_identity(choice)}
 
 
 RESUMABLE_SPEC_FIELDS = ("prefix_cache_mb", "base_url", "timeout", "max_retries", "max_retry_time")
@@ -156,13 +177,17 @@ server is and how long to wait for it change nothing it answers."""
 
 def _spec_identity(spec: ModelSpec | Mapping[str, Any]) -> dict[str, Any]:
     """A model's settings that change results (all but `RESUMABLE_SPEC_FIELDS`). An unset
-    adapter is left out, so runs written before models could carry one resume as they are.
+    adapter or GGUF file is left out, so runs written before models could carry one resume as
+    they are.
     `spec` may also be an identity read from an older run.json (which held ``base_url``)."""
     out = dict(spec) if isinstance(spec, Mapping) else dataclasses.asdict(spec)
     for key in RESUMABLE_SPEC_FIELDS:
         out.pop(key, None)
-    if out.get("adapter") is None:
-        out.pop("adapter", None)
+    for key in ("adapter", "gguf_file"):  # unset: left out (runs from before the option)
+        if out.get(key) is None:
+            out.pop(key, None)
+    if not out.get("trust_remote_code"):  # off: left out, as above
+        out.pop("trust_remote_code", None)
     return out
 
 
@@ -223,6 +248,7 @@ class _Unit:
     problems: tuple[Problem, ...]
     samples: int
     seed: int
+    prompts: PromptChoice = AUTO
 
 
 @dataclass
@@ -239,7 +265,8 @@ def _search_unit(
     """Search one chunk as one batch; call ``on_problem`` as each problem's samples finish."""
     from openberry.search import make_search, run_search
 
-    search = make_search(unit.run.method, unit.run.budget, dict(unit.run.overrides))
+    prompts = choose_profile(unit.prompts, renders_chat(models["policy"]))
+    search = make_search(unit.run.method, unit.run.budget, dict(unit.run.overrides), prompts)
     k = unit.samples
     batch: list[Problem] = []
     for p in unit.problems:
@@ -603,6 +630,7 @@ def _units(
             problems=tuple(hinted_problem(e) if config.hint_answer else e.problem for e in part),
             samples=config.samples,
             seed=derive_seed(config.seed, "chunk", chunk),
+            prompts=config.prompts,
         )
 
 

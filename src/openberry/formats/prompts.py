@@ -2,7 +2,9 @@
 
 One module owns these strings so that the corpus a model is trained on (`berry-tiny`'s
 pretraining mixture, `openberry.data.arithmetic.pretrain`) and the search code that prompts it
-agree to the character. Every prompt ends where the model's answer starts:
+agree to the character: search reads them through the ``tiny`` prompt profile
+(`openberry.formats.profiles.TINY`), byte-identical to these functions
+(tests/formats/test_profiles.py). Every prompt ends where the model's answer starts:
 
 ============  ==============================================  =====================================
 role          prompt ends with                                model writes

@@ -5,7 +5,7 @@ Hugging Face backend from `openberry.models.hf` (it loads torch and transformers
 `ModelSpec`, which builds a backend from the ``berry`` model options, from `openberry.models.spec`.
 """
 
-from openberry.models.base import ModelError, Policy, SamplingParams
+from openberry.models.base import ModelError, Policy, RewardModel, SamplingParams
 from openberry.models.fake import FakePolicy
 
-__all__ = ["FakePolicy", "ModelError", "Policy", "SamplingParams"]
+__all__ = ["FakePolicy", "ModelError", "Policy", "RewardModel", "SamplingParams"]

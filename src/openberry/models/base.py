@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "ModelError",
     "Policy",
+    "RewardModel",
     "SamplingParams",
     "entropy_varentropy",
 ]
@@ -165,5 +166,31 @@ class Policy(Protocol):
 
         Raises:
             ModelError: a candidate is not a single token.
+        """
+        ...
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """A process reward model with a classification head (`openberry.models.hf.reward`): it
+    reads a reward at given places of a text and generates nothing. Search asks it through
+    `openberry.search.engine.StepRewards` requests."""
+
+    name: str
+
+    def step_rewards(
+        self, prompts: Sequence[str], ends: Sequence[Sequence[int]], label: int = 1
+    ) -> list[tuple[float, ...]]:
+        """The probability of class `label` at each of the character offsets `ends` of each
+        prompt.
+
+        Args:
+            prompts: [B] texts (question and steps, each step followed by its tag).
+            ends: [B] offsets into each text, one per step to reward: the end of the step's
+                tag. The reward is read at the token holding the character before the offset.
+            label: index of the good class (a one-logit head gives ``sigmoid(logit)``).
+
+        Returns:
+            [B] tuples, one reward in [0, 1] per offset.
         """
         ...

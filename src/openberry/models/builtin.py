@@ -4,9 +4,10 @@ tiny-rl``).
 
 `resolve_model` maps a built-in name to its directory (``openberry/models/berry_tiny/``:
 safetensors weights, config and tokenizer files; ``berry_tiny_rl/``: the adapter, whose config
-names ``berry-tiny`` as its base) and leaves any other name or path unchanged, so every place that
-loads a model by name (`HFPolicy.from_pretrained`, ``berry generate``, ``berry serve``, ``berry
-eval``) accepts both offline.
+names ``berry-tiny`` as its base), a named GGUF model (``smollm2-135m-instruct``, shipped by an
+optional package: `openberry.models.gguf.GGUF_MODELS`) to its ``.gguf`` file, and leaves any other
+name or path unchanged, so every place that loads a model by name (`HFPolicy.from_pretrained`,
+``berry generate``, ``berry serve``, ``berry eval``, ``berry train``) accepts them offline.
 """
 
 from __future__ import annotations
@@ -29,11 +30,17 @@ def builtin_dir(name: str) -> Path:
 
 
 def resolve_model(name_or_path: str) -> str:
-    """The directory of a built-in model name, else `name_or_path` unchanged.
+    """The directory of a built-in model name, the ``.gguf`` file of a named GGUF model, else
+    `name_or_path` unchanged.
 
     Raises:
-        ModelError: a built-in name whose weights are missing from the installation.
+        ModelError: a built-in name whose weights are missing from the installation, or a named
+            GGUF model whose package is not installed (the message names the extra).
     """
+    from openberry.models.gguf import GGUF_MODELS, named_gguf_path
+
+    if name_or_path in GGUF_MODELS:
+        return str(named_gguf_path(name_or_path))
     if name_or_path not in BUILTIN_MODELS:
         return name_or_path
     path = builtin_dir(name_or_path)

@@ -50,6 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from openberry.formats.chat import ChatPrompt, chat_messages
 from openberry.models.base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_REQUEST_TIMEOUT,
@@ -282,7 +283,7 @@ class OpenAIPolicy:
         if params.seed is not None:
             body["seed"] = params.seed
         if self.chat:
-            body["messages"] = [{"role": "user", "content": prompt}]
+            body |= _chat_fields(prompt)
             body["logprobs"] = True
             if top:
                 body["top_logprobs"] = self.stats_top_k
@@ -434,7 +435,7 @@ class OpenAIPolicy:
         body: dict[str, Any] = {"model": self.model, "max_tokens": 1, "temperature": 0}
         top: dict[str, float] | None = None
         if self.chat:
-            body |= {"messages": [{"role": "user", "content": prompt}], "logprobs": True}
+            body |= {**_chat_fields(prompt), "logprobs": True}
             body["top_logprobs"] = k
             data = self._post("/chat/completions", body)
             content = (_choices(data, "/chat/completions")[0].get("logprobs") or {}).get("content")
@@ -521,3 +522,14 @@ def _retry_after(resp: Any) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _chat_fields(prompt: str) -> dict[str, Any]:
+    """The chat request fields of `prompt`: its messages (a plain prompt is one user message);
+    a `ChatPrompt` whose reply has begun sends the reply as a final assistant message to be
+    continued (vLLM's ``continue_final_message``)."""
+    fields: dict[str, Any] = {"messages": chat_messages(prompt)}
+    if isinstance(prompt, ChatPrompt) and prompt.reply:
+        fields["messages"].append({"role": "assistant", "content": prompt.reply})
+        fields |= {"continue_final_message": True, "add_generation_prompt": False}
+    return fields

@@ -12,6 +12,7 @@ This module sits above the backends (it imports them when building); the backend
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from openberry.models.base import (
     DEFAULT_MAX_RETRIES,
@@ -29,8 +30,9 @@ class ModelSpec:
     """How to build a backend (the ``berry`` model options)."""
 
     model: str
-    """Model directory, hub id, built-in name, peft adapter directory (hf: loads its base model
-    too), or the served model name (openai backend)."""
+    """Model directory, hub id, built-in name, ``.gguf`` file or named GGUF model
+    (``smollm2-135m-instruct``), peft adapter directory (hf: loads its base model too), or the
+    served model name (openai backend)."""
     backend: str = "hf"
     """``hf`` (transformers, in process) or ``openai`` (any OpenAI-compatible server)."""
     base_url: str | None = None
@@ -53,6 +55,12 @@ class ModelSpec:
     max_retry_time: float | None = None
     """openai: most seconds one request may take in all, its retries and backoff waits included
     (None: no bound but timeout and retries)."""
+    gguf_file: str | None = None
+    """hf: the ``.gguf`` file inside the directory or hub repository `model` to load
+    (dequantized to float32; needs ``pip install 'openberry[gguf]'``)."""
+    trust_remote_code: bool = False
+    """hf: let a reward-head model (a process reward model whose head only its repository's
+    code defines) run that code; off, loading such a model stops with an error."""
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -63,13 +71,20 @@ class ModelSpec:
             raise ModelError(f"--max-retry-time must be > 0 seconds, got {self.max_retry_time}")
 
     def build(self) -> Policy:
-        """Load the backend (imports torch for hf; tunes the allocator on a CPU).
+        """Load the backend (imports torch for hf; tunes the allocator on a CPU). A checkpoint
+        whose config names a classification head loads as a process reward model
+        (`openberry.models.hf.reward.HFRewardModel`, for the ``prm-head`` scorer), not a policy.
 
         Raises:
-            ModelError: unknown backend, openai without a URL or with an adapter, or a model
-                or adapter that cannot be loaded.
+            ModelError: unknown backend, openai without a URL or with an adapter or GGUF file,
+                or a model or adapter that cannot be loaded.
         """
         if self.backend == "openai":
+            if self.gguf_file is not None:
+                raise ModelError(
+                    "--gguf-file needs --backend hf: an OpenAI-compatible server loads the model "
+                    "itself; pass the served model's name as --model"
+                )
             if self.adapter is not None:
                 raise ModelError(
                     "--adapter needs --backend hf: an OpenAI-compatible server loads adapters "
@@ -93,6 +108,9 @@ class ModelSpec:
 
         if self.device in (None, "cpu"):
             tune_cpu_malloc()
+        reward = self._reward_model()
+        if reward is not None:
+            return reward
         return HFPolicy.from_pretrained(
             self.model,
             device=self.device,
@@ -100,4 +118,23 @@ class ModelSpec:
             adapter=self.adapter,
             use_chat_template=self.chat_template,
             prefix_cache_mb=self.prefix_cache_mb,
+            gguf_file=self.gguf_file,
+        )
+
+    def _reward_model(self) -> Any:
+        """An `HFRewardModel` when `model` is a reward-head checkpoint (its config names a
+        token or sequence classification head: `openberry.models.hf.reward`), else None."""
+        if self.gguf_file is not None:
+            return None
+        from openberry.models.hf.reward import HFRewardModel, reward_head
+
+        if reward_head(self.model, self.trust_remote_code) is None:
+            return None
+        if self.adapter is not None:
+            raise ModelError(f"--adapter applies to causal LMs; {self.model} is a reward model")
+        return HFRewardModel.from_pretrained(
+            self.model,
+            device=self.device,
+            dtype=self.dtype,
+            trust_remote_code=self.trust_remote_code,
         )

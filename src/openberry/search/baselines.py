@@ -4,9 +4,12 @@
 - `self_consistency`: k sampled solutions, majority vote over their final answers
   (Wang et al. 2023).
 - `best_of_n`: N sampled solutions ranked by any scorer (`openberry.search.scorers`).
-- `beam`: step-level beam search: each beam is extended by `branch` sampled next lines, every
-  candidate is rated by a step scorer (LLaMA-O1's value head on the partial chain, or the mean
-  log-probability), the best `width` survive; a beam ends when it states an answer.
+- `beam`: step-level beam search: each beam is extended by `branch` sampled next steps, every
+  candidate is rated by a step scorer (LLaMA-O1's value head on the partial chain, a process
+  reward model at the new step's tag, or the mean log-probability), the best `width` survive; a
+  beam ends when it states an answer. A step is a line by default; ``step_split`` makes it a
+  paragraph or a ``Step k`` section (`openberry.formats.steps`: the stop strings that end a
+  sampled step and the separator written after each step).
 
 All take the problem only (no reference answer) and return their whole tree: node 0 is the
 problem; for the sampling methods every solution is a child of the root; for beam search every
@@ -20,19 +23,19 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal
 
-from openberry.formats.prompts import solve_prompt
+from openberry.formats.profiles import TINY, PromptProfile
+from openberry.formats.steps import StepSplit, join_steps, step_stops
 from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
-from openberry.search.common import TreeBuilder, answer_of_text, majority
-from openberry.search.engine import Generate, NextTokenProbs, SearchError, SearchGen
+from openberry.search.common import PROMPTS_METADATA, Step, TreeBuilder, answer_of_text, majority
+from openberry.search.engine import Generate, SearchError, SearchGen
 from openberry.search.scorers import (
-    RATING_TOKENS,
     SCORERS,
     ScorerConfig,
+    aggregate_values,
     make_scorer,
-    rating_value,
-    solution_steps,
-    step_value_prompts,
+    newest_step_rewards,
+    node_steps,
 )
 
 __all__ = [
@@ -53,6 +56,9 @@ class GreedyConfig:
 
     max_new_tokens: int = 256
     """Most tokens of the solution."""
+    prompts: PromptProfile = field(default=TINY, metadata=PROMPTS_METADATA)
+    """Role prompts (``--prompts``): ``tiny``, berry-tiny's frames; ``paper``, the papers'
+    instructions through the chat template; or a profile file (`openberry.formats.profiles`)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ class SelfConsistencyConfig:
     """Nucleus sampling threshold."""
     max_new_tokens: int = 256
     """Most tokens per solution."""
+    prompts: PromptProfile = field(default=TINY, metadata=PROMPTS_METADATA)
+    """Role prompts (``--prompts``): ``tiny``, berry-tiny's frames; ``paper``, the papers'
+    instructions through the chat template; or a profile file (`openberry.formats.profiles`)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ class BestOfNConfig:
     samples: int = 8
     """Solutions sampled (N)."""
     scorer: str = "value"
-    """Scorer that ranks them: value, self-eval, logprob, pprm or pprm-value."""
+    """Scorer that ranks them: value, self-eval, logprob, pprm, pprm-value, prm or prm-head."""
     temperature: float = 1.0
     """Sampling temperature."""
     top_p: float = 1.0
@@ -85,6 +94,9 @@ class BestOfNConfig:
     """Most tokens per solution."""
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
     """Settings of the scorer."""
+    prompts: PromptProfile = field(default=TINY, metadata=PROMPTS_METADATA)
+    """Role prompts (``--prompts``): ``tiny``, berry-tiny's frames; ``paper``, the papers'
+    instructions through the chat template; or a profile file (`openberry.formats.profiles`)."""
 
     def __post_init__(self) -> None:
         if self.scorer not in SCORERS:  # fail when configured, not mid-search
@@ -93,21 +105,31 @@ class BestOfNConfig:
 
 @dataclass(frozen=True)
 class BeamConfig:
-    """Step-level beam search over solution lines."""
+    """Step-level beam search over solution steps (lines by default)."""
 
     width: int = 4
     """Beams kept after each step."""
     branch: int = 2
-    """Next lines sampled per beam and step."""
-    step_scorer: Literal["value", "logprob"] = "value"
-    """``value``: the value head's rating of the newest step (its partial chain); ``logprob``:
-    the beam's mean token log-probability."""
+    """Next steps sampled per beam and step."""
+    step_scorer: Literal["value", "logprob", "prm", "prm-head"] = "value"
+    """``value``: the value head's rating of the newest step (its partial chain), a beam's score
+    the minimum over its steps; ``prm``/``prm-head``: a process reward model's reward of the
+    newest step (`openberry.search.scorers`), a beam's score the ``prm_aggregate`` of its
+    steps' rewards; ``logprob``: the beam's mean token log-probability."""
     temperature: float = 1.0
     """Sampling temperature of each step."""
     max_steps: int = 12
-    """Most steps (lines) per solution."""
+    """Most steps per solution."""
     max_step_tokens: int = 64
     """Most tokens per step."""
+    step_split: StepSplit = "line"
+    """What one step is: ``line`` (stops at a newline), ``paragraph`` (at a blank line),
+    ``header`` (before the next ``Step k`` header) or ``auto`` (either)."""
+    scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
+    """PRM settings of the ``prm``/``prm-head`` step scorers (``prm_*``); the others are unused."""
+    prompts: PromptProfile = field(default=TINY, metadata=PROMPTS_METADATA)
+    """Role prompts (``--prompts``): ``tiny``, berry-tiny's frames; ``paper``, the papers'
+    instructions through the chat template; or a profile file (`openberry.formats.profiles`)."""
 
 
 def _solution_node(builder: TreeBuilder, parent: int, gen: Generation) -> int:
@@ -117,15 +139,22 @@ def _solution_node(builder: TreeBuilder, parent: int, gen: Generation) -> int:
 def greedy(problem: Problem, rng: random.Random, config: GreedyConfig) -> SearchGen:
     """One greedy solution."""
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=0.0)
-    out = yield Generate((solve_prompt(problem.question),), params)
+    out = yield Generate((config.prompts.solve_prompt(problem.question),), params)
     builder = TreeBuilder(problem, "greedy")
     nid = _solution_node(builder, 0, out[0][0])
     return builder.freeze(chosen=(0, nid))
 
 
-def _sample(problem: Problem, n: int, temperature: float, top_p: float, max_new: int) -> SearchGen:
+def _sample(
+    problem: Problem,
+    n: int,
+    temperature: float,
+    top_p: float,
+    max_new: int,
+    prompts: PromptProfile = TINY,
+) -> SearchGen:
     params = SamplingParams(n=n, max_new_tokens=max_new, temperature=temperature, top_p=top_p)
-    out = yield Generate((solve_prompt(problem.question),), params)
+    out = yield Generate((prompts.solve_prompt(problem.question),), params)
     return out[0]
 
 
@@ -134,7 +163,12 @@ def self_consistency(
 ) -> SearchGen:
     """k samples, majority vote; the chosen node is the first sample with the winning answer."""
     gens = yield from _sample(
-        problem, config.samples, config.temperature, config.top_p, config.max_new_tokens
+        problem,
+        config.samples,
+        config.temperature,
+        config.top_p,
+        config.max_new_tokens,
+        config.prompts,
     )
     builder = TreeBuilder(problem, "self-consistency")
     ids = [_solution_node(builder, 0, g) for g in gens]
@@ -146,12 +180,17 @@ def self_consistency(
 def best_of_n(problem: Problem, rng: random.Random, config: BestOfNConfig) -> SearchGen:
     """N samples ranked by the scorer; ties go to the earlier sample."""
     gens = yield from _sample(
-        problem, config.samples, config.temperature, config.top_p, config.max_new_tokens
+        problem,
+        config.samples,
+        config.temperature,
+        config.top_p,
+        config.max_new_tokens,
+        config.prompts,
     )
     builder = TreeBuilder(problem, "best-of-n")
     ids = [_solution_node(builder, 0, g) for g in gens]
-    scorer = make_scorer(config.scorer, config.scorer_config)
-    scores = yield from scorer(problem, [g.text for g in gens])
+    scorer = make_scorer(config.scorer, config.scorer_config, config.prompts)
+    scores = yield from scorer(problem, [g.text for g in gens], [builder[i].info for i in ids])
     for i, s in zip(ids, scores, strict=True):
         builder[i].value = min(1.0, max(0.0, s))
         builder[i].info["score"] = s
@@ -169,22 +208,49 @@ class _Beam:
     done: bool = False
 
 
+def _rate_new_steps(
+    problem: Problem, builder: TreeBuilder, candidates: list[_Beam], config: BeamConfig
+) -> Step[None]:
+    """Rate the newest step of each candidate not rated yet (one request for all) into its
+    node's ``value``; nothing for the ``logprob`` step scorer."""
+    new = [c for c in candidates if c.node != 0 and builder[c.node].value is None]
+    if config.step_scorer == "logprob" or not new:
+        return
+    steps = [node_steps(c.lines, config.step_split) for c in new]
+    rewards = yield from newest_step_rewards(
+        problem.question, steps, config.step_scorer, config.scorer_config
+    )
+    for c, r in zip(new, rewards, strict=True):
+        builder[c.node].value = r
+
+
+def _beam_score(builder: TreeBuilder, c: _Beam, config: BeamConfig) -> float:
+    """A candidate's score by the step scorer: the minimum of its steps' values (``value``),
+    their ``prm_aggregate`` (a PRM) or its mean token log-probability (``logprob``)."""
+    if config.step_scorer == "logprob":
+        return c.logprob_sum / c.tokens if c.tokens else -math.inf
+    values = [builder[n].value or 0.0 for n in builder.path(c.node)[1:]]
+    if config.step_scorer == "value":
+        return min(values, default=0.0)
+    return aggregate_values(values, config.scorer_config.prm_aggregate)
+
+
 def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
     """Step-level beam search (see the module docstring)."""
     builder = TreeBuilder(problem, "beam")
-    base = solve_prompt(problem.question)
+    base = config.prompts.solve_prompt(problem.question)
     beams = [_Beam(node=0, lines=[])]
     params = SamplingParams(
         n=config.branch,
         max_new_tokens=config.max_step_tokens,
         temperature=config.temperature,
-        stop=("\n",),
+        stop=step_stops(config.step_split),
     )
     for _step in range(config.max_steps):
         live = [b for b in beams if not b.done]
         if not live:
             break
-        prompts = tuple(base + "".join(line + "\n" for line in b.lines) for b in live)
+        prompts = tuple(base + join_steps(b.lines, config.step_split) for b in live)
         out = yield Generate(prompts, params)
         candidates: list[_Beam] = [b for b in beams if b.done]
         for b, row in zip(live, out, strict=True):
@@ -211,23 +277,9 @@ def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
                         done=ended or answer is not None,
                     )
                 )
-        new = [c for c in candidates if c.node != 0 and builder[c.node].value is None]
-        if config.step_scorer == "value" and new:
-            prompts = []
-            for c in new:
-                prompts.append(
-                    step_value_prompts(problem.question, solution_steps("\n".join(c.lines)))[-1]
-                )
-            cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
-            probs = yield NextTokenProbs(tuple(prompts), cands, model="value")
-            for c, p in zip(new, probs, strict=True):
-                builder[c.node].value = rating_value(p)
+        yield from _rate_new_steps(problem, builder, candidates, config)
         for c in candidates:
-            if config.step_scorer == "value":
-                path = builder.path(c.node)[1:]
-                c.score = min((builder[n].value or 0.0 for n in path), default=0.0)
-            else:
-                c.score = c.logprob_sum / c.tokens if c.tokens else -math.inf
+            c.score = _beam_score(builder, c, config)
             builder[c.node].visits += 1
         # Deduplicate identical partial solutions, keep the best `width`.
         seen: set[tuple[str, ...]] = set()

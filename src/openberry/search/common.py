@@ -15,14 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from openberry.formats.openlongcot import SPECIAL_TOKENS
-from openberry.formats.prompts import refine_prompt
+from openberry.formats.profiles import TINY, PromptProfile, RolePrompt
+from openberry.formats.replies import read_critique
 from openberry.grading.extract import extract_answer
 from openberry.grading.normalize import normalize_answer
+from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
 from openberry.search.engine import Generate
 from openberry.tree import Node, Tree
 
 __all__ = [
+    "PROMPTS_METADATA",
     "MutableNode",
     "Step",
     "TreeBuilder",
@@ -30,6 +33,7 @@ __all__ = [
     "expandable",
     "majority",
     "picks_in_flight",
+    "reply_params",
     "rewrite_child",
     "rewrite_children",
     "softmax",
@@ -251,10 +255,13 @@ def rewrite_child(
     critique: Generation,
     params: Any,
     rollout: int,
+    prompts: PromptProfile = TINY,
 ) -> Generator[Any, Any, MutableNode]:
     """Self-refine's rewrite (MCTSr, SR-MCTS): ask for a corrected solution of node `parent`
     from its `critique`, and add it as a child that carries the critique and its tokens."""
-    (child,) = yield from rewrite_children(builder, problem, [parent], [critique], params, rollout)
+    (child,) = yield from rewrite_children(
+        builder, problem, [parent], [critique], params, rollout, prompts
+    )
     return child
 
 
@@ -265,23 +272,46 @@ def rewrite_children(
     critiques: Sequence[Generation],
     params: Any,
     first_rollout: int,
+    prompts: PromptProfile = TINY,
 ) -> Generator[Any, Any, list[MutableNode]]:
     """`rewrite_child` for several rollouts at once: one request asks for the rewrite of each
-    node of `parents` from its critique; the children are added in that order, the k-th marked
-    with rollout ``first_rollout + k``."""
+    node of `parents` from its critique (in the `prompts` profile); the children are added in
+    that order, the k-th marked with rollout ``first_rollout + k``. A critique of any length is
+    used whole; an empty one is recorded as ``info["unparsed_critique"]`` on the child, whose
+    rewrite then gets no feedback (the fallback)."""
     out = yield Generate(
         tuple(
-            refine_prompt(problem.question, builder[p].text, c.text)
+            prompts.rewrite_prompt(problem.question, builder[p].text, c.text)
             for p, c in zip(parents, critiques, strict=True)
         ),
         params,
     )
     children = []
     for k, (parent, critique, row) in enumerate(zip(parents, critiques, out, strict=True)):
-        child = builder.add_solution(
-            parent, row[0], {"critique": critique.text.strip(), "rollout": first_rollout + k}
-        )
+        info: dict[str, Any] = {"critique": critique.text.strip(), "rollout": first_rollout + k}
+        if read_critique(critique.text) is None:
+            info["unparsed_critique"] = True
+        child = builder.add_solution(parent, row[0], info)
         child.generated_tokens += critique.num_tokens
         child.prompt_tokens += critique.prompt_tokens
         children.append(child)
     return children
+
+
+PROMPTS_METADATA: dict[str, str] = {"option": "--prompts"}
+"""Field metadata of a method config's ``prompts`` field (a `PromptProfile`, berry-tiny's
+``tiny`` by default): ``--prompts`` sets it, ``--set`` refuses it."""
+
+
+def reply_params(
+    role: RolePrompt, max_new_tokens: int, temperature: float, n: int = 1
+) -> SamplingParams:
+    """Sampling settings of a short reply (critique, self-evaluation, a judge's verdict) in its
+    profile's `role`: the role's stop string, its token budget or else `max_new_tokens` (the
+    method's own setting)."""
+    return SamplingParams(
+        n=n,
+        max_new_tokens=role.max_new_tokens or max_new_tokens,
+        temperature=temperature,
+        stop=(role.stop,) if role.stop else (),
+    )

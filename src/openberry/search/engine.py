@@ -37,6 +37,7 @@ from openberry.records import Example, Generation, Problem
 from openberry.tree import Tree
 
 __all__ = [
+    "REQUEST_KINDS",
     "Asker",
     "Generate",
     "NextTokenProbs",
@@ -46,6 +47,7 @@ __all__ = [
     "SearchFn",
     "SearchResult",
     "SearchStats",
+    "StepRewards",
     "answer_group",
     "derive_seed",
     "problem_rng",
@@ -104,7 +106,27 @@ class NextTokenProbs:
         object.__setattr__(self, "candidates", tuple(self.candidates))
 
 
-Request = Union[Generate, Score, NextTokenProbs]  # noqa: UP007 (a runtime alias)
+@dataclass(frozen=True)
+class StepRewards:
+    """A reward-head model's step rewards: for each prompt, the probability of the good class
+    (``label``) read at each of its character offsets ``ends`` (the end of each step's tag).
+    Answer: ``list[tuple[float, ...]]``, one reward per offset (`openberry.models.base.RewardModel.step_rewards`)."""
+
+    prompts: tuple[str, ...]
+    ends: tuple[tuple[int, ...], ...]
+    label: int = 1
+    model: str = "value"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        object.__setattr__(self, "ends", tuple(tuple(e) for e in self.ends))
+        if len(self.prompts) != len(self.ends):
+            raise SearchError("StepRewards needs one tuple of ends per prompt")
+
+
+Request = Union[Generate, Score, NextTokenProbs, StepRewards]  # noqa: UP007 (a runtime alias)
+REQUEST_KINDS = (Generate, Score, NextTokenProbs, StepRewards)
+"""Every kind of model request a search may yield."""
 SearchGen = Generator[Any, Any, Tree]
 SearchFn = Callable[[Problem, random.Random], SearchGen]
 """A search algorithm bound to its config: ``fn(problem, rng)`` returns the problem's generator."""
@@ -214,7 +236,7 @@ class _Driver:
             single = not isinstance(out, (list, tuple))
             requests = [out] if single else list(out)
             for r in requests:
-                if not isinstance(r, (Generate, Score, NextTokenProbs)):
+                if not isinstance(r, REQUEST_KINDS):
                     raise SearchError(f"search yielded {type(r).__name__}, not a model request")
             if not requests:
                 raise SearchError("search yielded an empty list of requests")
@@ -254,6 +276,8 @@ def request_key(r: Request) -> tuple:
         return ("generate", r.model, r.params)
     if isinstance(r, Score):
         return ("score", r.model)
+    if isinstance(r, StepRewards):
+        return ("reward", r.model, r.label)
     return ("next", r.model, r.candidates)
 
 
@@ -280,6 +304,7 @@ def answer_group(
         a.stats.prompts += len(a.request.prompts)
     if not any(a.request.prompts for a in askers):  # empty requests keep a search in step
         return [[] for _ in askers]
+    _check_can(model, key[0])
     if key[0] == "generate":
         return _answer_generate(model, key[2], askers, seed, max_batch)
     if key[0] == "score":
@@ -288,6 +313,16 @@ def answer_group(
             askers,
             lambda r: list(zip(r.prompts, r.completions, strict=True)),
             lambda items: model.score([p for p, _ in items], [c for _, c in items]),
+            max_batch,
+            _name(model),
+        )
+    elif key[0] == "reward":
+        label = key[2]
+        out, sent = _memoized(
+            key,
+            askers,
+            lambda r: list(zip(r.prompts, r.ends, strict=True)),
+            lambda items: model.step_rewards([p for p, _ in items], [e for _, e in items], label),
             max_batch,
             _name(model),
         )
@@ -306,6 +341,29 @@ def answer_group(
         a.stats.cached_prompts += was_sent.count(False)
         _count_scored(a.stats, a.request, was_sent, counter)
     return out
+
+
+_METHODS = {
+    "generate": "generate",
+    "score": "score",
+    "next": "next_token_probs",
+    "reward": "step_rewards",
+}
+"""The model method that answers each kind of request (`request_key`'s first item)."""
+
+
+def _check_can(model: Any, kind: str) -> None:
+    """Refuse, naming the model, a request its model has no method for (a reward-head model
+    asked to generate, a causal LM asked for reward-head step rewards)."""
+    if callable(getattr(model, _METHODS[kind], None)):
+        return
+    if kind == "reward":
+        hint = "; the prm-head scorer needs a reward-head model as --value-model"
+    elif callable(getattr(model, "step_rewards", None)):
+        hint = "; it is a reward-head model: give it as --value-model to the prm-head scorer"
+    else:
+        hint = ""
+    raise SearchError(f"model {_name(model)!r} cannot answer {kind!r} requests{hint}")
 
 
 def _answer_generate(
@@ -448,7 +506,8 @@ def run_search(
         search: the method bound to its config (see `openberry.search.methods`).
         problems: the problems. `Example` records are refused: search never sees answers.
         models: the policy, or a mapping ``{"policy": ..., "judge": ..., "value": ...}`` with a
-            separate judge (PPRM preferences) or value model (rating-token values); the policy
+            separate judge (PPRM preferences) or value model (rating-token values, or a process
+            reward model: a causal LM for ``prm``, a reward head for ``prm-head``); the policy
             plays the roles not given.
         seed: run seed: algorithm randomness and sampling seeds derive from it.
         max_batch: most prompts (times samples per prompt) sent to a backend in one call.

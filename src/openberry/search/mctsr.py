@@ -19,11 +19,14 @@ reward for the rewrite, which becomes a new child:
   ground-truth early stop: MCTSr's code stopped as soon as an answer matched the reference,
   which made its reported figures an oracle pass@k.
 
-Departures: the prompts are our short role frames (`openberry.formats.prompts`) rather than long
-chat instructions, and the rewrite sees the answer and its critique (the code sent only the
-critique). Identical answers are separate nodes (the code keyed nodes by answer text, which
-merged their histories and re-parented them). An unparsable reward is re-sampled up to
-``reward_retries`` times, then counted as 0 (the code retried forever).
+Prompts come from a profile (``prompts``, ``--prompts``; `openberry.formats.profiles`):
+berry-tiny's short frames (``tiny``), or the paper's critique, rewrite and reward instructions
+rendered through the model's chat template (``paper``). Departures: the rewrite sees the answer
+and its critique (the code sent only the critique). Identical answers are separate nodes (the
+code keyed nodes by answer text, which merged their histories and re-parented them). Rewards
+are read by `openberry.formats.replies.read_score` (a chatty "I would rate this 85/100" too);
+an unparsable reward is re-sampled up to ``reward_retries`` times, then counted as 0 and
+recorded in the node's ``info["unparsed_rewards"]`` (the code retried forever).
 
 Rollouts in flight (``in_flight`` = K > 1) depart from the paper's sequential loop as parallel
 MCTS does (Chaslot et al. 2008, "Parallel Monte-Carlo Tree Search"; AlphaGo Zero's virtual
@@ -46,19 +49,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from openberry.formats.prompts import review_prompt, self_eval_prompt, solve_prompt
+from openberry.formats.profiles import TINY, PromptProfile
+from openberry.formats.replies import read_score
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
 from openberry.search.common import (
+    PROMPTS_METADATA,
     MutableNode,
     Step,
     TreeBuilder,
     expandable,
     picks_in_flight,
+    reply_params,
     rewrite_children,
 )
 from openberry.search.engine import Generate, SearchError, SearchGen
-from openberry.search.scorers import ScorerConfig, parse_score, suppress_full_score
+from openberry.search.scorers import ScorerConfig, suppress_full_score
 
 __all__ = [
     "DUMMY_ANSWERS",
@@ -123,6 +129,9 @@ class MCTSrConfig:
     code did."""
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
     """Full-score suppression settings of the reward."""
+    prompts: PromptProfile = field(default=TINY, metadata=PROMPTS_METADATA)
+    """Role prompts (``--prompts``): ``tiny``, berry-tiny's frames; ``paper``, the paper's
+    instructions through the chat template; or a profile file (`openberry.formats.profiles`)."""
 
     def __post_init__(self) -> None:
         if self.in_flight < 1:
@@ -163,23 +172,25 @@ def backed_up_values(
     return v
 
 
-def _line_params(cfg: MCTSrConfig) -> SamplingParams:
-    """One-line outputs (rewards and critiques) share these settings, so the engine sends a
-    node's reward sample and its critique, and those of every problem, in one backend call."""
-    return SamplingParams(
-        max_new_tokens=cfg.critique_max_new_tokens, temperature=cfg.temperature, stop=("\n",)
-    )
+def _reply_params(cfg: MCTSrConfig, role: str) -> SamplingParams:
+    """Settings of a critique or a reward: the profile's role settings, else
+    ``critique_max_new_tokens``. In the tiny profile both are one line with the same settings,
+    so the engine sends a node's reward sample and its critique, and those of every problem, in
+    one backend call."""
+    return reply_params(cfg.prompts.role(role), cfg.critique_max_new_tokens, cfg.temperature)
 
 
 def _reward_requests(problem: Problem, texts: Sequence[str], cfg: MCTSrConfig) -> Generate:
-    params = _line_params(cfg)
-    return Generate(tuple(self_eval_prompt(problem.question, t) for t in texts), params)
+    prompts = tuple(cfg.prompts.self_eval_prompt(problem.question, t) for t in texts)
+    return Generate(prompts, _reply_params(cfg, "self_eval"))
 
 
 def _parse_rewards(rows: list[list[Any]], cfg: MCTSrConfig) -> list[float | None]:
+    """Each row's reward (`read_score` of the reply, after the profile's reply start), a full
+    score suppressed; None where the reply states no score."""
     out = []
     for row in rows:
-        s = parse_score(row[0].text)
+        s = read_score(cfg.prompts.self_eval.reply + row[0].text)
         out.append(None if s is None else suppress_full_score(s, cfg.scorer_config))
     return out
 
@@ -228,7 +239,7 @@ def initial_answers(state: MCTSrState, rng: random.Random) -> Step[None]:
     children of the problem, one reward each."""
     cfg, tree = state.config, state.tree
     sample = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
-    out = yield Generate((solve_prompt(state.problem.question),), sample)
+    out = yield Generate((cfg.prompts.solve_prompt(state.problem.question),), sample)
     first = tree.add_solution(0, out[0][0])
     dummy = tree.add(0, rng.choice(DUMMY_ANSWERS), terminal=True, info={"dummy": True})
     state.dummy = dummy.id
@@ -299,7 +310,8 @@ def expand(state: MCTSrState, picks: Sequence[int], first_rollout: int) -> Step[
     reward_rows, critique_rows = yield [
         _reward_requests(problem, [tree[i].text for i in picks], cfg),
         Generate(
-            tuple(review_prompt(problem.question, tree[i].text) for i in picks), _line_params(cfg)
+            tuple(cfg.prompts.critique_prompt(problem.question, tree[i].text) for i in picks),
+            _reply_params(cfg, "critique"),
         ),
     ]
     unparsed = []
@@ -313,7 +325,9 @@ def expand(state: MCTSrState, picks: Sequence[int], first_rollout: int) -> Step[
         yield from evaluate(state, unparsed)
     sample = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
     critiques = [row[0] for row in critique_rows]
-    children = yield from rewrite_children(tree, problem, picks, critiques, sample, first_rollout)
+    children = yield from rewrite_children(
+        tree, problem, picks, critiques, sample, first_rollout, cfg.prompts
+    )
     state.answers += [c.id for c in children]
     return children
 

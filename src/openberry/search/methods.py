@@ -7,8 +7,10 @@ methods, their configs and what ``rollouts = N`` sets for each are listed once, 
 
 ``overrides`` set any config field by name (``{"c": "1.0", "scorer": "pprm"}``), nested
 settings with a dot (``{"scorer_config.ebc_alpha": "0.8"}``); values given as strings are
-converted to the field's type (`openberry.configs.convert`). `run_search` records the whole
-config of a search made here in each tree's ``info["config"]``.
+converted to the field's type (`openberry.configs.convert`). ``prompts=`` sets the role prompts
+(`openberry.formats.profiles`; berry-tiny's ``tiny`` by default) of every method that prompts a
+model for a role (meta-mcts speaks OpenLongCoT only). `run_search` records the whole config of a
+search made here, its prompt profile included, in each tree's ``info["config"]``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from openberry.configs import ConfigError, convert, field_docs, field_kinds
+from openberry.formats.profiles import PromptProfile
 from openberry.records import Problem
 from openberry.search.engine import SearchError, SearchFn, SearchGen
 from openberry.search.registry import REGISTRY
@@ -50,6 +53,9 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
     for key, value in overrides.items():
         name = key.replace("-", "_")
         head, dot, rest = name.partition(".")
+        option = _set_by(config, head)
+        if option:
+            raise SearchError(f"{head} is set with {option}, not as a config setting")
         if dot and head in fields and dataclasses.is_dataclass(getattr(config, head)):
             nested.setdefault(head, {})[rest] = value
             continue
@@ -68,6 +74,15 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
     for head, sub in nested.items():
         changes[head] = apply_overrides(getattr(config, head), sub)
     return dataclasses.replace(config, **changes)
+
+
+def _set_by(config: Any, name: str) -> str | None:
+    """The command-line option that sets field `name` of `config` instead of ``--set`` (its
+    ``metadata["option"]``), if any."""
+    for f in dataclasses.fields(config):
+        if f.name == name:
+            return f.metadata.get("option")
+    return None
 
 
 _ZERO_OK = frozenset({"reward_retries"})
@@ -118,25 +133,34 @@ def _check_float(name: str, field_name: str, value: float) -> None:
 
 
 def make_config(
-    name: str, rollouts: int | None = None, overrides: Mapping[str, Any] | None = None
+    name: str,
+    rollouts: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    prompts: PromptProfile | None = None,
 ) -> Any:
-    """The config of method `name` with the budget and overrides applied."""
+    """The config of method `name` with the budget, the prompt profile (for a method with
+    role prompts) and the overrides applied."""
     if name not in METHODS:
         raise SearchError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     cls, _fn = METHODS[name]
     config = cls()
     if rollouts is not None:
         config = dataclasses.replace(config, **_budget(name, rollouts))
+    if prompts is not None and hasattr(config, "prompts"):
+        config = dataclasses.replace(config, prompts=prompts)
     config = apply_overrides(config, overrides or {})
     check_ranges(config)
     return config
 
 
 def make_search(
-    name: str, rollouts: int | None = None, overrides: Mapping[str, Any] | None = None
+    name: str,
+    rollouts: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    prompts: PromptProfile | None = None,
 ) -> SearchFn:
-    """A `SearchFn` for `run_search`: method `name` bound to its config."""
-    config = make_config(name, rollouts, overrides)
+    """A `SearchFn` for `run_search`: method `name` bound to its config (`make_config`)."""
+    config = make_config(name, rollouts, overrides, prompts)
     _cls, fn = METHODS[name]
 
     def search(problem: Problem, rng: random.Random) -> SearchGen:

@@ -25,7 +25,27 @@ name           score
 ``pprm-value`` the same EBC over a Bradley-Terry preference built from the ``value`` scores,
                ``P(i > j) = sigmoid(logit v_i - logit v_j)`` (the paper's own BT form), for
                models whose value head is better than their judge.
+``prm``        a token-probability process reward model (Math-Shepherd, Wang et al. 2024,
+               arXiv 2312.08935): a causal LM reads the question and the steps, each followed
+               by a step tag (``prm_tag``: ``ки``); a step's reward is ``p(good) / (p(good) +
+               p(bad))`` of the tokens ``prm_good``/``prm_bad`` (``+``/``-``) at its tag, one
+               `NextTokenProbs` prompt per step, ending at the tag; the solution's score is the
+               ``prm_aggregate`` of its steps' rewards (min, as Math-Shepherd; Lightman et al.
+               2023 take the product).
+``prm-head``   a process reward model with a classification head (token classification: the
+               probability of class ``prm_label`` at each step's tag, as Qwen2.5-Math-PRM reads
+               it; sequence classification: that of each prefix ending at a tag), in one
+               `StepRewards` request; aggregated as ``prm``.
 =============  ===============================================================================
+
+Solutions are cut into steps by ``step_split`` (`openberry.formats.steps`: one a line, the
+default and berry-tiny's format, or paragraphs, ``Step k`` headers, ``auto``); the judge frames
+(``plain``, ``step``, ``likelihood``) stay line-based. The PRM scorers ask the ``value`` role's
+model (``--value-model``): it is the model that rates steps, whichever kind it is. Where we
+depart from Math-Shepherd: steps are written as the policy wrote them (its data numbers them
+``Step k:``; the ``header`` split keeps such headers in the step) and each step's reward is one
+next-token prompt ending at its tag rather than one pass reading every tag, the same numbers for
+a causal model (the prefix store of the hf backend reads the shared prefix once).
 
 Where a rating context is needed (``value``), earlier steps are written with a positive rating:
 the first wrong step is then rated in the context the model was trained on (a correct prefix),
@@ -34,6 +54,7 @@ and the minimum over steps catches it.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -41,34 +62,36 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from openberry.formats.openlongcot import RATING_TOKENS, node_line, rating_prompt
-from openberry.formats.prompts import (
-    JUDGE_NO,
-    JUDGE_YES,
-    judge_prompt,
-    self_eval_prompt,
-    solve_prompt,
-)
-from openberry.models.base import SamplingParams
+from openberry.formats.profiles import TINY, PromptProfile
+from openberry.formats.prompts import JUDGE_NO, JUDGE_YES
+from openberry.formats.replies import read_score, read_yes_no
+from openberry.formats.steps import StepSplit, split_steps
 from openberry.records import Problem
-from openberry.search.common import answer_of_text, strip_tags
+from openberry.search.common import answer_of_text, reply_params, strip_tags
 from openberry.search.ebc import ebc_scores, symmetrize
-from openberry.search.engine import Generate, NextTokenProbs, Score, SearchError
+from openberry.search.engine import Generate, NextTokenProbs, Score, SearchError, StepRewards
 
 __all__ = [
     "JUDGE_FRAMES",
     "JUDGE_FRAME_NAMES",
     "LIKELIHOOD_FRAME",
     "SCORERS",
+    "STEP_SCORERS",
     "ScorerConfig",
     "aggregate_values",
     "judge_preferences",
     "likelihood_preference",
     "make_scorer",
+    "newest_step_rewards",
+    "node_steps",
     "parse_score",
     "parted_preference",
     "parting_items",
     "parting_lines",
+    "path_score",
     "path_value",
+    "prm_reward",
+    "prm_text",
     "rating_value",
     "solution_steps",
     "step_judge_prompt",
@@ -78,7 +101,17 @@ __all__ = [
 
 ScoreGen = Generator[Any, Any, list[float]]
 Scorer = Callable[[Problem, Sequence[str]], ScoreGen]
-SCORERS: tuple[str, ...] = ("value", "self-eval", "logprob", "pprm", "pprm-value")
+SCORERS: tuple[str, ...] = (
+    "value",
+    "self-eval",
+    "logprob",
+    "pprm",
+    "pprm-value",
+    "prm",
+    "prm-head",
+)
+STEP_SCORERS: tuple[str, ...] = ("value", "prm", "prm-head")
+"""The scorers that rate one step in its partial solution (beam's and step-mcts' step scorers)."""
 
 _NUMBER_RE = re.compile(r"-?\d+\.\d+|-?\d+")
 _EPS = 1e-6
@@ -119,6 +152,33 @@ class ScorerConfig:
     from the other's, after the question and the shared lines in the solve frame
     (`likelihood_preference`): any policy is such a judge, best one trained on verified
     solutions ('berry extract best-paths', 'berry train sft')."""
+    step_split: StepSplit = "line"
+    """How a whole solution is cut into steps for ``value``, ``prm`` and ``prm-head``: ``line``
+    (one step a line), ``paragraph`` (blank-line paragraphs), ``header`` (``Step k`` headers)
+    or ``auto`` (`openberry.formats.steps`)."""
+    prm_prefix: str = "{question} "
+    """PRM input before the first step, ``{question}`` replaced by the question (Math-Shepherd:
+    the question and a space)."""
+    prm_tag: str = " ки"
+    """Written after each step of the PRM input; the step's reward is read at its last token
+    (Math-Shepherd's step tag)."""
+    prm_separator: str = "\n"
+    """Written between a step's tag and the next step of the PRM input."""
+    prm_good: str = "+"
+    """``prm``: the token a correct step's tag is followed by (one token of the PRM)."""
+    prm_bad: str = "-"
+    """``prm``: the token an incorrect step's tag is followed by."""
+    prm_label: int = 1
+    """``prm-head``: the class of a correct step in the reward head (0: the first class; a head
+    with one logit gives sigmoid(logit) whatever this is)."""
+    prm_aggregate: Literal["min", "last", "mean", "product"] = "min"
+    """How step rewards combine into a solution score for ``prm`` and ``prm-head``, and into a
+    path value in beam and step-mcts: min (Math-Shepherd), last, mean or product (Lightman et
+    al. 2023)."""
+
+    def __post_init__(self) -> None:
+        if not self.prm_good or not self.prm_bad or self.prm_good == self.prm_bad:
+            raise SearchError("prm_good and prm_bad must be two different non-empty tokens")
 
 
 def parse_score(text: str) -> float | None:
@@ -136,12 +196,21 @@ def suppress_full_score(score: float, config: ScorerConfig) -> float:
     return config.full_score_replacement if score >= config.full_score_threshold else score
 
 
-def solution_steps(text: str) -> list[tuple[str, str]]:
-    """A plain-text solution as OpenLongCoT steps: (meta action, line) per non-empty line.
+def _as_step(text: str) -> tuple[str, str]:
+    return ("conclusion" if answer_of_text(text) is not None else "expansion", text)
 
-    A line that states the final answer is a ``conclusion``; every other line an ``expansion``.
-    Tags of the OpenLongCoT language inside a line are removed (they cannot be written).
+
+def solution_steps(text: str, split: str = "line") -> list[tuple[str, str]]:
+    """A plain-text solution as OpenLongCoT steps: (meta action, step text) per step, cut by
+    `split` (`openberry.formats.steps.split_steps`; ``line``: one step per non-empty line).
+
+    A step that states the final answer is a ``conclusion``; every other step an
+    ``expansion``. Tags of the OpenLongCoT language inside a step are removed (they cannot be
+    written).
     """
+    if split != "line":
+        cleaned = (strip_tags(step).strip() for step in split_steps(text, split))
+        return [_as_step(step) for step in cleaned if step]
     steps = []
     for raw in text.splitlines():
         line = strip_tags(raw).strip()
@@ -150,6 +219,16 @@ def solution_steps(text: str) -> list[tuple[str, str]]:
         meta = "conclusion" if answer_of_text(line) is not None else "expansion"
         steps.append((meta, line))
     return steps
+
+
+def node_steps(texts: Sequence[str], split: str = "line") -> list[tuple[str, str]]:
+    """The steps of a partial solution held one step per node (beam, step-mcts), as
+    `solution_steps` writes them: for ``line`` the steps of the lines joined (what step search
+    always rated); for the other splits each node's text is one step, as it was generated."""
+    if split == "line":
+        return solution_steps("\n".join(texts))
+    cleaned = (strip_tags(text).strip() for text in texts)
+    return [_as_step(text) for text in cleaned if text]
 
 
 def step_value_prompts(
@@ -181,10 +260,12 @@ def rating_value(probs: dict[str, float]) -> float:
 
 
 def aggregate_values(values: Sequence[float], how: str) -> float:
-    """Step values combined by `how` (``ScorerConfig.value_aggregate``: min, last or mean);
-    0 for no values."""
+    """Step values combined by `how` (``ScorerConfig.value_aggregate``: min, last or mean;
+    ``prm_aggregate`` also product); 0 for no values."""
     if not values:
         return 0.0
+    if how == "product":
+        return math.prod(values)
     if how == "min":
         return min(values)
     if how == "last":
@@ -207,7 +288,7 @@ def path_value(ratings: Sequence[float], conclusion: bool, config: ScorerConfig)
 def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
     if config.value_context == "predicted":
         return (yield from _sequential_value_scores(problem, solutions, config))
-    steps = [solution_steps(s) for s in solutions]
+    steps = [solution_steps(s, config.step_split) for s in solutions]
     prompts: list[str] = []
     spans = []
     for st in steps:
@@ -242,7 +323,7 @@ def _sequential_value_scores(
 ) -> ScoreGen:
     """Rate step k after writing the model's own ratings of steps 1..k-1 into the chain: one
     round per step, every solution's step k in the same request."""
-    steps = [solution_steps(s) for s in solutions]
+    steps = [solution_steps(s, config.step_split) for s in solutions]
     values: list[list[float]] = [[] for _ in solutions]
     ratings: list[list[str]] = [[] for _ in solutions]
     cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
@@ -262,29 +343,55 @@ def _sequential_value_scores(
     ]
 
 
-def self_eval_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+Notes = Sequence[dict[str, Any]] | None
+"""Per-solution ``info`` dicts (a tree's nodes) where a scorer records the replies it could not
+read (``unparsed_self_evals``, ``unparsed_judgements``, ``written_judgements``); None: none."""
+
+
+def _note(notes: Notes, i: int, key: str, times: int = 1) -> None:
+    if notes is not None and times:
+        notes[i][key] = notes[i].get(key, 0) + times
+
+
+def self_eval_scores(
+    problem: Problem,
+    solutions: Sequence[str],
+    config: ScorerConfig,
+    *,
+    prompts: PromptProfile = TINY,
+    notes: Notes = None,
+) -> ScoreGen:
+    """MCTSr's self-reward: ``self_eval_samples`` replies to the profile's self_eval prompt,
+    read by `read_score` after the reply's start; an unreadable one is left out of the mean
+    (counted in ``unparsed_self_evals``), and a solution with none readable scores the worst,
+    -100 (0 after mapping)."""
     if not solutions:
         return []
-    params = SamplingParams(
-        n=config.self_eval_samples,
-        max_new_tokens=12,
-        temperature=config.self_eval_temperature,
-        stop=("\n",),
+    role = prompts.self_eval
+    params = reply_params(role, 12, config.self_eval_temperature, n=config.self_eval_samples)
+    out = yield Generate(
+        tuple(prompts.self_eval_prompt(problem.question, s) for s in solutions), params
     )
-    out = yield Generate(tuple(self_eval_prompt(problem.question, s) for s in solutions), params)
     scores = []
-    for row in out:
-        parsed = [parse_score(g.text) for g in row]
+    for i, row in enumerate(out):
+        parsed = [read_score(role.reply + g.text) for g in row]
         vals = [suppress_full_score(v, config) for v in parsed if v is not None]
+        _note(notes, i, "unparsed_self_evals", len(parsed) - len(vals))
         mean = sum(vals) / len(vals) if vals else -100.0
         scores.append((mean + 100.0) / 200.0)
     return scores
 
 
-def logprob_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+def logprob_scores(
+    problem: Problem,
+    solutions: Sequence[str],
+    config: ScorerConfig,
+    *,
+    prompts: PromptProfile = TINY,
+) -> ScoreGen:
     if not solutions:
         return []
-    prompt = solve_prompt(problem.question)
+    prompt = prompts.solve_prompt(problem.question)
     out = yield Score(tuple(prompt for _ in solutions), tuple(solutions))
     return [math.exp(sum(lp) / len(lp)) if lp else 0.0 for lp in out]
 
@@ -307,10 +414,15 @@ def step_judge_prompt(question: str, solution_a: str, solution_b: str) -> str:
 
 
 JUDGE_FRAMES: dict[str, Callable[[str, str, str], str]] = {
-    "plain": judge_prompt,
+    "plain": TINY.judge_prompt,
     "step": step_judge_prompt,
 }
-"""Judge prompt frames by name (`ScorerConfig.judge_frame`)."""
+"""Judge prompt frames by name (`ScorerConfig.judge_frame`); ``plain`` is the judge prompt of
+the search's profile (`PromptProfile.judge_prompt`; tiny's here)."""
+
+JUDGE_MIN_MASS = 0.2
+"""In a chat profile, a judge whose first reply token is Yes or No with less probability than
+this (it opens with markup or prose) is asked to write its verdict, read by `read_yes_no`."""
 
 LIKELIHOOD_FRAME = "likelihood"
 """The judge frame that reads no prompt: P(A > B) from the judge's likelihood of the lines where
@@ -319,10 +431,13 @@ A and B part (`likelihood_preference`)."""
 JUDGE_FRAME_NAMES: tuple[str, ...] = (*JUDGE_FRAMES, LIKELIHOOD_FRAME)
 
 
-def parting_lines(question: str, solution_a: str, solution_b: str) -> tuple[str, str, str] | None:
+def parting_lines(
+    question: str, solution_a: str, solution_b: str, prompts: PromptProfile = TINY
+) -> tuple[str, str, str] | None:
     """Where two solutions part: ``(context, line_a, line_b)``.
 
-    The context is the solve prompt and the non-empty lines both share from the start; each
+    The context is the solve prompt (of `prompts`) and the non-empty lines both share from the
+    start, as the start of the reply; each
     line is that solution's next one, with its newline. None when one solution's lines are a
     prefix of the other's (no line to weigh against the other's).
     """
@@ -333,7 +448,7 @@ def parting_lines(question: str, solution_a: str, solution_b: str) -> tuple[str,
         k += 1
     if k == len(a) or k == len(b):
         return None
-    context = solve_prompt(question) + "".join(line + "\n" for line in a[:k])
+    context = prompts.solve_prompt(question) + "".join(line + "\n" for line in a[:k])
     return context, a[k] + "\n", b[k] + "\n"
 
 
@@ -367,11 +482,15 @@ def parted_preference(part: Parting, logps: Mapping[tuple[str, str], float]) -> 
 
 
 def likelihood_preferences(
-    problem: Problem, solutions: Sequence[str], pairs: Sequence[tuple[int, int]]
+    problem: Problem,
+    solutions: Sequence[str],
+    pairs: Sequence[tuple[int, int]],
+    prompts: PromptProfile = TINY,
 ) -> Generator[Any, Any, dict[tuple[int, int], float]]:
     """`judge_preferences` in the ``likelihood`` frame: one `Score` request to the judge for the
     distinct (context, line) items of all pairs (`parting_items`)."""
-    parts = {pair: parting_lines(problem.question, *(solutions[i] for i in pair)) for pair in pairs}
+    q = problem.question
+    parts = {pair: parting_lines(q, *(solutions[i] for i in pair), prompts) for pair in pairs}
     items = parting_items(parts.values())
     logps: dict[tuple[str, str], float] = {}
     if items:
@@ -385,11 +504,18 @@ def judge_preferences(
     solutions: Sequence[str],
     pairs: Sequence[tuple[int, int]] | None = None,
     frame: str = "plain",
+    prompts: PromptProfile = TINY,
+    notes: Notes = None,
 ) -> Generator[Any, Any, dict[tuple[int, int], float]]:
     """The judge's P(solution i better than solution j) for each ordered pair (i, j).
 
-    Returns ``{(i, j): p}``; all ordered pairs by default. `frame` is a prompt of `JUDGE_FRAMES`
-    (p is P(Yes) renormalised over {Yes, No}) or ``likelihood`` (`likelihood_preferences`).
+    Returns ``{(i, j): p}``; all ordered pairs by default. `frame` is ``plain`` (the profile's
+    judge prompt) or ``step`` (`JUDGE_FRAMES`): p is P(Yes) renormalised over {Yes, No}; or
+    ``likelihood`` (`likelihood_preferences`). A verdict that cannot be read falls back: in a
+    chat profile, a judge that gives Yes and No less than `JUDGE_MIN_MASS` writes its verdict
+    (greedy, `read_yes_no`: 1 for Yes, 0 for No; ``written_judgements`` in `notes`); one still
+    unread (or, in tiny, with no mass on Yes or No) is a tie, 0.5, counted in both solutions'
+    ``unparsed_judgements``.
     """
     n = len(solutions)
     if pairs is None:
@@ -397,18 +523,40 @@ def judge_preferences(
     if not pairs:
         return {}
     if frame == LIKELIHOOD_FRAME:
-        return (yield from likelihood_preferences(problem, solutions, pairs))
+        return (yield from likelihood_preferences(problem, solutions, pairs, prompts))
     if frame not in JUDGE_FRAMES:
         names = ", ".join(JUDGE_FRAME_NAMES)
         raise SearchError(f"unknown judge frame {frame!r}; choose from {names}")
-    prompt = JUDGE_FRAMES[frame]
-    prompts = tuple(prompt(problem.question, solutions[i], solutions[j]) for i, j in pairs)
-    probs = yield NextTokenProbs(prompts, (JUDGE_YES, JUDGE_NO), model="judge")
-    out = {}
-    for pair, pr in zip(pairs, probs, strict=True):
-        yes, no = pr.get(JUDGE_YES, 0.0), pr.get(JUDGE_NO, 0.0)
-        out[pair] = round(yes / (yes + no), PROB_DECIMALS) if yes + no > 0 else 0.5
-    return out
+    prompt = prompts.judge_prompt if frame == "plain" else JUDGE_FRAMES[frame]
+    texts = tuple(prompt(problem.question, solutions[i], solutions[j]) for i, j in pairs)
+    probs = yield NextTokenProbs(texts, (JUDGE_YES, JUDGE_NO), model="judge")
+    least = JUDGE_MIN_MASS if prompts.chat and frame == "plain" else 0.0
+    out = {pair: _verdict(pr, least) for pair, pr in zip(pairs, probs, strict=True)}
+    unread = [k for k, pair in enumerate(pairs) if out[pair] is None]
+    if unread and least > 0:
+        params = reply_params(prompts.judge, 16, 0.0)
+        rows = yield Generate(tuple(texts[k] for k in unread), params, model="judge")
+        for k, row in zip(unread, rows, strict=True):
+            said = read_yes_no(prompts.judge.reply + row[0].text)
+            if said is not None:
+                out[pairs[k]] = 1.0 if said else 0.0
+                for i in pairs[k]:
+                    _note(notes, i, "written_judgements")
+    for pair in pairs:
+        if out[pair] is None:
+            out[pair] = 0.5
+            for i in pair:
+                _note(notes, i, "unparsed_judgements")
+    return out  # type: ignore[return-value]
+
+
+def _verdict(probs: Mapping[str, float], least: float) -> float | None:
+    """P(Yes) renormalised over {Yes, No}, rounded (`PROB_DECIMALS`); None when Yes and No
+    together have no more than `least` probability (none at all, for ``least = 0``)."""
+    yes, no = probs.get(JUDGE_YES, 0.0), probs.get(JUDGE_NO, 0.0)
+    if yes + no <= least:
+        return None
+    return round(yes / (yes + no), PROB_DECIMALS)
 
 
 def value_preferences(values: Sequence[float]) -> list[list[float]]:
@@ -430,8 +578,17 @@ def forward_table(n: int, prefs: dict[tuple[int, int], float]) -> list[list[floa
     return [[0.5 if i == j else prefs[(i, j)] for j in range(n)] for i in range(n)]
 
 
-def pprm_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
-    prefs = yield from judge_preferences(problem, solutions, frame=config.judge_frame)
+def pprm_scores(
+    problem: Problem,
+    solutions: Sequence[str],
+    config: ScorerConfig,
+    *,
+    prompts: PromptProfile = TINY,
+    notes: Notes = None,
+) -> ScoreGen:
+    prefs = yield from judge_preferences(
+        problem, solutions, frame=config.judge_frame, prompts=prompts, notes=notes
+    )
     p = symmetrize(forward_table(len(solutions), prefs))
     return ebc_scores(p, None, alpha=config.ebc_alpha)
 
@@ -441,24 +598,137 @@ def pprm_value_scores(problem: Problem, solutions: Sequence[str], config: Scorer
     return ebc_scores(value_preferences(values), None, alpha=config.ebc_alpha)
 
 
+def prm_text(
+    question: str, steps: Sequence[str], config: ScorerConfig
+) -> tuple[str, tuple[int, ...]]:
+    """A PRM's input for `steps` and the offset where each step's tag ends in it:
+    ``prm_prefix`` with the question, then each step followed by ``prm_tag``, the steps joined
+    by ``prm_separator`` (Math-Shepherd: ``"Q step 1 ки\\nstep 2 ки"``). The tag's text is
+    removed from inside the steps, so the PRM sees a tag only where a reward is read."""
+    text = config.prm_prefix.replace("{question}", question)
+    mark = config.prm_tag.strip()
+    ends = []
+    for k, step in enumerate(steps):
+        text += (config.prm_separator if k else "") + (step.replace(mark, "") if mark else step)
+        text += config.prm_tag
+        ends.append(len(text))
+    return text, tuple(ends)
+
+
+def prm_reward(probs: Mapping[str, float], config: ScorerConfig) -> float:
+    """``p(good) / (p(good) + p(bad))`` at a step tag, rounded (see `PROB_DECIMALS`); 0.5
+    when the PRM gives both no mass."""
+    good, bad = probs.get(config.prm_good, 0.0), probs.get(config.prm_bad, 0.0)
+    return round(good / (good + bad), PROB_DECIMALS) if good + bad > 0 else 0.5
+
+
+def _prm_inputs(
+    question: str, step_lists: Sequence[Sequence[tuple[str, str]]], config: ScorerConfig
+) -> list[tuple[str, tuple[int, ...]]]:
+    return [prm_text(question, [text for _, text in steps], config) for steps in step_lists]
+
+
+def _step_rewards(
+    inputs: Sequence[tuple[str, tuple[int, ...]]], scorer: str, config: ScorerConfig
+) -> Generator[Any, Any, list[list[float]]]:
+    """The PRM's reward at each tag end of each input, one request for all (`NextTokenProbs`
+    ending at each tag for ``prm``, `StepRewards` for ``prm-head``)."""
+    kept = [(text, ends) for text, ends in inputs if ends]
+    flat: list[float] = []
+    if kept and scorer == "prm":
+        prompts = tuple(text[:end] for text, ends in kept for end in ends)
+        cands = (config.prm_good, config.prm_bad)
+        probs = yield NextTokenProbs(prompts, cands, model="value")
+        flat = [prm_reward(p, config) for p in probs]
+    elif kept:
+        texts, ends = zip(*kept, strict=True)
+        out = yield StepRewards(texts, ends, label=config.prm_label, model="value")
+        flat = [round(float(r), PROB_DECIMALS) for row in out for r in row]
+    rewards, pos = [], 0
+    for _text, ends in inputs:
+        rewards.append(flat[pos : pos + len(ends)])
+        pos += len(ends)
+    return rewards
+
+
+def _prm_scorer(scorer: str) -> Callable[[Problem, Sequence[str], ScorerConfig], ScoreGen]:
+    def scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+        steps = [solution_steps(s, config.step_split) for s in solutions]
+        inputs = _prm_inputs(problem.question, steps, config)
+        rewards = yield from _step_rewards(inputs, scorer, config)
+        return [aggregate_values(r, config.prm_aggregate) for r in rewards]
+
+    scores.__name__ = f"{scorer.replace('-', '_')}_scores"
+    return scores
+
+
+def newest_step_rewards(
+    question: str,
+    step_lists: Sequence[Sequence[tuple[str, str]]],
+    scorer: str,
+    config: ScorerConfig,
+) -> Generator[Any, Any, list[float]]:
+    """The rating of the last step of each of `step_lists` (``(meta, text)`` steps,
+    `node_steps`) by step scorer `scorer` (one of `STEP_SCORERS`), one request for all:
+    ``value``, the value head's rating in the OpenLongCoT chain (`step_value_prompts`); ``prm``
+    and ``prm-head``, the PRM's reward at the last step's tag (`prm_text`). A causal PRM's
+    reward of a step does not depend on the steps after it, so rating the newest step of each
+    partial solution rates every step once. A list without steps is rated 0, unasked."""
+    if scorer not in STEP_SCORERS:
+        raise SearchError(f"unknown step scorer {scorer!r}; choose from {', '.join(STEP_SCORERS)}")
+    rated = [steps for steps in step_lists if steps]
+    if not rated:
+        return [0.0] * len(step_lists)
+    if scorer == "value":
+        prompts = tuple(step_value_prompts(question, steps)[-1] for steps in rated)
+        cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
+        probs = yield NextTokenProbs(prompts, cands, model="value")
+        values = iter([rating_value(p) for p in probs])
+    else:
+        inputs = [(text, ends[-1:]) for text, ends in _prm_inputs(question, rated, config)]
+        values = iter([r[0] for r in (yield from _step_rewards(inputs, scorer, config))])
+    return [next(values) if steps else 0.0 for steps in step_lists]
+
+
+def path_score(
+    ratings: Sequence[float], conclusion: bool, scorer: str, config: ScorerConfig
+) -> float:
+    """A path's value from its steps' ratings (root first) by step scorer `scorer`:
+    `path_value` for ``value``; for a PRM the ``prm_aggregate`` of every rating (a PRM rates
+    the answer step like any other)."""
+    if scorer == "value":
+        return path_value(ratings, conclusion, config)
+    return aggregate_values(ratings, config.prm_aggregate)
+
+
 _FUNCS = {
     "value": value_scores,
     "self-eval": self_eval_scores,
     "logprob": logprob_scores,
     "pprm": pprm_scores,
     "pprm-value": pprm_value_scores,
+    "prm": _prm_scorer("prm"),
+    "prm-head": _prm_scorer("prm-head"),
 }
 
 
-def make_scorer(name: str, config: ScorerConfig | None = None) -> Scorer:
-    """The scorer called `name` (one of `SCORERS`), bound to `config`."""
+def make_scorer(
+    name: str, config: ScorerConfig | None = None, prompts: PromptProfile = TINY
+) -> Scorer:
+    """The scorer called `name` (one of `SCORERS`), bound to `config` and, for the scorers that
+    prompt (self-eval, logprob, pprm), to the `prompts` profile. The scorer is called as
+    ``scorer(problem, solutions, notes=None)``: `notes`, the solutions' ``info`` dicts, get
+    what could not be read (`Notes`)."""
     if name not in _FUNCS:
         raise SearchError(f"unknown scorer {name!r}; choose from {', '.join(SCORERS)}")
     cfg = config or ScorerConfig()
     func = _FUNCS[name]
+    takes = inspect.signature(func).parameters
+    extra: dict[str, Any] = {"prompts": prompts} if "prompts" in takes else {}
 
-    def scorer(problem: Problem, solutions: Sequence[str]) -> ScoreGen:
-        return func(problem, list(solutions), cfg)
+    def scorer(problem: Problem, solutions: Sequence[str], notes: Notes = None) -> ScoreGen:
+        kwargs = {**extra, "notes": notes} if "notes" in takes else extra
+        return func(problem, list(solutions), cfg, **kwargs)
 
     scorer.__name__ = f"{name}_scorer"
     return scorer

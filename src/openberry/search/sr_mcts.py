@@ -26,6 +26,12 @@ model over the value head's scores (``preference="value"``; the paper writes the
 form). Judge answers are cached per ordered pair, so each rollout asks only about the new
 solution: 2(n - 1) comparisons for n solutions.
 
+Prompts come from a profile (``prompts``, ``--prompts``; `openberry.formats.profiles`):
+berry-tiny's frames (``tiny``), or the papers' instructions through the chat template
+(``paper``: MCTSr's critique and rewrite, the paper's PPRM question). A judge whose reply does
+not start with Yes or No is read from a written answer, and an unreadable verdict is a tie
+(`openberry.search.scorers.judge_preferences`), counted in the solutions' ``info``.
+
 Departures: the root is the model's first solution at the sampling temperature (the paper leaves
 the temperature unreported; we use MCTSr's 0.95). N counts a node's evaluation plus the times it
 was selected. The local win rate and tie-breaking follow `openberry.search.ebc`.
@@ -51,15 +57,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from openberry.formats.prompts import review_prompt, solve_prompt
+from openberry.formats.profiles import TINY, PromptProfile
 from openberry.models.base import SamplingParams
 from openberry.records import Problem
 from openberry.search.common import (
+    PROMPTS_METADATA,
     MutableNode,
     Step,
     TreeBuilder,
     expandable,
     picks_in_flight,
+    reply_params,
     rewrite_children,
     vote_key,
 )
@@ -132,6 +140,9 @@ class SRMCTSConfig:
     over every solution of the tree (the paper's maj@k; a tie goes to the answer with the higher
     summed EBC score), reached through its top-EBC solution; ``ebc``, the top-EBC solution (the
     paper's rm@k)."""
+    prompts: PromptProfile = field(default=TINY, metadata=PROMPTS_METADATA)
+    """Role prompts (``--prompts``): ``tiny``, berry-tiny's frames; ``paper``, the papers'
+    instructions through the chat template; or a profile file (`openberry.formats.profiles`)."""
 
     def __post_init__(self) -> None:
         if self.in_flight < 1:
@@ -194,10 +205,9 @@ def solution_params(config: SRMCTSConfig) -> SamplingParams:
 
 
 def critique_params(config: SRMCTSConfig) -> SamplingParams:
-    """Sampling settings of a critique: one line."""
-    return SamplingParams(
-        max_new_tokens=config.critique_max_new_tokens, temperature=config.temperature, stop=("\n",)
-    )
+    """Sampling settings of a critique: the profile's (tiny: one line), else
+    ``critique_max_new_tokens``."""
+    return reply_params(config.prompts.critique, config.critique_max_new_tokens, config.temperature)
 
 
 def preference_table(state: SRMCTSState) -> list[list[float]]:
@@ -223,7 +233,12 @@ def evaluate(state: SRMCTSState, new: int = 1) -> Step[list[float]]:
     if cfg.preference == "judge":
         pairs = [p for k in fresh for p in [(k, j) for j in range(k)] + [(j, k) for j in range(k)]]
         got = yield from judge_preferences(
-            state.problem, texts, pairs, frame=cfg.scorer_config.judge_frame
+            state.problem,
+            texts,
+            pairs,
+            frame=cfg.scorer_config.judge_frame,
+            prompts=cfg.prompts,
+            notes=[tree[nid].info for nid in state.solutions],
         )
         state.judged.update(got)
     else:
@@ -243,7 +258,8 @@ def evaluate(state: SRMCTSState, new: int = 1) -> Step[list[float]]:
 
 def first_solution(state: SRMCTSState) -> Step[MutableNode]:
     """The model's first solution, evaluated; it and the problem count one visit each."""
-    out = yield Generate((solve_prompt(state.problem.question),), solution_params(state.config))
+    prompt = state.config.prompts.solve_prompt(state.problem.question)
+    out = yield Generate((prompt,), solution_params(state.config))
     first = state.tree.add_solution(0, out[0][0])
     state.solutions.append(first.id)
     yield from evaluate(state)
@@ -304,10 +320,12 @@ def expand(state: SRMCTSState, picks: Sequence[int], first_rollout: int) -> Step
     order, marked with their rollouts from `first_rollout` on."""
     tree, problem, cfg = state.tree, state.problem, state.config
     crit = yield Generate(
-        tuple(review_prompt(problem.question, tree[i].text) for i in picks), critique_params(cfg)
+        tuple(cfg.prompts.critique_prompt(problem.question, tree[i].text) for i in picks),
+        critique_params(cfg),
     )
+    critiques = [row[0] for row in crit]
     children = yield from rewrite_children(
-        tree, problem, picks, [row[0] for row in crit], solution_params(cfg), first_rollout
+        tree, problem, picks, critiques, solution_params(cfg), first_rollout, cfg.prompts
     )
     for child in children:
         child.visits = 1

@@ -6,7 +6,9 @@ position: select by PUCT, expand a leaf, evaluate it with the value, back the va
 (Guan et al. 2025, arXiv 2501.04519, section 3.1) and RAP (Hao et al. 2023, arXiv 2305.14992,
 section 3.3) run the same loop over the steps of a solution written by a language model. Here:
 
-- **node**: one solution step, i.e. one line (generation stops at ``"\\n"``); node 0 is the problem;
+- **node**: one solution step, by default one line (generation stops at ``"\\n"``); with
+  ``step_split`` a paragraph or a ``Step k`` section (`openberry.formats.steps`: its stop strings
+  end a sampled step, its separator follows each step in the prompt); node 0 is the problem;
 - **expand** (`expand`): the ``children`` next lines of a node are sampled together, in one policy
   call (``SamplingParams(n=children, stop=("\\n",))``); identical lines are merged into one child;
 - **prior** (`sibling_priors`): the softmax over siblings of each line's mean token log-probability
@@ -18,7 +20,9 @@ section 3.3) run the same loop over the steps of a solution written by a languag
   ``p(<positive_rating>)`` renormalised over the two rating tokens, as `beam` uses it) rates the
   newest step in its partial chain; a node's *path value* is the ``value_aggregate`` (default
   the minimum, PRM-style) of its steps' ratings, the conclusion's own rating left out unless
-  ``value_conclusion``. All new children of an expansion are rated in one request;
+  ``value_conclusion``. All new children of an expansion are rated in one request. With
+  ``step_scorer`` ``prm``/``prm-head`` a process reward model rates the newest step at its tag
+  instead, and the path value is the ``prm_aggregate`` of all its steps' rewards;
 - **select** (`select`): from the root, descend to the child with the best
   ``Q + c_puct * P * sqrt(N(parent)) / (1 + N(child))`` (`puct_scores`) until a node without
   children or a terminal node. With ``widen`` (progressive widening), "sample this node's lines
@@ -64,11 +68,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from openberry.formats.openlongcot import RATING_TOKENS
-from openberry.formats.prompts import solve_prompt
+from openberry.formats.profiles import TINY, PromptProfile
+from openberry.formats.steps import StepSplit, join_steps, split_steps, step_stops
 from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
 from openberry.search.common import (
+    PROMPTS_METADATA,
     MutableNode,
     Step,
     TreeBuilder,
@@ -77,13 +82,13 @@ from openberry.search.common import (
     strip_tags,
     value_vote,
 )
-from openberry.search.engine import Generate, NextTokenProbs, SearchError, SearchGen
+from openberry.search.engine import Generate, SearchError, SearchGen
 from openberry.search.scorers import (
     ScorerConfig,
+    newest_step_rewards,
+    node_steps,
+    path_score,
     path_value,
-    rating_value,
-    solution_steps,
-    step_value_prompts,
 )
 
 __all__ = [
@@ -139,10 +144,22 @@ class StepMCTSConfig:
     probability of a line not yet among its children outscores every child."""
     finish_tokens: int = 256
     """Most tokens of the greedy finish when no terminal states an answer (0: none)."""
+    step_scorer: Literal["value", "prm", "prm-head"] = "value"
+    """What rates a new step: ``value``, the value head in the OpenLongCoT chain; ``prm``, a
+    token-probability process reward model; ``prm-head``, a reward-head one (the value role's
+    model, ``--value-model``; `openberry.search.scorers`)."""
+    step_split: StepSplit = "line"
+    """What one step (node) is: ``line`` (stops at a newline), ``paragraph`` (at a blank
+    line), ``header`` (before the next ``Step k`` header) or ``auto`` (either)."""
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
     """How step ratings combine into a path value: ``value_aggregate`` and ``value_conclusion``
-    are read (steps are always rated after positive earlier steps); the other fields are
-    unused."""
+    for ``value`` (steps are always rated after positive earlier steps), ``prm_aggregate`` and
+    the other ``prm_*`` settings for a PRM; the other fields (``step_split`` too: the nodes are
+    the steps) are unused."""
+    prompts: PromptProfile = field(default=TINY, metadata=PROMPTS_METADATA)
+    """Role prompts (``--prompts``): the solve prompt of ``tiny`` (berry-tiny's
+    frame) or ``paper`` (the papers' instruction through the chat template, each step written
+    in the assistant's reply), or a profile file (`openberry.formats.profiles`)."""
 
     def __post_init__(self) -> None:
         if self.in_flight < 1:
@@ -186,8 +203,8 @@ def lines_of(state: StepMCTSState, node_id: int) -> list[str]:
 
 def step_prompt(state: StepMCTSState, node_id: int) -> str:
     """The policy prompt that asks for the line after `node_id`."""
-    done = "".join(line + "\n" for line in lines_of(state, node_id))
-    return solve_prompt(state.problem.question) + done
+    done = join_steps(lines_of(state, node_id), state.config.step_split)
+    return state.config.prompts.solve_prompt(state.problem.question) + done
 
 
 def effective_q(state: StepMCTSState, node: MutableNode) -> float:
@@ -325,24 +342,24 @@ def expand(
 
 
 def evaluate(state: StepMCTSState, ids: Sequence[int]) -> Step[list[float]]:
-    """Evaluation: the value head rates the newest step of each node of `ids` in its partial
-    chain (one request for all), ``info["step_value"]``; returns their path values, also their
-    ``rewards``. An empty line is not rated: its path value is 0."""
-    tree, question = state.tree, state.problem.question
+    """Evaluation: the step scorer (the value head, or a PRM) rates the newest step of each
+    node of `ids` in its partial solution (one request for all), ``info["step_value"]``;
+    returns their path values (`path_score`), also their ``rewards``. An empty line is not
+    rated: its path value is 0."""
+    tree, cfg = state.tree, state.config
     rated = [i for i in ids if tree[i].text]
-    prompts = [
-        step_value_prompts(question, solution_steps("\n".join(lines_of(state, i))))[-1]
-        for i in rated
-    ]
-    if prompts:
-        cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
-        probs = yield NextTokenProbs(tuple(prompts), cands, model="value")
-        for i, p in zip(rated, probs, strict=True):
-            tree[i].info["step_value"] = rating_value(p)
+    steps = [node_steps(lines_of(state, i), cfg.step_split) for i in rated]
+    if steps:
+        ratings = yield from newest_step_rewards(
+            state.problem.question, steps, cfg.step_scorer, cfg.scorer_config
+        )
+        for i, r in zip(rated, ratings, strict=True):
+            tree[i].info["step_value"] = r
     values = []
     for i in ids:
         ratings = [tree[k].info.get("step_value", 0.0) for k in tree.path(i)[1:]]
-        v = path_value(ratings, tree[i].meta_action == "conclusion", state.config.scorer_config)
+        conclusion = tree[i].meta_action == "conclusion"
+        v = path_score(ratings, conclusion, cfg.step_scorer, cfg.scorer_config)
         v = v if tree[i].text else 0.0
         tree[i].rewards.append(v)
         values.append(v)
@@ -416,9 +433,7 @@ def finish_greedily(state: StepMCTSState) -> Step[MutableNode | None]:
     out = yield Generate((step_prompt(state, node.id),), params)
     gen = out[0][0]
     first = True
-    for line in (s.strip() for s in gen.text.splitlines()):
-        if not line:
-            continue
+    for line in split_steps(gen.text, cfg.step_split):
         node = tree.add(node.id, line, meta_action="expansion", info={"finish": True})
         if first:
             node.prompt_tokens = max(gen.prompt_tokens, 0)
@@ -454,7 +469,7 @@ def step_mcts(problem: Problem, rng: random.Random, config: StepMCTSConfig) -> S
         n=config.children,
         max_new_tokens=config.max_step_tokens,
         temperature=config.temperature,
-        stop=("\n",),
+        stop=step_stops(config.step_split),
     )
     done = 0
     while done < config.simulations:

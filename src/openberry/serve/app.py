@@ -103,6 +103,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from openberry.formats.profiles import AUTO, PromptChoice
 from openberry.models.base import Policy
 from openberry.search.registry import DEFAULT_ROLLOUTS
 from openberry.serve.limits import BodyLimit, CatchAll, ServeLimits
@@ -134,6 +135,7 @@ def create_app(
     max_active: int = 64,
     max_queue: int = 256,
     limits: ServeLimits | None = None,
+    prompts: PromptChoice = AUTO,
 ) -> FastAPI:
     """Build the OpenAI-compatible app serving `policy` (behaviour: module docstring).
 
@@ -150,6 +152,9 @@ def create_app(
         max_queue: most requests in flight or waiting; more get a 503 with ``Retry-After``.
         limits: per-request limits (`openberry.serve.limits.ServeLimits`; the context is read
             from the policy's model config when not given).
+        prompts: the role prompts of served searches (`openberry.formats.profiles`): ``auto``
+            (``paper`` when the policy wraps prompts in its chat template, else ``tiny``), a
+            built-in name, or a profile.
 
     Returns:
         The FastAPI app (run it with uvicorn).
@@ -167,6 +172,7 @@ def create_app(
         max_active=max_active,
         max_queue=max_queue,
         limits=limits,
+        prompts=prompts,
     )
 
     @contextlib.asynccontextmanager

@@ -2,10 +2,10 @@
 the granularity of a backend call.
 
 A served request becomes a *job*: a generator that yields model requests (`Generate`, `Score`,
-`NextTokenProbs` of `openberry.search.engine`, or a `Call` that must run alone) and returns its
-result, exactly as the search algorithms are written. A plain completion is a job of one or two
-requests; a search is its algorithm's own generator. The scheduler thread keeps every admitted
-job's unanswered requests in a ready pool and, one backend call at a time:
+`NextTokenProbs`, `StepRewards` of `openberry.search.engine`, or a `Call` that must run alone)
+and returns its result, exactly as the search algorithms are written. A plain completion is a
+job of one or two requests; a search is its algorithm's own generator. The scheduler thread
+keeps every admitted job's unanswered requests in a ready pool and, one backend call at a time:
 
 1. admits new jobs (up to ``max_active`` stepped together; the others wait in the queue, whose
    length ``max_queue`` bounds: a full queue refuses with `Busy`, never blocks);
@@ -51,10 +51,8 @@ from typing import Any
 
 from openberry.models.base import Policy
 from openberry.search.engine import (
+    REQUEST_KINDS,
     Asker,
-    Generate,
-    NextTokenProbs,
-    Score,
     SearchError,
     SearchStats,
     answer_group,
@@ -344,9 +342,7 @@ class Scheduler:
             return
         job.single = not isinstance(out, (list, tuple))
         job.requests = [out] if job.single else list(out)
-        bad = [
-            r for r in job.requests if not isinstance(r, (Generate, Score, NextTokenProbs, Call))
-        ]
+        bad = [r for r in job.requests if not isinstance(r, (*REQUEST_KINDS, Call))]
         if bad or not job.requests:
             job.gen.close()
             what = type(bad[0]).__name__ if bad else "an empty list"

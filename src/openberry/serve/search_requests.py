@@ -41,7 +41,7 @@ async def answer_with_search(
     rollouts = _rollouts(req.rollouts, state.search_rollouts)
     overrides = _overrides(req.search_config)
     try:
-        search = make_search(method, rollouts, overrides)
+        search = make_search(method, rollouts, overrides, state.prompts)
     except SearchError as exc:
         raise APIError(400, str(exc), param="search_config", code="invalid_search_config") from exc
     check_search_config(search.config, state.limits)

@@ -19,6 +19,14 @@ from typing import Any
 
 from starlette.requests import Request
 
+from openberry.formats.profiles import (
+    AUTO,
+    TINY,
+    PromptChoice,
+    PromptProfile,
+    choose_profile,
+    renders_chat,
+)
 from openberry.models.base import ModelError, Policy, SamplingParams
 from openberry.records import Generation, Problem
 from openberry.search import METHODS
@@ -66,6 +74,8 @@ class ServerState:
     """Steps every request's model calls (built by `build`)."""
     limits: ServeLimits = field(default_factory=ServeLimits)
     """What one request may ask (`openberry.serve.limits`)."""
+    prompts: PromptProfile = TINY
+    """The role prompts of served searches (``--prompts``, `openberry.formats.profiles`)."""
 
     @classmethod
     def build(
@@ -80,6 +90,7 @@ class ServerState:
         max_active: int = 64,
         max_queue: int = 256,
         limits: ServeLimits | None = None,
+        prompts: PromptChoice = AUTO,
     ) -> ServerState:
         """The state for `openberry.serve.app.create_app`'s arguments (see there).
 
@@ -118,6 +129,7 @@ class ServerState:
             auth_header=f"Bearer {api_key}".encode() if api_key else None,
             scheduler=Scheduler(models, max_active=max_active, max_queue=max_queue),
             limits=limits,
+            prompts=choose_profile(prompts, renders_chat(policy)),
         )
 
     def search_models_table(self) -> dict[str, Policy]:

@@ -68,12 +68,15 @@ def run_stats(run_dir: Path) -> dict[str, Any]:
 
 def write_manifest(config: EvalConfig, wall_time: float | None = None) -> dict[str, Any]:
     """Write ``OUT/manifest.json`` for the collection in ``config.out`` and return it."""
+    from openberry.formats.profiles import choice_identity, choose_profile
     from openberry.search import make_config
 
     out = Path(config.out)
+    # auto as the policy's options say (--chat-template); each tree records the profile it used.
+    prompts = choose_profile(config.prompts, config.policy.chat_template)
     runs = {}
     for run in plan_runs(config):
-        search_config = make_config(run.method, run.budget, dict(run.overrides))
+        search_config = make_config(run.method, run.budget, dict(run.overrides), prompts)
         runs[run.name] = {
             "method": run.method,
             "budget": run.budget,
@@ -95,6 +98,7 @@ def write_manifest(config: EvalConfig, wall_time: float | None = None) -> dict[s
         "seed": config.seed,
         "samples": config.samples,
         "hint_answer": config.hint_answer,
+        "prompts": choice_identity(config.prompts),
         "verifier": "openberry grader: every candidate answer checked after its search; "
         "verdicts in node.info['verified']",
         "wall_time_s": round(wall_time, 2) if wall_time is not None else None,

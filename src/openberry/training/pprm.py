@@ -314,7 +314,13 @@ def _train_dpo(
     from trl import DPOConfig
 
     from openberry.training import token_head as th
-    from openberry.training.sft import METRICS_FILE, _lora_config, _metrics_callback, _training_args
+    from openberry.training.sft import (
+        METRICS_FILE,
+        _lora_config,
+        _metrics_callback,
+        _training_args,
+        train_from,
+    )
 
     started = time.monotonic()
     if config.threads is not None:
@@ -354,7 +360,7 @@ def _train_dpo(
     trainer.head_eval = eval_ds
     trainer.head_tokens = (th._token_id(tokenizer, JUDGE_YES), th._token_id(tokenizer, JUDGE_NO))
     trainer.head_pad = th.pad_id(tokenizer)
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_from(trainer, checkpoint)
     step = int(trainer.state.global_step)
     initial, final_eval = th.logged_evals(config, step)
     if has_eval and final_eval is None:

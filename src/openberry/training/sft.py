@@ -62,6 +62,7 @@ import logging
 import math
 import random
 import re
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ __all__ = [
     "last_checkpoint",
     "load_rows",
     "split_rows",
+    "train_from",
     "train_sft",
 ]
 
@@ -838,13 +840,14 @@ def _load_tokenizer(config: SFTConfig, train_rows: Sequence[Row], output_dir: Pa
     from transformers import AutoTokenizer
 
     from openberry.models.builtin import resolve_model
+    from openberry.models.gguf import load_tokenizer
 
     source = config.tokenizer
     if source is None and config.from_scratch is None:
         source = resolve_model(config.model)
     if source is not None:
         try:
-            return AutoTokenizer.from_pretrained(source)
+            return load_tokenizer(source)
         except (OSError, ValueError) as exc:
             raise SFTError(f"could not load the tokenizer {source!r}: {exc}") from exc
     saved = output_dir / "tokenizer"
@@ -863,7 +866,13 @@ def _load_tokenizer(config: SFTConfig, train_rows: Sequence[Row], output_dir: Pa
         special_tokens=(*SPECIAL_TOKENS, JUDGE_YES, JUDGE_NO),
         model_max_length=positions if isinstance(positions, int) else config.max_length,
     )
-    tokenizer.save_pretrained(str(saved))
+    # Saved beside and renamed into place: a kill mid-save must not leave a half tokenizer that
+    # --resume would load (it would fail, or train with another vocabulary).
+    tmp = output_dir / "tokenizer.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(saved, ignore_errors=True)
+    tmp.replace(saved)
     return tokenizer
 
 
@@ -886,11 +895,12 @@ def _load_model(config: SFTConfig, tokenizer: Any) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from openberry.models.builtin import resolve_model
+    from openberry.models.gguf import load_causal_lm
 
     dtype = _torch_dtype(config.dtype)
     if config.from_scratch is None:
         try:
-            return AutoModelForCausalLM.from_pretrained(resolve_model(config.model), dtype=dtype)
+            return load_causal_lm(resolve_model(config.model), label=config.model, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise SFTError(f"could not load model {config.model!r}: {exc}") from exc
     path = Path(config.from_scratch)
@@ -1044,6 +1054,33 @@ def _training_args(
         return args_class(**values)
     except ValueError as exc:
         raise SFTError(f"invalid training settings: {exc}") from exc
+
+
+class _Finished(Exception):
+    """Leaves `Trainer.train` of a run resumed at ``max_steps`` before its first step."""
+
+
+def train_from(trainer: Any, checkpoint: Path | None) -> None:
+    """``trainer.train(resume_from_checkpoint=checkpoint)``, except that a run resumed from a
+    checkpoint at ``max_steps`` (killed while saving final/, or resumed once finished) takes no
+    step: Trainer checks ``max_steps`` only after a step, so it would train step max_steps + 1
+    whenever max_steps is not a multiple of the steps per epoch. Trainer has loaded the
+    checkpoint's weights and state when ``on_train_begin`` runs."""
+    from transformers import TrainerCallback
+
+    class StopWhenFinished(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step >= state.max_steps > 0:
+                raise _Finished
+
+    callback = StopWhenFinished()
+    trainer.add_callback(callback)
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except _Finished:
+        logger.info("resumed at step %d, max_steps: nothing to train", trainer.state.global_step)
+    finally:
+        trainer.remove_callback(callback)
 
 
 def _check_output_dir(config: SFTConfig) -> Path | None:
@@ -1230,5 +1267,5 @@ def train_sft(
     trainer = _make_trainer(
         config, model, tokenizer, datasets, checkpoint, elapsed_before, callbacks
     )
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_from(trainer, checkpoint)
     return _finish(config, trainer, tokenizer, datasets[1] is not None, started)

@@ -443,15 +443,14 @@ def evaluate_head(
 
 def load_model_and_tokenizer(config: HeadConfig) -> tuple[Any, Any]:
     """The causal LM and tokenizer named by ``config.model`` (built-in names resolved)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from openberry.models.base import ModelError
     from openberry.models.builtin import resolve_model
+    from openberry.models.gguf import load_causal_lm, load_tokenizer
 
     try:
         path = resolve_model(config.model)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(config.dtype))
+        tokenizer = load_tokenizer(path)
+        model = load_causal_lm(path, label=config.model, dtype=_dtype(config.dtype))
     except (OSError, ValueError, ModelError) as exc:
         raise SFTError(f"could not load model {config.model!r}: {exc}") from exc
     return model, tokenizer
@@ -565,7 +564,13 @@ def train_head(
     """
     import torch
 
-    from openberry.training.sft import METRICS_FILE, _apply_lora, _metrics_callback, _training_args
+    from openberry.training.sft import (
+        METRICS_FILE,
+        _apply_lora,
+        _metrics_callback,
+        _training_args,
+        train_from,
+    )
 
     started = time.monotonic()
     if config.threads is not None:
@@ -597,7 +602,7 @@ def train_head(
     )
     trainer.head_tokens, trainer.head_metrics = token_ids, metrics_fn
     trainer.head_pad = pad_id(tokenizer)
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_from(trainer, checkpoint)
     step = int(trainer.state.global_step)
     initial, final_eval = logged_evals(config, step)
     if eval_ds is not None and final_eval is None:

@@ -31,6 +31,8 @@ The parts, one object each:
 - `logprobs`: ``prompt_logprobs`` and ``top_logprobs``, which `berry serve` needs beyond the
   `Policy` interface.
 - `policy.HFPolicy`: composes them and implements `Policy`.
+- `reward.HFRewardModel`: not a policy: a process reward model with a token or sequence
+  classification head (`openberry.models.base.RewardModel`), for the ``prm-head`` scorer.
 
 Conventions (where this departs from ``model.generate``):
 
@@ -61,6 +63,14 @@ Conventions (where this departs from ``model.generate``):
 from openberry.models.hf.policy import HFPolicy
 from openberry.models.hf.prefill import PREFILL_ROWS
 from openberry.models.hf.prefix import DEFAULT_PREFIX_CACHE_MB
+from openberry.models.hf.reward import HFRewardModel
 from openberry.models.hf.runtime import HFRuntime, tune_cpu_malloc
 
-__all__ = ["DEFAULT_PREFIX_CACHE_MB", "PREFILL_ROWS", "HFPolicy", "HFRuntime", "tune_cpu_malloc"]
+__all__ = [
+    "DEFAULT_PREFIX_CACHE_MB",
+    "PREFILL_ROWS",
+    "HFPolicy",
+    "HFRewardModel",
+    "HFRuntime",
+    "tune_cpu_malloc",
+]

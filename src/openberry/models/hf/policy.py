@@ -28,8 +28,10 @@ class HFPolicy:
     Args:
         model: an already-built causal LM (tests); when None, loaded from `name_or_path`.
         tokenizer: its tokenizer (required with `model`).
-        name_or_path: local directory, hub id, built-in name (``berry-tiny``), or a peft adapter
-            directory (its ``adapter_config.json`` names the base model, loaded with it).
+        name_or_path: local directory, hub id, built-in name (``berry-tiny``), ``.gguf`` file
+            or named GGUF model (``smollm2-135m-instruct``; see `openberry.models.gguf`), or a
+            peft adapter directory (its ``adapter_config.json`` names the base model, loaded
+            with it).
         dtype: torch dtype or its name (``"float32"``, ``"bfloat16"``, ``"auto"``); None keeps
             the model's.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None keeps the model's.
@@ -49,6 +51,8 @@ class HFPolicy:
             `openberry.models.cpu_attention` (two matrix products, which suit a CPU better
             than SDPA's fused kernel for one query position). False keeps the model's attention
             as it is.
+        gguf_file: the ``.gguf`` file inside `name_or_path` (a directory or hub id) to load,
+            dequantized to float32 (needs the `gguf` package).
 
     Attributes:
         runtime: the loaded model (`HFRuntime`).
@@ -73,6 +77,7 @@ class HFPolicy:
         min_shared_prefix: int = 32,
         prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
         cpu_decode_attention: bool = True,
+        gguf_file: str | None = None,
     ) -> None:
         self.runtime = HFRuntime(
             model,
@@ -85,6 +90,7 @@ class HFPolicy:
             use_chat_template=use_chat_template,
             name=name,
             cpu_decode_attention=cpu_decode_attention,
+            gguf_file=gguf_file,
         )
         self.prefix_cache = PrefixCache(
             self.runtime,
@@ -98,8 +104,8 @@ class HFPolicy:
 
     @classmethod
     def from_pretrained(cls, name_or_path: Any, **kwargs: Any) -> HFPolicy:
-        """Load model and tokenizer from a local directory, a hub id, a built-in name or an
-        adapter directory.
+        """Load model and tokenizer from a local directory, a hub id, a built-in name, a GGUF
+        file (or `gguf_file` inside a directory or hub id) or an adapter directory.
 
         ``berry-tiny`` (see `openberry.models.builtin`) loads from inside the package, offline.
         Other arguments: see the class.
@@ -147,6 +153,12 @@ class HFPolicy:
     @use_chat_template.setter
     def use_chat_template(self, value: bool) -> None:
         self.runtime.use_chat_template = value
+
+    @property
+    def chat(self) -> bool:
+        """True when every prompt is wrapped in the chat template (`use_chat_template` and the
+        tokenizer has one): ``--prompts auto`` then picks the ``paper`` profile."""
+        return self.runtime.chat
 
     @property
     def prefix_store(self) -> Any:

@@ -1,7 +1,8 @@
 """The loaded model of `HFPolicy`: weights, tokenizer, device, chat template and LoRA adapters.
 
 `HFRuntime` owns everything the other parts of the backend share: it loads a model (a directory,
-a hub id, a built-in name, or a peft adapter directory, which loads its base model too), encodes
+a hub id, a built-in name, a GGUF file (`openberry.models.gguf`), or a peft adapter directory,
+which loads its base model too), encodes
 prompts (chat template, remembered encodings), decodes tokens, left-pads rows and runs one
 forward pass. It holds no per-call state, so prefill, the decode loop and the server's extras
 all run on one runtime.
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from openberry.formats.chat import ChatPrompt, chat_messages
 from openberry.models.base import ModelError
 
 __all__ = ["ENCODED_PROMPTS", "HFRuntime", "adapter_base", "tune_cpu_malloc"]
@@ -60,6 +62,7 @@ class HFRuntime:
         use_chat_template: bool = False,
         name: str | None = None,
         cpu_decode_attention: bool = True,
+        gguf_file: str | None = None,
     ) -> None:
         import torch
 
@@ -67,8 +70,10 @@ class HFRuntime:
         torch_dtype = _resolve_dtype(torch, dtype)
         if model is None:
             model, tokenizer, adapter = _load_pretrained(
-                name_or_path, adapter, torch_dtype, tokenizer
+                name_or_path, adapter, torch_dtype, tokenizer, gguf_file
             )
+        elif gguf_file is not None:
+            raise ModelError("HFPolicy(model=...) takes no gguf_file")
         elif tokenizer is None:
             raise ModelError("HFPolicy(model=...) also needs a tokenizer")
         if torch_dtype is not None and torch_dtype != "auto":
@@ -99,7 +104,7 @@ class HFRuntime:
             pad = min(self.eos_token_ids) if self.eos_token_ids else 0
         self.pad_token_id = int(pad)
         self._cache_kwarg = _cache_kwarg(model)
-        self._encoded: OrderedDict[tuple[bool, str], tuple[int, ...]] = OrderedDict()
+        self._encoded: OrderedDict[tuple, tuple[int, ...]] = OrderedDict()
         self._token_texts: dict[int, str] = {}
 
     # ----------------------------------------------------------------------------- adapters
@@ -166,15 +171,44 @@ class HFRuntime:
     @property
     def chat(self) -> bool:
         """True when prompts are wrapped in the tokenizer's chat template."""
-        return bool(self.use_chat_template and getattr(self.tokenizer, "chat_template", None))
+        return bool(self.use_chat_template and self.has_template)
+
+    @property
+    def has_template(self) -> bool:
+        """True when the tokenizer has a chat template."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def templated(self, prompt: str) -> bool:
+        """True when `prompt` is read through the chat template: any prompt when `chat`, and a
+        `ChatPrompt` (a chat profile's role prompt) whenever the tokenizer has a template."""
+        return self.chat or (isinstance(prompt, ChatPrompt) and self.has_template)
+
+    def _template(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
 
     def format(self, prompt: str) -> str:
-        """`prompt` as the model reads it (in the chat template when `chat`)."""
+        """`prompt` as the model reads it: a `ChatPrompt` through the chat template (its reply
+        starting the assistant turn) when the tokenizer has one, else as plain text; another
+        prompt as one user message when `chat`, else as it is."""
+        if isinstance(prompt, ChatPrompt):
+            if self.has_template:
+                return prompt.render(self._template)
+            if not getattr(self, "_plain_chat_warned", False):
+                self._plain_chat_warned = True
+                logger.warning(
+                    "%s has no chat template: chat prompts are read as plain text", self.name
+                )
         if self.chat:
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
-        return prompt
+            return self._template(chat_messages(prompt))
+        return str(prompt)
+
+    def _key(self, prompt: str) -> tuple:
+        """What a prompt's encoding is remembered by (a chat prompt by its messages)."""
+        if isinstance(prompt, ChatPrompt) and self.has_template:
+            return ("chat", prompt.messages, prompt.reply)
+        return (self.chat, str(prompt))
 
     def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids the model sees for each prompt; the ones not seen lately are encoded in
@@ -183,20 +217,23 @@ class HFRuntime:
         The last `ENCODED_PROMPTS` encodings are remembered: search sends a prompt to
         `count_tokens` and to `generate` or `next_token_probs`.
         """
-        chat = self.chat
-        todo = list(dict.fromkeys(p for p in prompts if (chat, p) not in self._encoded))
-        if todo:
-            if chat:
-                texts = [self.format(p) for p in todo]
+        keys = [self._key(p) for p in prompts]
+        todo = {k: p for k, p in zip(keys, prompts, strict=True) if k not in self._encoded}
+        for templated in (True, False):
+            part = [(k, p) for k, p in todo.items() if self.templated(p) == templated]
+            if not part:
+                continue
+            texts = [self.format(p) for _, p in part]
+            if templated:
                 encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
             else:
-                encoded = self.tokenizer(todo)["input_ids"]
-            for prompt, ids in zip(todo, encoded, strict=True):
-                self._encoded[(chat, prompt)] = tuple(ids)
+                encoded = self.tokenizer(texts)["input_ids"]
+            for (key, _), ids in zip(part, encoded, strict=True):
+                self._encoded[key] = tuple(ids)
         out = []
-        for prompt in prompts:
-            self._encoded.move_to_end((chat, prompt))
-            out.append(list(self._encoded[(chat, prompt)]))
+        for key in keys:
+            self._encoded.move_to_end(key)
+            out.append(list(self._encoded[key]))
         while len(self._encoded) > max(ENCODED_PROMPTS, len(prompts)):
             self._encoded.popitem(last=False)
         return out
@@ -205,12 +242,12 @@ class HFRuntime:
         """Tokens of `completion` after `prompt` (boundary rule: `openberry.models.hf`)."""
         if not completion:
             return []
-        if self.chat:
+        if self.templated(prompt):
             joint = list(
                 self.tokenizer.encode(self.format(prompt) + completion, add_special_tokens=False)
             )
         else:
-            joint = list(self.tokenizer.encode(prompt + completion))
+            joint = list(self.tokenizer.encode(str(prompt) + completion))
         n = len(prompt_ids)
         if joint[:n] == prompt_ids and len(joint) > n:
             return joint[n:]
@@ -299,14 +336,18 @@ def adapter_base(path: str) -> str | None:
 
 
 def _load_pretrained(
-    name_or_path: str | None, adapter: str | None, torch_dtype: Any, tokenizer: Any
+    name_or_path: str | None,
+    adapter: str | None,
+    torch_dtype: Any,
+    tokenizer: Any,
+    gguf_file: str | None = None,
 ) -> tuple[Any, Any, str | None]:
     """Model, tokenizer and adapter to load for `name_or_path`. For an adapter directory: the
     model of its base, the directory's own tokenizer when it saved one (else the base's), and
-    the directory as the adapter."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    the directory as the adapter. A GGUF (a ``.gguf`` path, a named GGUF model, or a directory
+    or hub id with `gguf_file`) loads through `openberry.models.gguf`."""
     from openberry.models.builtin import resolve_model
+    from openberry.models.gguf import load_causal_lm, load_tokenizer
 
     if name_or_path is None:
         raise ModelError("HFPolicy needs a model or a name_or_path")
@@ -314,6 +355,11 @@ def _load_pretrained(
     base = adapter_base(resolved)
     source = tokenizer_source = resolve_model(str(base or resolved))
     if base is not None:
+        if gguf_file is not None:
+            raise ModelError(
+                f"{name_or_path} is an adapter directory: its base model ({base}) says which "
+                f"model to load, not --gguf-file {gguf_file}"
+            )
         if adapter is not None:
             raise ModelError(
                 f"{name_or_path} is an adapter directory; to load adapter {adapter!r} "
@@ -324,9 +370,11 @@ def _load_pretrained(
             tokenizer_source = resolved
     try:
         kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        label = None if gguf_file is not None else str(base or name_or_path)
+        model = load_causal_lm(source, gguf_file, label=label, **kwargs)
         if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+            same = tokenizer_source == source
+            tokenizer = load_tokenizer(tokenizer_source, gguf_file if same else None)
     except (OSError, ValueError) as exc:
         raise ModelError(f"could not load model {name_or_path!r}: {exc}") from exc
     return model, tokenizer, adapter

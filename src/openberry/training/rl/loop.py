@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from openberry.evaluation.verify import VERIFIED, verify_tree
+from openberry.fileio import write_text_atomic
 from openberry.grading import is_equivalent
 from openberry.records import Example
 from openberry.search import make_search
@@ -193,7 +194,8 @@ class _Metrics:
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 if line.strip() and json.loads(line).get("round", 0) <= keep_rounds:
                     rows.append(line)
-        self.path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+        # Replaced atomically: a kill mid-rewrite must not lose the rounds before the checkpoint.
+        write_text_atomic(self.path, "".join(r + "\n" for r in rows))
         self.writer = None
         if tensorboard:
             try:

@@ -17,9 +17,9 @@ def load_policy(config: RLConfig) -> tuple[Any, Any]:
     it."""
     import torch
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from openberry.models.builtin import resolve_model
+    from openberry.models.gguf import load_causal_lm, load_tokenizer
     from openberry.models.hf import HFPolicy
     from openberry.models.hf.runtime import adapter_base
     from openberry.training.sft import _lora_config
@@ -30,9 +30,9 @@ def load_policy(config: RLConfig) -> tuple[Any, Any]:
             f"{config.model} is a LoRA adapter: berry train rl puts its own adapter on a full "
             "model; name the base model, or merge the adapter into it first"
         )
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     kwargs = {"dtype": getattr(torch, config.dtype)} if config.dtype else {}
-    base = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    base = load_causal_lm(path, label=config.model, **kwargs)
     if config.device:
         base = base.to(config.device)
     lora = _lora_config(config)  # RLConfig has SFTConfig's lora_* fields

@@ -1,0 +1,147 @@
+"""Every search method with the ``paper`` prompt profile: on a scripted chat model that answers
+like an instruct model (chatty scores, formatted verdicts, long critiques, some replies that say
+nothing), and on the tiny transformers model behind a ChatML template. Nothing crashes, and
+every reply that could not be read is recorded on its node."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import pytest
+
+from openberry.data.arithmetic import load_split
+from openberry.formats.chat import ChatPrompt
+from openberry.formats.profiles import PAPER, TINY, RolePrompt
+from openberry.search import make_config, make_search, run_search
+from openberry.search.engine import SearchError
+from openberry.search.registry import REGISTRY
+from search.chat_policies import CHATML, ChatExpert
+from search.policies import ArithmeticExpert
+
+EXAMPLES = load_split("test", limit=2)
+PROBLEMS = [e.problem for e in EXAMPLES]
+
+
+def _search(method: str, policy, rollouts: int = 3, **overrides):
+    search = make_search(method, rollouts, overrides, prompts=PAPER)
+    return run_search(search, PROBLEMS, policy)
+
+
+def _counts(results, key: str) -> int:
+    return sum(n.info.get(key, 0) for r in results for n in r.tree.nodes)
+
+
+@pytest.mark.parametrize("method", list(REGISTRY))
+def test_every_method_runs_with_the_paper_profile(method: str) -> None:
+    policy = ChatExpert()
+    results = _search(method, policy)
+    assert len(results) == len(PROBLEMS)
+    if method != "meta-mcts":  # OpenLongCoT only: no role prompts
+        assert results[0].tree.info["config"]["prompts"]["name"] == "paper"
+        assert any(isinstance(p, ChatPrompt) for p in policy.prompts)
+    assert all(r.answer is not None for r in results)
+
+
+def test_paper_prompts_reach_the_model_and_step_methods_write_in_the_reply() -> None:
+    policy = ChatExpert()
+    _search("beam", policy)
+    steps = [p for p in policy.prompts if isinstance(p, ChatPrompt) and p.reply]
+    assert steps and all("Please reason step by step" in p.messages[-1][1] for p in steps)
+    assert all(p.messages[-1][1].count("\n") == 1 for p in steps)  # the lines are not in it
+    assert any(p.reply.count("\n") >= 2 for p in steps)
+
+
+def test_mctsr_records_unparsed_rewards_and_keeps_long_critiques() -> None:
+    results = _search("mctsr", ChatExpert())
+    dummy = [n for r in results for n in r.tree.nodes if n.info.get("dummy")]
+    assert dummy and all(n.info["unparsed_rewards"] >= 1 and 0.0 in n.rewards for n in dummy)
+    rewritten = [n for r in results for n in r.tree.nodes if "critique" in n.info]
+    assert rewritten and all(len(n.info["critique"]) > 500 for n in rewritten)
+    real = [n for r in results for n in r.tree.nodes if n.id and not n.info.get("dummy")]
+    assert {90.0, -60.0} & {x for n in real for x in n.rewards}
+
+
+def test_best_of_n_self_eval_reads_chatty_scores() -> None:
+    results = _search("best-of-n", ChatExpert(), 4, scorer="self-eval")
+    assert all(r.answer == e.answer for r, e in zip(results, EXAMPLES, strict=True))
+    assert _counts(results, "unparsed_self_evals") == 0
+
+
+def test_judge_falls_back_to_its_written_verdict_and_records_what_it_cannot_read() -> None:
+    results = _search("best-of-n", ChatExpert(), 4, scorer="pprm")
+    assert _counts(results, "written_judgements") > 0
+    assert _counts(results, "unparsed_judgements") > 0  # two right answers: no verdict
+    assert all(r.answer == e.answer for r, e in zip(results, EXAMPLES, strict=True))
+    sr = _search("sr-mcts", ChatExpert())
+    assert _counts(sr, "written_judgements") > 0
+
+
+def test_tiny_profile_never_asks_for_a_written_verdict() -> None:
+    class Silent(ArithmeticExpert):
+        def prob(self, prompt: str, candidates: Sequence[str]) -> dict[str, float]:
+            return {c: 0.0 for c in candidates}
+
+    policy = Silent()
+    search = make_search("best-of-n", 3, {"scorer": "pprm"}, prompts=TINY)
+    (r,) = run_search(search, PROBLEMS[:1], policy)
+    assert policy.calls["generate"] == 1  # the samples only
+    assert _counts([r], "unparsed_judgements") == 6 * 2  # every ordered pair, both solutions
+
+
+def test_prompts_are_set_by_their_option_not_by_set() -> None:
+    with pytest.raises(SearchError, match="prompts is set with --prompts"):
+        make_config("mctsr", 1, {"prompts": "paper"})
+    with pytest.raises(SearchError, match="prompts is set with --prompts"):
+        make_config("mctsr", 1, {"prompts.solve.user": "{question}"})
+    assert make_config("mctsr", 1).prompts is TINY
+    from openberry.cli._config import method_settings
+
+    assert "  prompts (set with --prompts, default tiny)" in method_settings(["mctsr"])
+    assert not hasattr(make_config("meta-mcts", 1, prompts=PAPER), "prompts")
+
+
+# -- the tiny transformers model behind a chat template ------------------------------------------
+
+SHORT = dataclasses.replace(
+    PAPER,
+    critique=dataclasses.replace(PAPER.critique, max_new_tokens=6),
+    self_eval=dataclasses.replace(PAPER.self_eval, max_new_tokens=6),
+    judge=RolePrompt(PAPER.judge.user, max_new_tokens=4),
+)
+"""``paper`` with short replies: the random tiny model would otherwise write 512 tokens."""
+
+SMALL = {
+    "greedy": {"max_new_tokens": 8},
+    "self-consistency": {"max_new_tokens": 8},
+    "best-of-n": {"max_new_tokens": 8, "scorer": "pprm"},
+    "beam": {"max_steps": 2, "max_step_tokens": 6},
+    "mctsr": {"max_new_tokens": 8, "reward_retries": 0},
+    "sr-mcts": {"max_new_tokens": 8},
+    "meta-mcts": {"max_thought_tokens": 6},
+    "step-mcts": {"max_step_tokens": 6, "max_depth": 2, "finish_tokens": 6},
+}
+
+
+@pytest.fixture(scope="module")
+def chat_tiny():
+    torch = pytest.importorskip("torch")
+    from models.tiny import tiny_hf_policy
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    policy = tiny_hf_policy()
+    policy.tokenizer.chat_template = CHATML
+    policy.use_chat_template = True
+    yield policy
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("method", list(REGISTRY))
+def test_every_method_runs_on_a_chat_template_model(chat_tiny, method: str) -> None:
+    assert set(SMALL) == set(REGISTRY)
+    search = make_search(method, 1, SMALL[method], prompts=SHORT)
+    (r,) = run_search(search, PROBLEMS[:1], chat_tiny, seed=0)
+    assert len(r.tree) >= 2
+    if method == "mctsr":  # a random model states no score: every reward is unparsed
+        assert _counts([r], "unparsed_rewards") >= 2
