@@ -234,3 +234,46 @@ def test_close_fails_what_is_waiting(policy) -> None:
     hold.future.result(5)
     with pytest.raises(Cancelled):
         waiting.future.result(5)
+
+
+def test_regression_token_counts_of_waiting_jobs_go_in_one_call_without_a_turn(policy) -> None:
+    """Each plain request counts its prompt's tokens first; those counts were one exclusive
+    call per request, taking turns with the searches' calls under load."""
+    from openberry.serve.scheduler import CountTokens
+
+    counted: list[list[str]] = []
+    policy.count_tokens = lambda texts: counted.append(list(texts)) or [len(t) for t in texts]
+    s = Scheduler({"policy": policy}, max_active=8, max_queue=8)
+
+    def counted_plain(prompt):
+        (n,) = yield CountTokens((prompt,))
+        out = yield Generate((prompt,), GREEDY)
+        return n, out
+
+    try:
+        hold = _hold(policy, s)
+        jobs = [s.submit(counted_plain(f"q{i}"), interactive=True) for i in range(3)]
+        policy.gate.set()
+        hold.future.result(5)
+        assert [j.future.result(5)[0][0] for j in jobs] == [2, 2, 2]
+        assert counted == [["q0", "q1", "q2"]]
+        assert policy.calls == [("hold",), ("q0", "q1", "q2")]
+    finally:
+        s.close()
+
+
+def test_regression_a_sampled_search_alone_answers_as_run_search() -> None:
+    """A served search with a seed takes the sampling seeds `run_search` gives it (they came
+    from the server's call counter, so a request's `seed` did not reproduce `berry solve`)."""
+    model = FakePolicy(seed=5)
+    s = Scheduler({"policy": model})
+    try:
+        for method in ("mctsr", "self-consistency", "step-mcts"):
+            search = make_search(method, 3)
+            p = Problem(id="p", question="Compute 4 + 9.")
+            s.submit(_plain(["warm the call counter"]), interactive=True).future.result(5)
+            tree, _stats = s.submit(search(p, problem_rng(7, p)), seed=7).future.result(10)
+            (alone,) = run_search(search, [p], model, seed=7)
+            assert [n.text for n in tree.nodes] == [n.text for n in alone.tree.nodes], method
+    finally:
+        s.close()

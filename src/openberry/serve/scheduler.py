@@ -24,9 +24,11 @@ concurrent searches share calls the way the engine batches the problems of one r
 departs from `openberry.search.engine.run_search` (which steps a fixed batch in lock-step rounds):
 
 - at temperature 0 the answers are the same as serving the jobs one at a time (batching does
-  not change greedy decoding); sampled calls are seeded per backend call from the scheduler's
-  seed and a call counter, so sampled results depend on what shared the call with them. A
-  plain request that sets ``seed`` runs in a call of its own, so its samples do not;
+  not change greedy decoding). A sampled call takes the seed `run_search` would give its first
+  request's search (from the search's seed, its round and the request's group), so a search
+  served alone answers as ``berry solve`` with the same seed does; a search that shares a
+  sampled call with others gets samples that depend on them. A plain request that sets
+  ``seed`` runs in a call of its own, so its samples do not;
 - each job has its own memo of deterministic answers, as a search of one run has; the policy's
   prefix cache is shared by all jobs (it changes results by float rounding only) and is not
   reset when a search starts;
@@ -60,7 +62,7 @@ from openberry.search.engine import (
     request_key,
 )
 
-__all__ = ["Busy", "Call", "Cancelled", "Job", "Scheduler", "TokenBudgetExceeded"]
+__all__ = ["Busy", "Call", "Cancelled", "CountTokens", "Job", "Scheduler", "TokenBudgetExceeded"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,16 @@ class Call:
     args: tuple[Any, ...] = ()
 
 
+@dataclass(frozen=True)
+class CountTokens:
+    """The token count of each prompt (``count_tokens`` of the model). Tokenizing is cheap, so
+    the scheduler answers every waiting count in one call before it picks the next backend call,
+    without using a turn. Answer: ``list[int]``."""
+
+    prompts: tuple[str, ...]
+    model: str = "policy"
+
+
 @dataclass(eq=False)
 class Job:
     """One request in flight: its generator, its future and its bookkeeping."""
@@ -97,6 +109,8 @@ class Job:
     """Plain requests: their calls go before searches' calls."""
     token_budget: int | None
     """Most tokens the job may generate; past it the job fails with `TokenBudgetExceeded`."""
+    seed: int | None = None
+    """The run seed of a search (see `Scheduler.submit`)."""
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     """Resolves to ``(result, stats)``, or to the job's exception."""
     stats: SearchStats = field(default_factory=SearchStats)
@@ -120,6 +134,8 @@ class _Ready:
     priority: tuple[int, int]
     job: Job = field(compare=False)
     slot: int = field(compare=False)
+    seed: int | None = field(default=None, compare=False)
+    """The sampling seed `run_search` would give this request's call (a job with a seed)."""
 
     @property
     def request(self) -> Any:
@@ -174,14 +190,21 @@ class Scheduler:
     # ------------------------------------------------------------------ any thread
 
     def submit(
-        self, gen: JobGen, *, interactive: bool = False, token_budget: int | None = None
+        self,
+        gen: JobGen,
+        *,
+        interactive: bool = False,
+        token_budget: int | None = None,
+        seed: int | None = None,
     ) -> Job:
-        """Queue a job; its ``future`` resolves to ``(result, stats)``.
+        """Queue a job; its ``future`` resolves to ``(result, stats)``. A job with a `seed`
+        (a search) seeds its sampled calls as `openberry.search.engine.run_search` seeds a
+        search run alone with that seed, so a search alone answers as ``berry solve`` does.
 
         Raises:
             Busy: the queue holds `max_queue` jobs.
         """
-        job = Job(gen=gen, interactive=interactive, token_budget=token_budget)
+        job = Job(gen=gen, interactive=interactive, token_budget=token_budget, seed=seed)
         with self._cond:
             if self._closed:
                 raise Busy("the server is shutting down")
@@ -237,8 +260,29 @@ class Scheduler:
             job.started = time.perf_counter()
             self._advance(job, None)
         self._drop_cancelled()
+        self._count_tokens()
         if self._ready:
             self._step()
+
+    def _count_tokens(self) -> None:
+        """Answer every waiting `CountTokens` at once, per model (until none is left: a job
+        answered may ask for another count)."""
+        while counts := [e for e in self._ready if isinstance(e.request, CountTokens)]:
+            self._ready = [e for e in self._ready if not isinstance(e.request, CountTokens)]
+            for name in dict.fromkeys(e.request.model for e in counts):
+                members = [e for e in counts if e.request.model == name]
+                prompts = [p for e in members for p in e.request.prompts]
+                try:
+                    got = list(self.models[name].count_tokens(prompts))
+                except Exception as exc:
+                    for job in dict.fromkeys(e.job for e in members):
+                        self._fail(job, exc)
+                    continue
+                answers, pos = [], 0
+                for e in members:
+                    answers.append(got[pos : pos + len(e.request.prompts)])
+                    pos += len(e.request.prompts)
+                self._deliver(members, answers)
 
     def _can_admit(self) -> bool:
         return bool(self._incoming) and len(self._active) < self.max_active
@@ -298,7 +342,8 @@ class Scheduler:
                 (entry,) = members
                 return [entry.request.fn(*entry.request.args)]
             askers = [Asker(e.request, e.job.memo, e.job.stats) for e in members]
-            seed = derive_seed(self.seed, "scheduler", self.calls)
+            hints = [e.seed for e in members if e.seed is not None]
+            seed = hints[0] if hints else derive_seed(self.seed, "scheduler", self.calls)
             return answer_group(self.models[key[1]], key, askers, seed, self.max_batch)
         except Exception as exc:
             jobs = list(dict.fromkeys(e.job for e in members))
@@ -342,7 +387,7 @@ class Scheduler:
             return
         job.single = not isinstance(out, (list, tuple))
         job.requests = [out] if job.single else list(out)
-        bad = [r for r in job.requests if not isinstance(r, (*REQUEST_KINDS, Call))]
+        bad = [r for r in job.requests if not isinstance(r, (*REQUEST_KINDS, Call, CountTokens))]
         if bad or not job.requests:
             job.gen.close()
             what = type(bad[0]).__name__ if bad else "an empty list"
@@ -351,8 +396,11 @@ class Scheduler:
         job.answers = [None] * len(job.requests)
         job.left = len(job.requests)
         rank = 0 if job.interactive else 1
-        for slot in range(len(job.requests)):
-            self._ready.append(_Ready((rank, next(self._order)), job, slot))
+        groups: dict[tuple, int] = {}
+        for slot, r in enumerate(job.requests):
+            g = groups.setdefault(("call", slot) if isinstance(r, Call) else _key(r), len(groups))
+            seed = None if job.seed is None else derive_seed(job.seed, job.stats.rounds + 1, g)
+            self._ready.append(_Ready((rank, next(self._order)), job, slot, seed))
 
     def _fail(self, job: Job, exc: BaseException) -> None:
         if job in self._active:
@@ -360,6 +408,10 @@ class Scheduler:
         self._ready = [e for e in self._ready if e.job is not job]
         if not job.future.done():
             job.future.set_exception(exc)
+
+
+def _key(r: Any) -> tuple:
+    return ("count", r.model) if isinstance(r, CountTokens) else request_key(r)
 
 
 def _release_memory() -> None:

@@ -32,7 +32,15 @@ from openberry.records import Generation, Problem
 from openberry.search import METHODS
 from openberry.search.engine import Generate, SearchError, SearchResult, problem_rng, search_result
 from openberry.serve.limits import ServeLimits, context_length
-from openberry.serve.scheduler import Busy, Call, Cancelled, Job, Scheduler, TokenBudgetExceeded
+from openberry.serve.scheduler import (
+    Busy,
+    Call,
+    Cancelled,
+    CountTokens,
+    Job,
+    Scheduler,
+    TokenBudgetExceeded,
+)
 from openberry.serve.schema import APIError
 from openberry.serve.search_models import MAX_SEARCH_ROLLOUTS, search_model_names
 
@@ -197,6 +205,7 @@ class ServerState:
             search(problem, problem_rng(seed, problem)),
             False,
             token_budget=self.limits.request_tokens,
+            seed=seed,
         )
         try:
             tree, stats = await self._wait(job, request, with_stats=True)
@@ -246,11 +255,19 @@ class ServerState:
         """``fn(*args)`` run alone on the scheduler thread."""
         return await self._wait(self._submit(_one_call(fn, args), True), request)
 
-    def _submit(self, gen: Any, interactive: bool, token_budget: int | None = None) -> Job:
+    def _submit(
+        self,
+        gen: Any,
+        interactive: bool,
+        token_budget: int | None = None,
+        seed: int | None = None,
+    ) -> Job:
         if self.scheduler is None:
             raise RuntimeError("ServerState has no scheduler (build it with ServerState.build)")
         try:
-            return self.scheduler.submit(gen, interactive=interactive, token_budget=token_budget)
+            return self.scheduler.submit(
+                gen, interactive=interactive, token_budget=token_budget, seed=seed
+            )
         except Busy as exc:
             raise APIError(
                 503,
@@ -289,7 +306,7 @@ def _plain_job(
     shares its call with others, or, for a sampled request with its own seed, a call alone."""
     counter = getattr(policy, "count_tokens", None)
     if callable(counter) and limits.context is not None:
-        counts = yield Call(counter, (prompts,))
+        counts = yield CountTokens(tuple(prompts))
         room = limits.room(list(counts), params.max_new_tokens, param)
         params = replace(params, max_new_tokens=room)
     if params.seed is not None and not params.greedy:
