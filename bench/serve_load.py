@@ -15,7 +15,8 @@ server it replaced), ``batched`` with the defaults. Against each, in this order:
 4. **one client**: `--single-requests` requests of the same mix (the same ones on both sides),
    one after another (requests/s).
 
-`--phases` picks among them and `--repeats` runs every side again, alternating, since this
+`--phases` picks among them (a phase named twice runs twice: ``load,load`` shows whether the
+server's memory levels off) and `--repeats` runs every side again, alternating, since this
 machine's speed drifts. Every request is bounded (`--request-timeout`) and so is the whole run. Plain kinds ask for a
 whole solution (`PLAIN_TOKENS`) at temperature 0; searches use their methods' defaults. Output:
 a markdown table and, with ``--out``, the raw results as JSON.
@@ -230,14 +231,20 @@ def measure_side(args: argparse.Namespace, name: str, extra: list[str], port: in
     out: dict = {"side": name}
     try:
         idle_latency(url, args)  # warm-up
-        if "idle" in phases:
-            out["idle_plain_p50_s"] = round(idle_latency(url, args), 3)
-        if "search-load" in phases:
-            out["search_load"] = under_search_load(url, args)
-        if "load" in phases:
-            out["load"] = run_load(url, args, args.clients, args.duration, proc.pid)
-        if "single" in phases:
-            out["single"] = one_client(url, args)
+        for phase in phases:  # a phase named twice runs twice (load, load: is RSS flat?)
+            name = phase.replace("-", "_")
+            n = 2
+            while name in out or (name == "idle" and "idle_plain_p50_s" in out):
+                name, n = f"{phase.replace('-', '_')}_{n}", n + 1
+            if phase == "idle":
+                key = "idle_plain_p50_s" if name == "idle" else name
+                out[key] = round(idle_latency(url, args), 3)
+            elif phase == "search-load":
+                out[name] = under_search_load(url, args)
+            elif phase == "load":
+                out[name] = run_load(url, args, args.clients, args.duration, proc.pid)
+            elif phase == "single":
+                out[name] = one_client(url, args)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -296,11 +303,17 @@ def main() -> None:
         help="clients keeping searches in flight while plain latency is measured",
     )
     ap.add_argument("--repeats", type=int, default=1, help="times to run all sides, alternating")
+    ap.add_argument(
+        "--server-args",
+        default="",
+        help="more `berry serve` options for both sides, e.g. '--prefix-cache-mb 0'",
+    )
     ap.add_argument("--port", type=int, default=8731)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    sides = {"one-at-a-time": ["--max-active", "1"], "batched": []}
+    extra = args.server_args.split()
+    sides = {"one-at-a-time": ["--max-active", "1", *extra], "batched": extra}
     results = []
     names = args.sides.split(",")
     for r in range(args.repeats):
