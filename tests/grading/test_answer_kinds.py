@@ -244,3 +244,19 @@ def test_regression_group_braces_are_not_a_value():
     assert normalize_answer("{1, 2, 3}") == "1,2,3"
     assert normalize_answer(r"\{1, 2\}") == r"\{1,2\}"
     assert normalize_answer("{x}^{2}") == "{x}^2"
+
+
+def test_regression_an_answer_stated_before_its_marker_is_read() -> None:
+    """SmolLM2 ended a solution with "Step 2: 22 is the final answer."; with no forward marker,
+    search read no answer at all."""
+    from openberry.grading.extract import extract_answer
+
+    cases = [
+        ("Step 1: 18 * 5 = 90\n\nStep 2: 22 is the final answer.", "22"),
+        ("So $x=5$ is the answer.", "x=5"),
+        ("1,000 is our final answer", "1000"),
+        ("3 is the answer, so the final answer is 4.", "4"),  # a forward marker wins
+        ("This is the answer.", None),  # no number or math: nothing stated
+    ]
+    for text, expected in cases:
+        assert extract_answer(text, fallback="none") == expected, text

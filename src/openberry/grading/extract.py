@@ -186,6 +186,14 @@ _MARKER_RE = re.compile(
     re.IGNORECASE,
 )
 
+# "22 is the final answer.": an answer stated before its marker, a number or an inline math span.
+# A number starts only where no digit precedes it, so a long run of digits is scanned once.
+_STATED_BEFORE_RE = re.compile(
+    r"(\$[^$\n]+\$|\\\([^\n]+?\\\)|(?<![\d,.])-?\d[\d,]*(?:\.\d+)?)\s+(?:is|was)\s+(?:the|our|my)\s+"
+    r"(?:final\s+)?answer\b",
+    re.IGNORECASE,
+)
+
 _MATH_SPANS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 # A number as written in prose: optional sign, thousands separators (1,234 or 1{,}234), decimals,
@@ -235,6 +243,21 @@ def _marker_answer(text: str, last: re.Match[str]) -> str | None:
             answer = inner.strip()
             break
     return answer or None
+
+
+def _stated_before(text: str) -> str | None:
+    """The last answer stated before its marker ("22 is the final answer", "$x=5$ is the
+    answer"), without its ``$``/``\\(`` delimiters."""
+    last = None
+    for m in _STATED_BEFORE_RE.finditer(text):
+        last = m
+    if last is None:
+        return None
+    value = last.group(1).strip()
+    for open_, close in _MATH_SPANS:
+        if value.startswith(open_) and value.endswith(close) and len(value) > len(open_ + close):
+            return value[len(open_) : len(value) - len(close)].strip() or None
+    return value.replace(",", "") if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+", value) else value
 
 
 def _first_span(rest: str, *, after_verb: bool = True) -> str | None:
@@ -367,6 +390,8 @@ def extract_answer(text: str, *, fallback: Fallback = "last_number") -> str | No
        ``\(x=5\) and \(x=-2\)``), or, when it is prose of two words or more with exactly one
        number and no symbol, variable or percent, to that number ("Jane started growing Sphere 3
        hours ago" gives ``3``); a trailing period and surrounding ``$`` are stripped;
+    3b. the last answer stated before its marker: a number or an inline math span followed by
+       "is the (final) answer" ("Step 2: 22 is the final answer." gives ``22``);
     4. the fallback:
 
        - ``"last_number"``: the last number in the text (``-3``, ``1,000`` -> ``1000``, ``2.5``,
@@ -410,6 +435,9 @@ def extract_answer(text: str, *, fallback: Fallback = "last_number") -> str | No
     marked = None if marker is None else _marker_answer(text, marker)
     if marked is not None:
         return marked
+    stated = _stated_before(text)
+    if stated is not None:
+        return stated
     if fallback == "none":
         return None
     if fallback == "whole" or (fallback == "auto" and looks_like_bare_answer(text)):
