@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from models.tiny import save_tiny_model, tiny_tokenizer
+from models.tiny import save_tiny_model, tiny_llama_config, tiny_tokenizer
 from openberry.models import FakePolicy, ModelError
 from openberry.models.spec import ModelSpec
 from openberry.records import Problem
@@ -27,27 +27,10 @@ STEPS = ["2 + 3 = 5", "5 is odd", "The answer is \\boxed{5}."]
 
 def tiny_classifier(kind: str, num_labels: int = 2) -> Any:
     """A seeded 2-layer Llama with a token or sequence classification head."""
-    from transformers import (
-        LlamaConfig,
-        LlamaForSequenceClassification,
-        LlamaForTokenClassification,
-    )
+    from transformers import LlamaForSequenceClassification, LlamaForTokenClassification
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer()),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        initializer_range=0.2,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=None,
-        num_labels=num_labels,
-    )
+    config = tiny_llama_config(len(tiny_tokenizer()), num_labels=num_labels)
     cls = LlamaForTokenClassification if kind == "token" else LlamaForSequenceClassification
     return cls(config).eval()
 

@@ -32,13 +32,11 @@ def tiny_tokenizer() -> Any:
     return fast
 
 
-def tiny_llama(vocab_size: int) -> Any:
-    """A randomly initialised 2-layer Llama (seeded, so always the same weights)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_llama_config(vocab_size: int, **extra: Any) -> Any:
+    """The `LlamaConfig` of the tiny 2-layer Llama (`extra`: more config fields)."""
+    from transformers import LlamaConfig
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
@@ -50,8 +48,17 @@ def tiny_llama(vocab_size: int) -> Any:
         pad_token_id=0,
         eos_token_id=1,
         bos_token_id=None,
+        **extra,
     )
-    return LlamaForCausalLM(config).eval()
+
+
+def tiny_llama(vocab_size: int) -> Any:
+    """A randomly initialised 2-layer Llama (seeded, so always the same weights)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(tiny_llama_config(vocab_size)).eval()
 
 
 def save_tiny_model(path: Any) -> Any:

@@ -403,9 +403,10 @@ def _memoized(
     this item was the one sent."""
     todo: dict[Any, None] = {}
     sent: list[list[bool]] = []
-    for a in askers:
+    asked = [items_of(a.request) for a in askers]
+    for a, items in zip(askers, asked, strict=True):
         flags = []
-        for item in items_of(a.request):
+        for item in items:
             first = (key, item) not in a.memo and item not in todo
             if first:
                 todo[item] = None
@@ -421,8 +422,7 @@ def _memoized(
             )
         got = dict(zip(fresh, answers, strict=True))
     out = []
-    for a in askers:
-        items = items_of(a.request)
+    for a, items in zip(askers, asked, strict=True):
         for item in items:
             if (key, item) not in a.memo:
                 a.memo[(key, item)] = got[item]

@@ -38,9 +38,9 @@ departs from `openberry.search.engine.run_search` (which steps a fixed batch in 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import itertools
 import logging
@@ -144,7 +144,7 @@ class _Ready:
     @property
     def key(self) -> tuple:
         r = self.request
-        return ("call", id(self.job), self.slot) if isinstance(r, Call) else request_key(r)
+        return ("call", id(self.job), self.slot) if isinstance(r, Call) else _key(r)
 
 
 class Scheduler:
@@ -418,7 +418,18 @@ def _release_memory() -> None:
     """Give freed memory back to the system once the server is idle (glibc keeps the arenas of
     a large request otherwise)."""
     gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once (None where there is none)."""
     libc = ctypes.util.find_library("c")
-    if libc:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(libc).malloc_trim(0)
+    if not libc:
+        return None
+    try:
+        return ctypes.CDLL(libc).malloc_trim
+    except (OSError, AttributeError):
+        return None
