@@ -30,6 +30,7 @@ _ORIGINAL_META = {
     "temperature": "1.0",
     "node_value": "rating",
     "answer_selection": "vote",
+    "alpha": "1.0",
 }
 """Meta-action MCTS as the original online trainer runs it (the defaults before the expansion
 mode), with the value-weighted vote as its answer."""

@@ -16,7 +16,7 @@ from openberry.models.fake import FakePolicy
 from openberry.records import Generation, Problem
 from openberry.search import make_search, run_search
 from openberry.search.common import TreeBuilder
-from openberry.search.engine import Generate, NextTokenProbs
+from openberry.search.engine import Generate, NextTokenProbs, SearchError
 from openberry.search.meta_mcts import (
     ALLOWED_TRANSITIONS,
     MetaMCTSConfig,
@@ -47,6 +47,7 @@ ORIGINAL = {
     "temperature": 1.0,
     "node_value": "rating",
     "answer_selection": "vote",
+    "alpha": 1.0,
 }
 """The original online trainer's settings, with the answer rule that was the default before the
 expansion mode (the trainer chooses no answer)."""
@@ -148,6 +149,25 @@ def test_simulate_asks_the_policy_head_then_the_value_head() -> None:
     assert [c.prior for c in new] == [0.5, 0.5]
     root = state.tree.root
     assert root.visits == 1 and root.value == pytest.approx(0.9 * 0.8)  # best child, discounted
+
+
+def test_alpha_mixes_each_rating_with_the_thought_confidence() -> None:
+    """``alpha`` < 1: a new thought's value is rating ** alpha * p ** (1 - alpha), p its
+    per-token probability; the recorded rating stays the value head's."""
+    state = init_state(PROBLEM, random.Random(0), original(meta_policy="model", alpha=0.5))
+    sim = simulate(state, thought_params(state.config, 1.0))
+    next(sim)
+    texts = ["<expansion>2 + 3 = 5", "<conclusion>The answer is \\boxed{5}."]
+    sim.send([[Generation(text=t, logprobs=(-0.1, -0.3), num_tokens=2)] for t in texts])
+    pos, neg = RATING_TOKENS["positive"], RATING_TOKENS["negative"]
+    with pytest.raises(StopIteration) as stop:
+        sim.send([{pos: 0.8, neg: 0.2}, {pos: 0.4, neg: 0.6}])
+    new = stop.value.value
+    p = math.exp(-0.2)
+    assert [c.value for c in new] == pytest.approx([0.8**0.5 * p**0.5, 0.4**0.5 * p**0.5])
+    assert [c.info["original_value"] for c in new] == pytest.approx([0.8, 0.4])
+    with pytest.raises(SearchError, match="alpha must be in"):
+        original(alpha=2.0)
 
 
 def test_meta_mcts_golden_tree() -> None:

@@ -18,7 +18,7 @@ from openberry.records import Example, Generation
 from openberry.search import make_search, run_search
 from openberry.search.common import TreeBuilder, value_vote
 from openberry.search.engine import SearchError
-from openberry.search.scorers import ScorerConfig
+from openberry.search.scorers import ScorerConfig, step_reward
 from openberry.search.step_mcts import (
     StepMCTSConfig,
     StepMCTSState,
@@ -130,7 +130,13 @@ def test_a_leaf_held_by_the_round_is_expanded_once() -> None:
 
 
 def test_simulations_in_flight_share_one_call() -> None:
-    overrides = {"children": 2, "finish_tokens": 0, "in_flight": 3, "widen": False}
+    overrides = {
+        "children": 2,
+        "finish_tokens": 0,
+        "in_flight": 3,
+        "widen": False,
+        "rollout": False,
+    }
     calls = {}
     for k in (3, 1):
         policy = _FakeCalls()
@@ -201,7 +207,7 @@ def test_step_mcts_golden_tree() -> None:
 
 def test_step_mcts_in_flight_golden_tree() -> None:
     """Three simulations in flight over lines that differ (a random-text policy)."""
-    over = {"children": 2, "in_flight": 3, "max_depth": 4}
+    over = {"children": 2, "in_flight": 3, "max_depth": 4, "rollout": False}
     (r,) = run_search(
         make_search("step-mcts", rollouts=6, overrides=over),
         [EXAMPLES[1].problem],
@@ -236,7 +242,8 @@ class _FakeCalls(FakePolicy):
 
 def test_siblings_are_sampled_in_one_call_with_n() -> None:
     policy = _Calls()
-    search = make_search("step-mcts", rollouts=3, overrides={"children": 3, "finish_tokens": 0})
+    over = {"children": 3, "finish_tokens": 0, "rollout": False}
+    search = make_search("step-mcts", rollouts=3, overrides=over)
     (r,) = run_search(search, [EXAMPLES[1].problem], policy)
     assert policy.params and all(k == 1 for k, _ in policy.params)
     assert all(p.n == 3 and p.stop == ("\n",) for _, p in policy.params)
@@ -304,6 +311,43 @@ def test_a_line_of_tags_alone_is_an_empty_terminal_line() -> None:
     assert all(list(n.rewards) == [0.0] for n in tagged)
     searched = [n for n in r.tree.nodes[1:] if n.text and not n.info.get("finish")]
     assert searched and all("step_value" in n.info for n in searched)
+
+
+def test_step_reward_closed_form() -> None:
+    """RAP's mix: rating ** alpha * p ** (1 - alpha), p the line's per-token probability."""
+    assert step_reward(0.8, math.log(0.5), 0.2) == pytest.approx(0.8**0.2 * 0.5**0.8)
+    assert step_reward(0.8, math.log(0.5), 1.0) == 0.8  # the rating alone
+    assert step_reward(0.8, math.log(0.5), 0.0) == pytest.approx(0.5)  # the confidence alone
+    assert step_reward(0.8, None, 0.2) == 0.8  # no log-probabilities: the rating alone
+    assert step_reward(0.0, math.log(0.9), 0.2) == 0.0  # a step rated wrong stays at 0
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.2])
+def test_path_values_are_the_minimum_of_mixed_step_rewards(alpha: float) -> None:
+    """Every evaluated node's path value is the minimum over its steps of `step_reward` (the
+    answer line's own left out), with each line's own log-probabilities."""
+    over = {"children": 2, "max_depth": 4, "alpha": alpha, "finish_tokens": 0}
+    (r,) = run_search(make_search("step-mcts", 6, over), [EXAMPLES[1].problem], FakePolicy(seed=3))
+    nodes = r.tree.nodes
+    rated = [n for n in nodes[1:] if n.rewards and n.text]
+    assert rated
+    for n in rated:
+        path = [nodes[i] for i in r.tree.path(n.id)[1:]]
+        if n.answer is not None and len(path) > 1:
+            path = path[:-1]
+        want = min(step_reward(m.info["step_value"], m.info["mean_logprob"], alpha) for m in path)
+        assert n.rewards[-1] == pytest.approx(want)
+    if alpha < 1.0:  # the mix moved some value: the random-text lines are far from certain
+        assert any(
+            n.rewards[-1] < min(nodes[i].info["step_value"] for i in r.tree.path(n.id)[1:])
+            for n in rated
+        )
+
+
+def test_alpha_out_of_range_is_refused() -> None:
+    for alpha in (-0.1, 1.5):
+        with pytest.raises(SearchError, match="alpha must be in"):
+            StepMCTSConfig(alpha=alpha)
 
 
 @pytest.mark.parametrize("field", ["in_flight", "children"])

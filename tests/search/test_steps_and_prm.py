@@ -209,6 +209,7 @@ def test_step_search_with_a_prm(method: str, scorer: str) -> None:
     over = {"step_split": "paragraph", "step_scorer": scorer, "scorer_config.prm_aggregate": "mean"}
     if method == "step-mcts":
         over["rollout"] = "true"  # every step of the chosen path is then rated
+        over["alpha"] = "1"  # the PRM's rewards alone, not mixed with the lines' confidence
     (result,) = run_search(make_search(method, 2, over), [PROBLEM], models)
     tree = result.tree
     assert result.answer == "10"

@@ -98,8 +98,8 @@ from openberry.search.common import (
     strip_tags,
     value_vote,
 )
-from openberry.search.engine import Generate, NextTokenProbs, SearchGen
-from openberry.search.scorers import ScorerConfig, rating_value
+from openberry.search.engine import Generate, NextTokenProbs, SearchError, SearchGen
+from openberry.search.scorers import ScorerConfig, rating_value, step_reward
 from openberry.search.scorers import path_value as ratings_value
 from openberry.tree import META_ACTIONS, Tree
 
@@ -202,6 +202,15 @@ class MetaMCTSConfig:
     """The value a new thought starts with (and a revisited conclusion backs up): ``rating``,
     its own value-head rating (LLaMA-O1); ``path``, the lowest rating on its path (`path_value`:
     PRM-style, a conclusion's own rating left out, as step-level MCTS values a line)."""
+    alpha: float = 0.2
+    """RAP's reward mix (`openberry.search.scorers.step_reward`): a thought's rating is read as
+    ``rating ** alpha * p ** (1 - alpha)``, ``p`` its per-token probability; 1 is the value
+    head alone. Node values, path values and the answer vote read it; the tree's recorded
+    ratings (``info["original_value"]``) stay the value head's."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise SearchError(f"alpha must be in [0, 1], got {self.alpha}")
 
 
 def puct_scores(
@@ -616,11 +625,12 @@ def evaluate(
     probs = yield NextTokenProbs(
         prompts, (RATING_TOKENS["positive"], RATING_TOKENS["negative"]), model="value"
     )
+    alpha = state.config.alpha
     for c, p in zip(children, probs, strict=True):
-        c.value = rating_value(p)
-        c.info["original_value"] = c.value
+        c.info["original_value"] = rating_value(p)
+        c.value = thought_reward(c, alpha)
         if state.config.node_value == "path":
-            c.value = c.info["path_value"] = path_value(tree, c.id)
+            c.value = c.info["path_value"] = path_value(tree, c.id, alpha)
 
 
 def set_priors(tree: TreeBuilder, node_ids: Sequence[int]) -> None:
@@ -690,7 +700,9 @@ def simulate(state: MetaMCTSState, params: SamplingParams) -> Step[list[MutableN
     path = select(state)
     node = path[-1]
     if closed(state.config, node):
-        value = node.info.get("path_value", node.info.get("original_value", 0.0))
+        rated = "original_value" in node.info
+        own = thought_reward(node, state.config.alpha) if rated else 0.0
+        value = node.info.get("path_value", own)
         backup(path, value, state.config.gamma)
         return []
     new = yield from write_children(state, [node.id], [propose_metas(state, node)], params)
@@ -719,11 +731,19 @@ def rectify_tree(state: MetaMCTSState) -> None:
 # Choosing the answer.
 
 
-def path_value(tree: TreeBuilder, node_id: int) -> float:
+def thought_reward(node: MutableNode, alpha: float) -> float:
+    """A thought's value-head rating mixed with its per-token probability (`step_reward`);
+    the rating alone at ``alpha`` 1 or without log-probabilities."""
+    p = node.info.get("seq_prob", 0.0)
+    rating = node.info.get("original_value", 1.0)
+    return step_reward(rating, math.log(p) if p > 0 else None, alpha)
+
+
+def path_value(tree: TreeBuilder, node_id: int, alpha: float = 1.0) -> float:
     """The lowest value-head estimate of the steps leading to a node (PRM-style: one bad step
-    sinks it), the node's own included; a conclusion's own rating is left out, as in the
-    ``value`` scorer."""
-    ratings = [tree[i].info.get("original_value", 1.0) for i in tree.path(node_id)[1:]]
+    sinks it), the node's own included, each mixed with its confidence by `alpha`
+    (`thought_reward`); a conclusion's own rating is left out, as in the ``value`` scorer."""
+    ratings = [thought_reward(tree[i], alpha) for i in tree.path(node_id)[1:]]
     return ratings_value(ratings, tree[node_id].meta_action == "conclusion", ScorerConfig())
 
 
@@ -734,7 +754,7 @@ def best_conclusion(state: MetaMCTSState) -> MutableNode | None:
     concl = [n for n in tree.nodes if n.meta_action == "conclusion" and n.answer is not None]
     if not concl:
         return None
-    values = [path_value(tree, n.id) for n in concl]
+    values = [path_value(tree, n.id, state.config.alpha) for n in concl]
     if state.config.answer_selection == "visits":
         return max(zip(concl, values, strict=True), key=lambda nv: (nv[0].visits, nv[1]))[0]
     answers = [n.answer for n in concl]

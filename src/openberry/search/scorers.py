@@ -95,6 +95,7 @@ __all__ = [
     "rating_value",
     "solution_steps",
     "step_judge_prompt",
+    "step_reward",
     "step_value_prompts",
     "value_preferences",
 ]
@@ -257,6 +258,17 @@ def rating_value(probs: dict[str, float]) -> float:
     neg = probs.get(RATING_TOKENS["negative"], 0.0)
     total = pos + neg
     return round(pos / total, PROB_DECIMALS) if total > 0 else 0.5
+
+
+def step_reward(rating: float, mean_logprob: float | None, alpha: float) -> float:
+    """A step's reward mixing its rating with the policy's confidence in it, as RAP does
+    (Hao et al. 2023, section 3.2: a product of reward terms, each raised to its weight):
+    ``rating ** alpha * exp(mean_logprob) ** (1 - alpha)``, where ``exp(mean_logprob)`` is the
+    line's per-token probability. The rating alone when ``alpha`` is 1 or the line has no
+    log-probabilities."""
+    if alpha >= 1.0 or mean_logprob is None or not math.isfinite(mean_logprob):
+        return rating
+    return max(rating, 0.0) ** alpha * math.exp(min(mean_logprob, 0.0)) ** (1.0 - alpha)
 
 
 def aggregate_values(values: Sequence[float], how: str) -> float:

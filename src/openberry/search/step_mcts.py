@@ -89,6 +89,7 @@ from openberry.search.scorers import (
     node_steps,
     path_score,
     path_value,
+    step_reward,
 )
 
 __all__ = [
@@ -106,6 +107,7 @@ __all__ = [
     "sibling_priors",
     "simulate",
     "step_mcts",
+    "step_reward",
     "unexplored_mass",
     "widen_score",
 ]
@@ -136,12 +138,16 @@ class StepMCTSConfig:
     it in the round, and their expansions and evaluations go out as one request each."""
     virtual_loss: float = 0.0
     """The value a pending simulation counts as while its round is in flight."""
-    rollout: bool = False
+    rollout: bool = True
     """After an expansion, go on expanding the best-valued new child until a terminal line (each
     step one policy call of ``children`` lines), so every simulation reaches an answer."""
     widen: bool = True
     """Progressive widening: selection may sample a node's next lines again, when the policy's
     probability of a line not yet among its children outscores every child."""
+    alpha: float = 0.2
+    """RAP's reward mix: a step's reward is ``rating ** alpha * p ** (1 - alpha)``, with ``p``
+    the line's per-token probability ``exp(mean log p)`` (the policy's confidence); 1 is the
+    rating alone, 0 the confidence alone. Path values, backups and the vote read it."""
     finish_tokens: int = 256
     """Most tokens of the greedy finish when no terminal states an answer (0: none)."""
     step_scorer: Literal["value", "prm", "prm-head"] = "value"
@@ -166,6 +172,8 @@ class StepMCTSConfig:
             raise SearchError(f"in_flight must be >= 1, got {self.in_flight}")
         if self.children < 1:
             raise SearchError(f"children must be >= 1, got {self.children}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise SearchError(f"alpha must be in [0, 1], got {self.alpha}")
 
 
 def sibling_priors(mean_logprobs: Sequence[float]) -> list[float]:
@@ -357,7 +365,12 @@ def evaluate(state: StepMCTSState, ids: Sequence[int]) -> Step[list[float]]:
             tree[i].info["step_value"] = r
     values = []
     for i in ids:
-        ratings = [tree[k].info.get("step_value", 0.0) for k in tree.path(i)[1:]]
+        ratings = [
+            step_reward(
+                tree[k].info.get("step_value", 0.0), tree[k].info.get("mean_logprob"), cfg.alpha
+            )
+            for k in tree.path(i)[1:]
+        ]
         conclusion = tree[i].meta_action == "conclusion"
         v = path_score(ratings, conclusion, cfg.step_scorer, cfg.scorer_config)
         v = v if tree[i].text else 0.0
