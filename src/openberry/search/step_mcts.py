@@ -20,7 +20,11 @@ section 3.3) run the same loop over the steps of a solution written by a languag
   ``p(<positive_rating>)`` renormalised over the two rating tokens, as `beam` uses it) rates the
   newest step in its partial chain; a node's *path value* is the ``value_aggregate`` (default
   the minimum, PRM-style) of its steps' ratings, the conclusion's own rating left out unless
-  ``value_conclusion``. All new children of an expansion are rated in one request. With
+  ``value_conclusion``. Each rating is first mixed with the policy's confidence in the line,
+  as RAP's reward combines a self-evaluation with a likelihood (section 3.2):
+  ``rating ** alpha * p ** (1 - alpha)``, ``p`` the line's per-token probability
+  (`openberry.search.scorers.step_reward`; ``alpha`` 1 is the rating alone). All new children
+  of an expansion are rated in one request. With
   ``step_scorer`` ``prm``/``prm-head`` a process reward model rates the newest step at its tag
   instead, and the path value is the ``prm_aggregate`` of all its steps' rewards;
 - **select** (`select`): from the root, descend to the child with the best
@@ -30,9 +34,9 @@ section 3.3) run the same loop over the steps of a solution written by a languag
   line not yet among the children (`unexplored_mass`, from their sequence log-probabilities),
   its Q the node's own; when it wins, selection stops there and the node is expanded again.
   A node whose samples were all one line otherwise keeps one child, however low its value;
-- **rollout** (``rollout``): after an expansion, the best-valued new child is expanded in turn,
-  down to a terminal line, so every simulation ends in an answer (rStar-Math's rollouts, with
-  the value head choosing each step);
+- **rollout** (``rollout``, on by default): after an expansion, the best-valued new child is
+  expanded in turn, down to a terminal line, so every simulation ends in an answer
+  (rStar-Math's rollouts, with the value head choosing each step);
 - **backup** (`backup`): every new child counts one visit with its path value as its Q; every
   node of the selected path gets one visit per new child (a rollout: its terminal's value) and
   its Q becomes the mean of all leaf values backed up through it. A simulation that selects a
@@ -54,7 +58,8 @@ section 3.3) run the same loop over the steps of a solution written by a languag
 
 Where we depart: AlphaGo Zero's value is learned from self-play outcomes and rStar-Math's Q from
 terminal rewards of full rollouts; we use the value head directly at every new step (as RAP's
-"self-evaluation" reward does). No Dirichlet noise at the root and no temperature on visit
+"self-evaluation" reward does), mixed with the line's own probability rather than with RAP's
+answer-confidence term (which needs extra samples per step). No Dirichlet noise at the root and no temperature on visit
 counts: the search is for inference, not for self-play data. One expansion adds all sampled
 children at once rather than one child per simulation. Defaults and how they were chosen on the
 validation split: docs/search.md.
