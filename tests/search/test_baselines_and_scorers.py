@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -19,7 +20,7 @@ from openberry.search.scorers import (
     step_value_prompts,
     value_preferences,
 )
-from search.policies import ArithmeticExpert
+from search.policies import ArithmeticExpert, _line_ok
 
 EXAMPLES = load_split("test", limit=4)
 PROBLEMS = [e.problem for e in EXAMPLES]
@@ -280,3 +281,50 @@ def test_best_of_n_with_a_likelihood_judge_picks_the_solution_its_judge_finds_li
     assert judge.prompts and all(p.startswith("Question: ") for p in judge.prompts)
     chosen = result.tree.nodes[result.tree.chosen[-1]].text
     assert solution_ok(chosen)
+
+
+class _ConfidentSlips(ArithmeticExpert):
+    """The expert, with log-probabilities: its slipped solutions (and slipped lines) are written
+    with confidence (-0.01 a token), its right ones without (-3 a token)."""
+
+    def generate(self, prompts, params):
+        out = super().generate(prompts, params)
+        for prompt, row in zip(prompts, out, strict=True):
+            done = prompt.split("\nSolution:\n", 1)[-1]  # a step prompt's lines so far
+            for k, g in enumerate(row):
+                lp = -0.01 if _slipped_path(done + g.text) else -3.0
+                row[k] = dataclasses.replace(g, logprobs=(lp,) * g.num_tokens)
+        return out
+
+
+def _slipped_path(text: str) -> bool:
+    """Whether a (partial) solution holds a line whose arithmetic is wrong."""
+    return any(_line_ok(line) is False for line in text.splitlines())
+
+
+@pytest.mark.parametrize("method", ["best-of-n", "beam"])
+def test_the_reward_mix_trades_the_rating_for_the_confidence(method: str) -> None:
+    """alpha 1 ranks by the value alone (the right path); alpha near 0 by the policy's
+    confidence, which here favours the slip: rating 0.05 ** 0.05 * e ** -0.01 beats
+    0.95 ** 0.05 * e ** -3."""
+    slipped = {}
+    for alpha in (1.0, 0.05):
+        search = make_search(method, 4, {"alpha": alpha})
+        (r,) = run_search(search, [PROBLEMS[0]], _ConfidentSlips())
+        chosen = "\n".join(r.tree.nodes[i].text for i in r.tree.chosen[1:])
+        slipped[alpha] = _slipped_path(chosen)
+        if method == "best-of-n":
+            for n in r.tree.nodes[1:]:
+                if alpha < 1.0:
+                    lp = -0.01 if _slipped_path(n.text) else -3.0
+                    want = n.info["score"] ** alpha * math.exp(lp) ** (1 - alpha)
+                    assert n.info["mixed_score"] == pytest.approx(want)
+                else:
+                    assert "mixed_score" not in n.info
+    assert slipped == {1.0: False, 0.05: True}
+
+
+@pytest.mark.parametrize("method", ["best-of-n", "beam"])
+def test_alpha_out_of_range_is_refused(method: str) -> None:
+    with pytest.raises(SearchError, match="alpha must be in"):
+        make_search(method, 4, {"alpha": 1.5})

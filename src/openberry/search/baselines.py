@@ -27,7 +27,14 @@ from openberry.formats.profiles import TINY, PromptProfile
 from openberry.formats.steps import StepSplit, join_steps, step_stops
 from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
-from openberry.search.common import PROMPTS_METADATA, Step, TreeBuilder, answer_of_text, majority
+from openberry.search.common import (
+    PROMPTS_METADATA,
+    Step,
+    TreeBuilder,
+    answer_of_text,
+    majority,
+    mean_logprob,
+)
 from openberry.search.engine import Generate, SearchError, SearchGen
 from openberry.search.scorers import (
     SCORERS,
@@ -36,6 +43,7 @@ from openberry.search.scorers import (
     make_scorer,
     newest_step_rewards,
     node_steps,
+    step_reward,
 )
 
 __all__ = [
@@ -94,6 +102,10 @@ class BestOfNConfig:
     """Most tokens per solution."""
     scorer_config: ScorerConfig = field(default_factory=ScorerConfig)
     """Settings of the scorer."""
+    alpha: float = 0.05
+    """RAP's reward mix (`openberry.search.scorers.step_reward`): a solution ranks by
+    ``score ** alpha * p ** (1 - alpha)``, ``p`` its per-token probability; 1 is the score
+    alone."""
     prompts: PromptProfile = field(default=TINY, metadata=PROMPTS_METADATA)
     """Role prompts (``--prompts``): ``tiny``, berry-tiny's frames; ``paper``, the papers'
     instructions through the chat template; or a profile file (`openberry.formats.profiles`)."""
@@ -101,6 +113,8 @@ class BestOfNConfig:
     def __post_init__(self) -> None:
         if self.scorer not in SCORERS:  # fail when configured, not mid-search
             raise SearchError(f"unknown scorer {self.scorer!r}; choose from {', '.join(SCORERS)}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise SearchError(f"alpha must be in [0, 1], got {self.alpha}")
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,10 @@ class BeamConfig:
     the minimum over its steps; ``prm``/``prm-head``: a process reward model's reward of the
     newest step (`openberry.search.scorers`), a beam's score the ``prm_aggregate`` of its
     steps' rewards; ``logprob``: the beam's mean token log-probability."""
+    alpha: float = 0.2
+    """RAP's reward mix (`openberry.search.scorers.step_reward`) for the ``value`` and PRM step
+    scorers: each step's rating is read as ``rating ** alpha * p ** (1 - alpha)``, ``p`` the
+    step's per-token probability; 1 is the rating alone."""
     temperature: float = 1.0
     """Sampling temperature of each step."""
     max_steps: int = 12
@@ -130,6 +148,10 @@ class BeamConfig:
     prompts: PromptProfile = field(default=TINY, metadata=PROMPTS_METADATA)
     """Role prompts (``--prompts``): ``tiny``, berry-tiny's frames; ``paper``, the papers'
     instructions through the chat template; or a profile file (`openberry.formats.profiles`)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise SearchError(f"alpha must be in [0, 1], got {self.alpha}")
 
 
 def _solution_node(builder: TreeBuilder, parent: int, gen: Generation) -> int:
@@ -191,9 +213,13 @@ def best_of_n(problem: Problem, rng: random.Random, config: BestOfNConfig) -> Se
     ids = [_solution_node(builder, 0, g) for g in gens]
     scorer = make_scorer(config.scorer, config.scorer_config, config.prompts)
     scores = yield from scorer(problem, [g.text for g in gens], [builder[i].info for i in ids])
-    for i, s in zip(ids, scores, strict=True):
-        builder[i].value = min(1.0, max(0.0, s))
+    scores = list(scores)
+    for k, (i, s, g) in enumerate(zip(ids, list(scores), gens, strict=True)):
         builder[i].info["score"] = s
+        if config.alpha < 1.0:
+            s = scores[k] = step_reward(s, mean_logprob(g), config.alpha)
+            builder[i].info["mixed_score"] = s
+        builder[i].value = min(1.0, max(0.0, s))
     best = max(range(len(ids)), key=lambda k: (scores[k], -k))
     return builder.freeze(chosen=(0, ids[best]), info={"scorer": config.scorer})
 
@@ -229,7 +255,8 @@ def _beam_score(builder: TreeBuilder, c: _Beam, config: BeamConfig) -> float:
     their ``prm_aggregate`` (a PRM) or its mean token log-probability (``logprob``)."""
     if config.step_scorer == "logprob":
         return c.logprob_sum / c.tokens if c.tokens else -math.inf
-    values = [builder[n].value or 0.0 for n in builder.path(c.node)[1:]]
+    nodes = [builder[n] for n in builder.path(c.node)[1:]]
+    values = [step_reward(n.value or 0.0, n.info.get("mean_logprob"), config.alpha) for n in nodes]
     if config.step_scorer == "value":
         return min(values, default=0.0)
     return aggregate_values(values, config.scorer_config.prm_aggregate)
@@ -264,6 +291,8 @@ def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
                     )
                     continue
                 node = builder.add(b.node, line, generation=g, meta_action="expansion")
+                if config.alpha < 1.0:
+                    node.info["mean_logprob"] = mean_logprob(g)
                 answer = answer_of_text(line)
                 if answer is not None:
                     node.meta_action, node.terminal, node.answer = "conclusion", True, answer

@@ -72,6 +72,12 @@ def vote_key(answer: str) -> str:
     return normalize_answer(answer) or answer.strip()
 
 
+def mean_logprob(gen: Generation) -> float | None:
+    """A generation's mean token log-probability (None without log-probabilities)."""
+    lps = gen.logprobs or ()
+    return sum(lps) / len(lps) if lps else None
+
+
 def value_vote(answers: Sequence[str], values: Sequence[float]) -> int:
     """Index of the highest-valued answer of the kind with the largest summed value (ties go to
     the kind more answers state, then to the higher value, then to the earlier answer)."""

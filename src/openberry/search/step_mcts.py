@@ -83,6 +83,7 @@ from openberry.search.common import (
     Step,
     TreeBuilder,
     answer_of_text,
+    mean_logprob,
     softmax,
     strip_tags,
     value_vote,
@@ -286,11 +287,6 @@ def select_round(state: StepMCTSState, k: int) -> list[list[MutableNode]]:
     return paths
 
 
-def _mean_logprob(gen: Generation) -> float | None:
-    lps = gen.logprobs or ()
-    return sum(lps) / len(lps) if lps else None
-
-
 def _sum_logprob(gen: Generation) -> float | None:
     return sum(gen.logprobs) if gen.logprobs else None
 
@@ -321,7 +317,7 @@ def add_line(state: StepMCTSState, parent: int, gen: Generation, depth: int) -> 
             return tree[k]
     answer = answer_of_text(line) if line else None
     node = tree.add(parent, line, generation=gen, meta_action="expansion")
-    node.info = {"samples": 1, "mean_logprob": _mean_logprob(gen), "logprob": _sum_logprob(gen)}
+    node.info = {"samples": 1, "mean_logprob": mean_logprob(gen), "logprob": _sum_logprob(gen)}
     if answer is not None:
         node.meta_action, node.answer = "conclusion", answer
     node.terminal = answer is not None or not line or depth >= state.config.max_depth
