@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from openberry.errors import BerryError
+from openberry.formats.openlongcot import RATING_TOKENS
 from openberry.records import Generation
 
 __all__ = [
@@ -50,6 +51,22 @@ the default of `ModelSpec.max_retries`, ``--max-retries`` and `OpenAIPolicy`."""
 
 class ModelError(BerryError, RuntimeError):
     """A model or server could not do what was asked (missing feature, bad settings, no weights)."""
+
+
+def not_one_token(candidate: str, count: int) -> ModelError:
+    """The error for a next-token candidate that encodes to `count` tokens; for the OpenLongCoT
+    rating tokens it says which searches need them and what to use instead."""
+    msg = f"candidate {candidate!r} is {count} tokens of this model's vocabulary, not one"
+    if candidate in RATING_TOKENS.values():
+        msg += (
+            ": the value head (the `value` scorer, `step_scorer=value` in beam and step-mcts, "
+            "meta-mcts) reads the OpenLongCoT rating tokens, which only a model trained on them "
+            "(berry-tiny, `berry train value`) has as single tokens. Give such a model as "
+            "--value-model, or rank another way: --set scorer=logprob (best-of-n), "
+            "--set step_scorer=logprob (beam), or a process reward model "
+            "(--value-model M --set step_scorer=prm; docs/search.md)"
+        )
+    return ModelError(msg)
 
 
 @dataclass(frozen=True)

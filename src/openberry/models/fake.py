@@ -36,7 +36,7 @@ import random
 import string
 from collections.abc import Mapping, Sequence
 
-from openberry.models.base import ModelError, SamplingParams, entropy_varentropy
+from openberry.models.base import SamplingParams, entropy_varentropy, not_one_token
 from openberry.records import FinishReason, Generation
 
 __all__ = ["DEFAULT_ALPHABET", "DEFAULT_SPECIAL_TOKENS", "EOS_TOKEN", "FakePolicy"]
@@ -236,7 +236,7 @@ class FakePolicy:
         for cand in candidates:
             toks = self.tokenize(cand)
             if len(toks) != 1:
-                raise ModelError(f"candidate {cand!r} is {len(toks)} tokens, not one")
+                raise not_one_token(cand, len(toks))
             ids[cand] = toks[0]
         return [
             {c: math.exp(self._token_logprob(prompt, tid)) for c, tid in ids.items()}

@@ -57,6 +57,7 @@ from openberry.models.base import (
     ModelError,
     SamplingParams,
     entropy_varentropy,
+    not_one_token,
 )
 from openberry.records import FinishReason, Generation
 
@@ -474,7 +475,7 @@ class OpenAIPolicy:
                     )
             else:
                 if len(values) != 1:
-                    raise ModelError(f"candidate {candidate!r} is {len(values)} tokens, not one")
+                    raise not_one_token(candidate, len(values))
                 return math.exp(values[0])
         return 0.0
 

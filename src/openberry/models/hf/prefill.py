@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from openberry.models.base import ModelError
+from openberry.models.base import not_one_token
 
 if TYPE_CHECKING:
     from openberry.models.hf.prefix import PrefixCache
@@ -83,7 +83,7 @@ def next_token_probs(
     for cand in candidates:
         toks = rt.tokenizer.encode(cand, add_special_tokens=False)
         if len(toks) != 1:
-            raise ModelError(f"candidate {cand!r} is {len(toks)} tokens, not one")
+            raise not_one_token(cand, len(toks))
         cand_ids[cand] = int(toks[0])
     rows = rt.encode_prompts(prompts)
     index = torch.tensor(list(cand_ids.values()), dtype=torch.long, device=rt.device)
