@@ -284,3 +284,30 @@ def test_hf_batch_size_chunks_match(tiny_hf) -> None:
     assert chunked.next_token_probs(PROMPTS, ["a"]) == [
         pytest.approx(row, rel=1e-5) for row in whole.next_token_probs(PROMPTS, ["a"])
     ]
+
+
+def test_score_cut_into_passes_by_logit_memory_gives_the_same(monkeypatch) -> None:
+    """Regression: `score` held the logits and their log-softmax of 64 rows at once, gigabytes
+    for a chat model's vocabulary (SmolLM2's best-of-N with the logprob scorer was killed for
+    memory). A pass is now cut so its logits fit `SCORE_LOGITS_BYTES`; one row a pass gives the
+    same log-probabilities."""
+    from openberry.models.hf import HFPolicy, prefill
+
+    policy = HFPolicy.from_pretrained("berry-tiny")
+    completions = ["7 = 19", "", " abc\nYes"]
+    whole = policy.score(PROMPTS, completions)
+    passes = []
+    real = prefill._score_pass
+    monkeypatch.setattr(prefill, "SCORE_LOGITS_BYTES", 1)  # one row per pass
+    monkeypatch.setattr(
+        prefill, "_score_pass", lambda rt, part: passes.append(len(part)) or real(rt, part)
+    )
+    cut = policy.score(PROMPTS, completions)
+    assert passes and max(passes) == 1
+    assert cut[1] == () and all(
+        a == pytest.approx(b, abs=1e-5) for a, b in zip(cut, whole, strict=True)
+    )
+    assert (
+        prefill.logit_rows(512, 49152, 6 * 2**30) == 64
+        and prefill.logit_rows(512, 49152, 512 * 2**20) == 5
+    )

@@ -21,12 +21,33 @@ if TYPE_CHECKING:
     from openberry.models.hf.prefix import PrefixCache
     from openberry.models.hf.runtime import HFRuntime
 
-__all__ = ["PREFILL_ROWS", "next_token_probs", "prefill_chunks", "score"]
+__all__ = [
+    "PREFILL_ROWS",
+    "SCORE_LOGITS_BYTES",
+    "logit_rows",
+    "next_token_probs",
+    "prefill_chunks",
+    "score",
+]
 
 PREFILL_ROWS = 64
 """Rows per forward pass of `score` and `next_token_probs` when no `batch_size` is set: their
 rows are sorted by length first, so small passes waste little on padding (the search engine sends
 hundreds of judge and value prompts of mixed lengths in one call)."""
+
+
+SCORE_LOGITS_BYTES = 512 * 2**20
+"""Most bytes of float32 logits one `score` pass holds (rows x completion width x vocabulary x
+4): a pass is cut into fewer rows when it would hold more. A chat model's vocabulary (49,152
+tokens for SmolLM2) over 64 rows of 512-token completions is 6.4 GB of logits, and their
+log-softmax as much again."""
+
+
+def logit_rows(width: int, vocab: int, budget: int | None = None) -> int:
+    """Rows of `width` scored positions over a `vocab`-token vocabulary that fit in `budget`
+    (None: `SCORE_LOGITS_BYTES`) bytes of float32 logits (at least one)."""
+    limit = SCORE_LOGITS_BYTES if budget is None else budget
+    return max(1, limit // max(1, width * vocab * 4))
 
 
 def prefill_chunks(lengths: Sequence[int], batch_size: int | None) -> list[list[int]]:
@@ -52,21 +73,46 @@ def score(
         p_ids = rt.encode_prompts([p])[0]
         pairs.append((p_ids, rt.encode_completion(p, p_ids, c)))
     result: list[tuple[float, ...]] = [()] * len(pairs)
+    vocab = _vocab_size(rt)
     with torch.inference_mode():
         for chunk in prefill_chunks([len(p) + len(c) for p, c in pairs], batch_size):
-            part = [pairs[i] for i in chunk]
-            width = max(len(c) for _, c in part)
+            width = max(len(pairs[i][1]) for i in chunk)
             if width == 0:
                 continue
-            ids, mask, pos = rt.left_pad([p + c for p, c in part])
-            # Logits at position t predict token t+1: keep the last width+1 positions.
-            logits = rt.forward(ids, mask, pos, keep=width + 1)[:, :-1, :]
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            targets = ids[:, -width:]
-            tok_lp = logp.gather(-1, targets[..., None])[..., 0].tolist()
-            for i, (_, c), row in zip(chunk, part, tok_lp, strict=True):
-                result[i] = tuple(row[width - len(c) :]) if c else ()
+            rows = logit_rows(width + 1, vocab)
+            for start in range(0, len(chunk), rows):
+                part = chunk[start : start + rows]
+                for i, row in zip(part, _score_pass(rt, [pairs[i] for i in part]), strict=True):
+                    result[i] = row
     return result
+
+
+def _vocab_size(rt: HFRuntime) -> int:
+    """Width of the model's logits: its output embedding's rows (else the tokenizer's size)."""
+    head = rt.model.get_output_embeddings() if hasattr(rt.model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    return int(weight.shape[0]) if weight is not None else len(rt.tokenizer)
+
+
+def _score_pass(
+    rt: HFRuntime, part: Sequence[tuple[list[int], list[int]]]
+) -> list[tuple[float, ...]]:
+    """The per-token log p of the completions of one forward pass over ``(prompt ids,
+    completion ids)`` pairs; the log-softmax is read at the targets only (``logit -
+    logsumexp``), without a second vocabulary-wide copy."""
+    torch = rt.torch
+    width = max(len(c) for _, c in part)
+    if width == 0:
+        return [()] * len(part)
+    ids, mask, pos = rt.left_pad([p + c for p, c in part])
+    # Logits at position t predict token t+1: keep the last width+1 positions.
+    logits = rt.forward(ids, mask, pos, keep=width + 1)[:, :-1, :].float()
+    targets = ids[:, -width:]
+    picked = logits.gather(-1, targets[..., None])[..., 0]
+    tok_lp = (picked - torch.logsumexp(logits, dim=-1)).tolist()
+    return [
+        tuple(row[width - len(c) :]) if c else () for (_, c), row in zip(part, tok_lp, strict=True)
+    ]
 
 
 def next_token_probs(
