@@ -167,16 +167,15 @@ def greedy(problem: Problem, rng: random.Random, config: GreedyConfig) -> Search
     return builder.freeze(chosen=(0, nid))
 
 
-def _sample(
-    problem: Problem,
-    n: int,
-    temperature: float,
-    top_p: float,
-    max_new: int,
-    prompts: PromptProfile = TINY,
-) -> SearchGen:
-    params = SamplingParams(n=n, max_new_tokens=max_new, temperature=temperature, top_p=top_p)
-    out = yield Generate((prompts.solve_prompt(problem.question),), params)
+def _sample(problem: Problem, config: SelfConsistencyConfig | BestOfNConfig) -> SearchGen:
+    """The config's ``samples`` solutions of `problem`, in one call."""
+    params = SamplingParams(
+        n=config.samples,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+    )
+    out = yield Generate((config.prompts.solve_prompt(problem.question),), params)
     return out[0]
 
 
@@ -184,14 +183,7 @@ def self_consistency(
     problem: Problem, rng: random.Random, config: SelfConsistencyConfig
 ) -> SearchGen:
     """k samples, majority vote; the chosen node is the first sample with the winning answer."""
-    gens = yield from _sample(
-        problem,
-        config.samples,
-        config.temperature,
-        config.top_p,
-        config.max_new_tokens,
-        config.prompts,
-    )
+    gens = yield from _sample(problem, config)
     builder = TreeBuilder(problem, "self-consistency")
     ids = [_solution_node(builder, 0, g) for g in gens]
     best, votes = majority([builder[i].answer for i in ids])
@@ -201,25 +193,18 @@ def self_consistency(
 
 def best_of_n(problem: Problem, rng: random.Random, config: BestOfNConfig) -> SearchGen:
     """N samples ranked by the scorer; ties go to the earlier sample."""
-    gens = yield from _sample(
-        problem,
-        config.samples,
-        config.temperature,
-        config.top_p,
-        config.max_new_tokens,
-        config.prompts,
-    )
+    gens = yield from _sample(problem, config)
     builder = TreeBuilder(problem, "best-of-n")
     ids = [_solution_node(builder, 0, g) for g in gens]
     scorer = make_scorer(config.scorer, config.scorer_config, config.prompts)
-    scores = yield from scorer(problem, [g.text for g in gens], [builder[i].info for i in ids])
-    scores = list(scores)
-    for k, (i, s, g) in enumerate(zip(ids, list(scores), gens, strict=True)):
+    raw = yield from scorer(problem, [g.text for g in gens], [builder[i].info for i in ids])
+    scores = []
+    for i, s, g in zip(ids, raw, gens, strict=True):
         builder[i].info["score"] = s
         if config.alpha < 1.0:
-            s = scores[k] = step_reward(s, mean_logprob(g), config.alpha)
-            builder[i].info["mixed_score"] = s
+            s = builder[i].info["mixed_score"] = step_reward(s, mean_logprob(g), config.alpha)
         builder[i].value = min(1.0, max(0.0, s))
+        scores.append(s)
     best = max(range(len(ids)), key=lambda k: (scores[k], -k))
     return builder.freeze(chosen=(0, ids[best]), info={"scorer": config.scorer})
 
