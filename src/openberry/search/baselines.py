@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -247,6 +248,38 @@ def _beam_score(builder: TreeBuilder, c: _Beam, config: BeamConfig) -> float:
     return aggregate_values(values, config.scorer_config.prm_aggregate)
 
 
+def _extend(builder: TreeBuilder, b: _Beam, g: Generation, config: BeamConfig) -> _Beam:
+    """Beam `b` extended by sampled step `g` (a new node), or `b` complete as it is when the
+    model ended the solution without a new step."""
+    line = g.text.strip()
+    answer = answer_of_text(line)
+    ended = g.finish_reason == "eos" or answer is not None
+    if not line and ended:
+        return _Beam(b.node, b.lines, b.logprob_sum, b.tokens, b.score, True)
+    node = builder.add(b.node, line, generation=g, meta_action="expansion")
+    if config.alpha < 1.0:
+        node.info["mean_logprob"] = mean_logprob(g)
+    if answer is not None:
+        node.meta_action, node.terminal, node.answer = "conclusion", True, answer
+    lp = sum(g.logprobs) if g.logprobs else 0.0
+    return _Beam(node.id, [*b.lines, line], b.logprob_sum + lp, b.tokens + g.num_tokens, done=ended)
+
+
+def _keep_best(candidates: Sequence[_Beam], width: int) -> list[_Beam]:
+    """The `width` best-scored candidates, identical partial solutions kept once."""
+    seen: set[tuple[str, ...]] = set()
+    kept: list[_Beam] = []
+    for c in sorted(candidates, key=lambda c: (-c.score, c.node)):
+        key = tuple(c.lines)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(c)
+        if len(kept) == width:
+            break
+    return kept
+
+
 def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
     """Step-level beam search (see the module docstring)."""
     builder = TreeBuilder(problem, "beam")
@@ -266,47 +299,12 @@ def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
         out = yield Generate(prompts, params)
         candidates: list[_Beam] = [b for b in beams if b.done]
         for b, row in zip(live, out, strict=True):
-            for g in row:
-                line = g.text.strip()
-                ended = g.finish_reason == "eos" or answer_of_text(line) is not None
-                if not line and ended:
-                    # The model ended the solution: the beam is complete as it is.
-                    candidates.append(
-                        _Beam(b.node, b.lines, b.logprob_sum, b.tokens, b.score, True)
-                    )
-                    continue
-                node = builder.add(b.node, line, generation=g, meta_action="expansion")
-                if config.alpha < 1.0:
-                    node.info["mean_logprob"] = mean_logprob(g)
-                answer = answer_of_text(line)
-                if answer is not None:
-                    node.meta_action, node.terminal, node.answer = "conclusion", True, answer
-                lp = sum(g.logprobs) if g.logprobs else 0.0
-                candidates.append(
-                    _Beam(
-                        node.id,
-                        [*b.lines, line],
-                        b.logprob_sum + lp,
-                        b.tokens + g.num_tokens,
-                        done=ended or answer is not None,
-                    )
-                )
+            candidates += [_extend(builder, b, g, config) for g in row]
         yield from _rate_new_steps(problem, builder, candidates, config)
         for c in candidates:
             c.score = _beam_score(builder, c, config)
             builder[c.node].visits += 1
-        # Deduplicate identical partial solutions, keep the best `width`.
-        seen: set[tuple[str, ...]] = set()
-        kept: list[_Beam] = []
-        for c in sorted(candidates, key=lambda c: (-c.score, c.node)):
-            key = tuple(c.lines)
-            if key in seen:
-                continue
-            seen.add(key)
-            kept.append(c)
-            if len(kept) == config.width:
-                break
-        beams = kept
+        beams = _keep_best(candidates, config.width)
     finished = [b for b in beams if b.done] or beams
     best = max(finished, key=lambda b: (b.score, -b.node))
     chosen = builder.path(best.node) if best.node != 0 else []
