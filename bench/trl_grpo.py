@@ -113,7 +113,11 @@ def greedy_accuracy(
     return hits / max(1, len(examples))
 
 
-def make_callback(args: argparse.Namespace, tokenizer: Any, eval_sets: list, out: Path) -> Any:
+def make_callback(
+    args: argparse.Namespace, tokenizer: Any, eval_sets: list, out: Path, arm: str = ARM
+) -> Any:
+    """A callback that evaluates greedy accuracy (rows labelled `arm`) and keeps the training
+    clock. Its ``model`` is set by the caller, or taken from the trainer when training begins."""
     from transformers import TrainerCallback
 
     class EvalCallback(TrainerCallback):
@@ -144,7 +148,7 @@ def make_callback(args: argparse.Namespace, tokenizer: Any, eval_sets: list, out
             for name, ops, examples in eval_sets:
                 acc = greedy_accuracy(self.model, tokenizer, examples, args.max_completion_length)
                 row = {
-                    "arm": ARM,
+                    "arm": arm,
                     "seed": args.seed,
                     "step": step,
                     "wall_s": round(self.train_s, 1),
@@ -162,6 +166,8 @@ def make_callback(args: argparse.Namespace, tokenizer: Any, eval_sets: list, out
             self._resume()
 
         def on_train_begin(self, _args, state, control, **kwargs):
+            if self.model is None:
+                self.model = kwargs.get("model")
             self.evaluate(state.global_step)
 
         def on_step_end(self, _args, state, control, **kwargs):

@@ -239,6 +239,7 @@ _RL_OPTIONS: tuple[FieldOption, ...] = (
     ("--gae-lambda", "gae_lambda", {"metavar": "L"}),
     ("--no-norm-adv", "norm_adv", {"help": "do not normalise advantages per minibatch"}),
     ("--replay-capacity", "replay_capacity", {"type": int_at_least(1), "metavar": "N"}),
+    ("--replay-rounds", "replay_rounds", {"type": int_at_least(0), "metavar": "K"}),
     ("--alpha", "alpha", {"metavar": "A"}),
     ("--beta-start", "beta_start", {"metavar": "B"}),
     ("--beta-steps", "beta_steps", {"type": int_at_least(1), "metavar": "N"}),

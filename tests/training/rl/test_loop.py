@@ -58,6 +58,22 @@ def test_two_rounds_train_the_adapter(tmp_path, algo) -> None:
     assert len(list((out / "checkpoints").iterdir())) == 2
 
 
+@pytest.mark.parametrize(("algo", "replay_rounds", "oldest"), [("grpo", None, 1), ("ppo", None, 0)])
+def test_the_replay_keeps_the_rounds_the_algorithm_learns_from(
+    tmp_path, algo, replay_rounds, oldest
+) -> None:
+    out = tmp_path / algo
+    settings = {**TINY, "method": "self-consistency", "rollouts": 4, "search_set": ()}
+    config = RLConfig(
+        output_dir=str(out), algo=algo, rounds=2, replay_rounds=replay_rounds, **settings
+    )
+    assert config.kept_rounds == (1 if algo == "grpo" else 0)
+    train_rl(config)
+    last = sorted((out / "checkpoints").iterdir())[-1]
+    items = json.loads((last / "replay.json").read_text())["items"]
+    assert items and min(item["round"] for item in items) == oldest
+
+
 def test_resume_equals_an_uninterrupted_run(tmp_path) -> None:
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     ppo = {**TINY, "algo": "ppo"}

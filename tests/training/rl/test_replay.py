@@ -190,6 +190,34 @@ def test_update_priorities_changes_sampling() -> None:
     assert after.count(0) <= 2  # P(0) = 1e-6 / (100 + 2e-6)
 
 
+def test_keep_drops_items_and_keeps_the_others_priorities_and_order() -> None:
+    buffer = PrioritizedReplay(ReplayConfig(capacity=8, alpha=1.0, eps=1e-9))
+    slots = [buffer.add({"k": i, "round": i // 2}) for i in range(6)]
+    buffer.update_priorities(slots, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    buffer.step()
+    assert buffer.keep(lambda item: item["round"] >= 1) == 2
+    assert len(buffer) == 4 and buffer.steps == 1
+    assert buffer.max_priority == pytest.approx(6.0)
+    assert [buffer.priority(i) for i in range(4)] == pytest.approx([3.0, 4.0, 5.0, 6.0])
+    assert [item["k"] for item in buffer.state_dict()["items"]] == [2, 3, 4, 5]
+    rng = np.random.default_rng(3)
+    drawn = [item["k"] for _ in range(3000) for item in buffer.sample(1, rng)[1]]
+    assert set(drawn) == {2, 3, 4, 5}
+    assert abs(drawn.count(5) / len(drawn) - 6 / 18) < 0.03  # P = p / sum p over the kept
+    assert buffer.add({"k": 6, "round": 3}) == 4  # the next free slot
+    assert buffer.keep(lambda item: True) == 0
+
+
+def test_keep_on_a_full_ring_keeps_oldest_first() -> None:
+    buffer = PrioritizedReplay(ReplayConfig(capacity=3))
+    for i in range(5):
+        buffer.add({"k": i})  # the ring holds 3, 4, 2 in slots 0, 1, 2
+    assert buffer.keep(lambda item: item["k"] != 3) == 1
+    assert [item["k"] for item in buffer.state_dict()["items"]] == [2, 4]
+    assert buffer.add({"k": 5}) == 2
+    assert buffer.keep(lambda item: False) == 3 and len(buffer) == 0
+
+
 # --- persistence ------------------------------------------------------------------------------
 
 

@@ -91,6 +91,10 @@ class RLConfig:
     """Normalise the advantages of each minibatch to mean 0, std 1."""
     replay_capacity: int = 20000
     """Prioritized replay capacity (samples)."""
+    replay_rounds: int | None = None
+    """Rounds of experience the replay keeps: 1 learns from the latest round alone
+    (on-policy), 0 from every round up to replay_capacity; unset: the algorithm's choice, 1 for
+    grpo (chosen on the validation split), 0 for ppo and expert-iteration."""
     alpha: float = 0.6
     """Prioritization exponent (0: uniform)."""
     beta_start: float = 0.4
@@ -139,6 +143,13 @@ class RLConfig:
     resume: bool = False
     """Continue the run in OUT from its last checkpoint (same settings; --rounds may grow)."""
 
+    @property
+    def kept_rounds(self) -> int:
+        """`replay_rounds` with the algorithm's choice filled in (0: every round)."""
+        if self.replay_rounds is not None:
+            return self.replay_rounds
+        return 1 if self.algo == "grpo" else 0
+
     def __post_init__(self) -> None:
         if self.method not in COLLECTORS:
             raise RLError(
@@ -159,6 +170,8 @@ class RLConfig:
         ):
             if getattr(self, name) < 1:
                 raise RLError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.replay_rounds is not None and self.replay_rounds < 0:
+            raise RLError(f"replay_rounds must be >= 0, got {self.replay_rounds}")
         if self.workers < 1:
             raise RLError(f"workers must be >= 1, got {self.workers}")
         if not 0.0 <= self.advance_at <= 1.0:
@@ -185,9 +198,10 @@ RL_RECIPES: dict[str, dict[str, object]] = {
         "eval_levels": (0, 5),
         "threads": 2,
         "seed": 0,
+        "replay_rounds": 0,
     },
 }
 """Named settings for `berry train rl --recipe NAME` (explicit options win). ``tiny-rl`` is the
 run that made the built-in ``berry-tiny-rl`` adapter: GRPO with 8 samples per problem on the
 arithmetic task's own distribution, 50 rounds of 16 problems (about three minutes on two CPU
-cores)."""
+cores), its replay keeping every round (the adapter was made before grpo's default became one)."""

@@ -257,6 +257,8 @@ def _run_round(ctx: dict[str, Any], r: int) -> dict[str, Any]:
     rows, exp_stats = experience_rows(learner, [t for t, _ in trees], config)
     for row in rows:
         replay.add({**row, "round": r})
+    if config.kept_rounds:
+        replay.keep(lambda item: item["round"] > r - config.kept_rounds)
     update_stats = _update(learner, replay, len(rows), config, r)
     ctx["policy"].reset_prefix_cache()
     play = _play_stats(played, state.level)

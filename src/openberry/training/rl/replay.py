@@ -34,7 +34,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,6 +254,25 @@ class PrioritizedReplay:
         raw = (len(self._items) * probs) ** (-self.beta)
         weights = raw / raw.max()
         return indices, [self._items[i] for i in indices], [float(w) for w in weights]
+
+    def keep(self, predicate: Callable[[dict[str, Any]], bool]) -> int:
+        """Drop every item for which ``predicate(item)`` is false; the others keep their
+        priorities and their order from oldest to newest (slots are renumbered from 0), and the
+        beta schedule and the running max priority stay. Returns the number dropped."""
+        size, cap = len(self._items), self.config.capacity
+        order = range(size) if size < cap else [(self._position + k) % cap for k in range(cap)]
+        kept = [(self._items[i], float(self._priorities[i])) for i in order]
+        kept = [(item, p) for item, p in kept if predicate(item)]
+        if len(kept) == size:
+            return 0
+        self._tree = SumTree(cap)
+        self._priorities[:] = 0.0
+        self._items = [item for item, _ in kept]
+        for index, (_, priority) in enumerate(kept):
+            self._priorities[index] = priority
+            self._tree.update(index, priority**self.config.alpha)
+        self._position = len(kept) % cap
+        return size - len(kept)
 
     def update_priorities(self, indices: Sequence[int], errors: Sequence[float]) -> None:
         """Set each slot's priority to ``|error| + eps``; all are checked before any is set."""
