@@ -249,6 +249,9 @@ def test_a_json_profile_file_based_on_paper(tmp_path) -> None:
     )
     plain = load_profile(_write(tmp_path / "t.json", {"base": "tiny", "chat": False}))
     assert plain.solve_prompt("Q") == solve_prompt("Q")
+    assert profile.answer == PAPER.answer and plain.answer == TINY.answer == ""
+    own = load_profile(_write(tmp_path / "a.json", {"base": "paper", "answer": "\nSo: "}))
+    assert own.answer == "\nSo: "
 
 
 def _write(path, data):
@@ -282,6 +285,7 @@ def _write(path, data):
         ({"base": "paper", "critique": {"user": "{solution}", "max_new_tokens": -1}}, ">= 0"),
         ({"base": "paper", "solve": {"user": "{question}", "max_new_tokens": 9}}, "short replies"),
         ({"base": "paper", "chat": "yes"}, "chat must be a bool"),
+        ({"base": "paper", "answer": 1}, "answer must be a str"),
     ],
 )
 def test_bad_profile_files_name_what_is_wrong(tmp_path, data, message) -> None:

@@ -11,12 +11,14 @@ from collections.abc import Sequence
 import pytest
 
 from openberry.data.arithmetic import load_split
+from openberry.data.arithmetic.solutions import write_solution
 from openberry.formats.chat import ChatPrompt
 from openberry.formats.profiles import PAPER, TINY, RolePrompt
+from openberry.models.base import SamplingParams
 from openberry.search import make_config, make_search, run_search
 from openberry.search.engine import SearchError
 from openberry.search.registry import REGISTRY
-from search.chat_policies import CHATML, ChatExpert
+from search.chat_policies import CHATML, ChatExpert, _question
 from search.policies import ArithmeticExpert
 
 EXAMPLES = load_split("test", limit=2)
@@ -145,3 +147,47 @@ def test_every_method_runs_on_a_chat_template_model(chat_tiny, method: str) -> N
     assert len(r.tree) >= 2
     if method == "mctsr":  # a random model states no score: every reward is unparsed
         assert _counts([r], "unparsed_rewards") >= 2
+
+
+# -- answer forcing -----------------------------------------------------------------------------
+
+
+class Looping(ChatExpert):
+    """Solutions that loop and never state an answer; after the ``paper`` profile's answer
+    text it writes the right answer."""
+
+    def respond(self, prompt: str, index: int, params: SamplingParams) -> str:
+        if isinstance(prompt, ChatPrompt) and prompt.reply.endswith(PAPER.answer):
+            question = _question(prompt.messages[-1][1]).removeprefix("Compute ").rstrip(".")
+            return f"{write_solution(question).answer}}}$. Done."
+        if (
+            isinstance(prompt, ChatPrompt)
+            and "Please reason step by step" in prompt.messages[-1][1]
+        ):
+            return "Let me add. = 1 + 1 = 1 + 1 =" * 3
+        return super().respond(prompt, index, params)
+
+
+@pytest.mark.parametrize("method", ["greedy", "self-consistency", "best-of-n"])
+def test_answer_forcing_reads_an_answer_after_a_looping_solution(method: str) -> None:
+    overrides = {"scorer": "logprob"} if method == "best-of-n" else {}
+    policy = Looping()
+    results = _search(method, policy, 3, **overrides)
+    assert [r.answer for r in results] == [e.answer for e in EXAMPLES]
+    solutions = [n for r in results for n in r.tree.nodes if n.id]
+    assert solutions and all(n.info["forced_answer"] for n in solutions)
+    assert all(n.text.startswith("Let me add.") and PAPER.answer in n.text for n in solutions)
+    forcing = [p for p in policy.prompts if isinstance(p, ChatPrompt) and p.reply]
+    assert len(forcing) == len(solutions)  # one continuation per solution without an answer
+    assert all(p.reply.endswith("1 + 1 =" + PAPER.answer) for p in forcing)
+
+
+def test_no_forcing_when_the_profile_has_none_or_every_solution_answers() -> None:
+    policy = Looping()
+    quiet = dataclasses.replace(PAPER, answer="")
+    (r,) = run_search(make_search("greedy", 1, prompts=quiet), PROBLEMS[:1], policy)
+    assert r.answer is None and "forced_answer" not in r.tree.nodes[1].info
+    policy = ChatExpert()
+    results = _search("self-consistency", policy, 3)
+    assert not any(n.info.get("forced_answer") for r in results for n in r.tree.nodes)
+    assert policy.calls["generate"] == 1  # the samples only (both problems in one call)

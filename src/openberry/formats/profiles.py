@@ -45,6 +45,7 @@ A profile file (TOML or JSON) has the same shape (docs/prompts.md)::
     base = "paper"             # optional: roles not given come from this profile
     chat = true                # render through the chat template (default: the base's, or true)
     system = "You are ..."     # optional system message (chat profiles)
+    answer = "\\n\\nThe final answer is $\\\\boxed{"  # optional answer forcing (below)
     [solve]
     user = "{question}\\nPlease reason step by step ..."
     reply = ""                 # optional start of the reply
@@ -52,6 +53,12 @@ A profile file (TOML or JSON) has the same shape (docs/prompts.md)::
     user = "..."
     stop = "\\n"              # optional stop string of the reply
     max_new_tokens = 512       # optional (0: the method's own setting)
+
+``answer`` is answer forcing, as evaluation harnesses do for chat models: a solution that ended
+without an answer (a loop cut at the token limit, an instruction echoed) gets this text written
+after it, the model writes up to `ANSWER_TOKENS` more tokens greedily, and the answer in them
+counts. ``paper`` forces "The final answer is $\\boxed{"; ``tiny`` forces nothing (berry-tiny
+states its answers). The sampling methods (greedy, self-consistency, best-of-N) use it.
 
 A role may also be a string (its user template). Placeholders are ``{name}``; ``{{`` and ``}}``
 write literal braces; any other ``{word}`` is an error, so is a missing role (without ``base``)
@@ -163,6 +170,10 @@ class PromptProfile:
     """Pairwise judge: is {solution_a} better than {solution_b}? (Yes or No)."""
     system: str = ""
     """System message of every chat prompt ("" for none)."""
+    answer: str = ""
+    """Answer forcing: text written after a solution that ended without an answer (at the
+    token limit, or with none stated), after which the model writes on briefly and greedily,
+    so that the answer it then gives counts ("" for none)."""
     sha256: str = ""
     """SHA-256 of the file the profile was read from ("" for a built-in one)."""
 
@@ -281,8 +292,12 @@ PAPER = PromptProfile(
         "Is First Answer better than Second Answer? Answer Yes or No.",
         max_new_tokens=16,
     ),
+    answer="\n\nThe final answer is $\\boxed{",
 )
 """The papers' instructions for chat models (see the module docstring)."""
+
+ANSWER_TOKENS = 24
+"""Most tokens written after a profile's ``answer`` text (answer forcing)."""
 
 PROFILES: dict[str, PromptProfile] = {"tiny": TINY, "paper": PAPER}
 """Built-in profiles by name."""
@@ -380,7 +395,7 @@ def _parse(raw: bytes, suffix: str) -> Any:
         return json.loads(text)
 
 
-_TOP_KEYS = ("name", "base", "chat", "system", *ROLES)
+_TOP_KEYS = ("name", "base", "chat", "system", "answer", *ROLES)
 _ROLE_KEYS = ("user", "reply", "stop", "max_new_tokens")
 
 
@@ -411,11 +426,13 @@ def profile_from_dict(data: Mapping[str, Any], name: str = "custom") -> PromptPr
             )
     chat = data.get("chat", parent.chat if parent else True)
     system = data.get("system", parent.system if parent else "")
+    answer = data.get("answer", parent.answer if parent else "")
     given = data.get("name", name)
-    for key, value, kind in (("chat", chat, bool), ("system", system, str), ("name", given, str)):
+    checks = (("chat", chat, bool), ("system", system, str), ("answer", answer, str))
+    for key, value, kind in (*checks, ("name", given, str)):
         if not isinstance(value, kind):
             raise ProfileError(f"{key} must be a {kind.__name__}, got {value!r}")
-    return PromptProfile(name=given, chat=chat, system=system, **roles)
+    return PromptProfile(name=given, chat=chat, system=system, answer=answer, **roles)
 
 
 def _role(role: str, value: Any) -> RolePrompt:

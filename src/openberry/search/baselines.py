@@ -33,6 +33,7 @@ from openberry.search.common import (
     Step,
     TreeBuilder,
     answer_of_text,
+    force_answers,
     majority,
     mean_logprob,
 )
@@ -155,16 +156,21 @@ class BeamConfig:
             raise SearchError(f"alpha must be in [0, 1], got {self.alpha}")
 
 
-def _solution_node(builder: TreeBuilder, parent: int, gen: Generation) -> int:
-    return builder.add_solution(parent, gen, {"finish_reason": gen.finish_reason}).id
+def _solution_node(builder: TreeBuilder, parent: int, gen: Generation, forced: bool = False) -> int:
+    info: dict[str, object] = {"finish_reason": gen.finish_reason}
+    if forced:
+        info["forced_answer"] = True  # its answer came after the profile's answer text
+    return builder.add_solution(parent, gen, info).id
 
 
 def greedy(problem: Problem, rng: random.Random, config: GreedyConfig) -> SearchGen:
     """One greedy solution."""
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=0.0)
-    out = yield Generate((config.prompts.solve_prompt(problem.question),), params)
+    prompt = config.prompts.solve_prompt(problem.question)
+    out = yield Generate((prompt,), params)
+    gens = yield from force_answers([prompt], out[0], config.prompts)
     builder = TreeBuilder(problem, "greedy")
-    nid = _solution_node(builder, 0, out[0][0])
+    nid = _solution_node(builder, 0, gens[0], gens[0] is not out[0][0])
     return builder.freeze(chosen=(0, nid))
 
 
@@ -176,17 +182,19 @@ def _sample(problem: Problem, config: SelfConsistencyConfig | BestOfNConfig) -> 
         temperature=config.temperature,
         top_p=config.top_p,
     )
-    out = yield Generate((config.prompts.solve_prompt(problem.question),), params)
-    return out[0]
+    prompt = config.prompts.solve_prompt(problem.question)
+    out = yield Generate((prompt,), params)
+    gens = yield from force_answers([prompt] * len(out[0]), out[0], config.prompts)
+    return gens, [g is not o for g, o in zip(gens, out[0], strict=True)]
 
 
 def self_consistency(
     problem: Problem, rng: random.Random, config: SelfConsistencyConfig
 ) -> SearchGen:
     """k samples, majority vote; the chosen node is the first sample with the winning answer."""
-    gens = yield from _sample(problem, config)
+    gens, forced = yield from _sample(problem, config)
     builder = TreeBuilder(problem, "self-consistency")
-    ids = [_solution_node(builder, 0, g) for g in gens]
+    ids = [_solution_node(builder, 0, g, f) for g, f in zip(gens, forced, strict=True)]
     best, votes = majority([builder[i].answer for i in ids])
     chosen = (0, ids[best]) if best is not None else ()
     return builder.freeze(chosen=chosen, info={"votes": votes})
@@ -194,9 +202,9 @@ def self_consistency(
 
 def best_of_n(problem: Problem, rng: random.Random, config: BestOfNConfig) -> SearchGen:
     """N samples ranked by the scorer; ties go to the earlier sample."""
-    gens = yield from _sample(problem, config)
+    gens, forced = yield from _sample(problem, config)
     builder = TreeBuilder(problem, "best-of-n")
-    ids = [_solution_node(builder, 0, g) for g in gens]
+    ids = [_solution_node(builder, 0, g, f) for g, f in zip(gens, forced, strict=True)]
     scorer = make_scorer(config.scorer, config.scorer_config, config.prompts)
     raw = yield from scorer(problem, [g.text for g in gens], [builder[i].info for i in ids])
     scores = []

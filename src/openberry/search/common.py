@@ -11,11 +11,11 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from openberry.formats.openlongcot import SPECIAL_TOKENS
-from openberry.formats.profiles import TINY, PromptProfile, RolePrompt
+from openberry.formats.profiles import ANSWER_TOKENS, TINY, PromptProfile, RolePrompt
 from openberry.formats.replies import read_critique
 from openberry.grading.extract import extract_answer
 from openberry.grading.normalize import normalize_answer
@@ -31,6 +31,7 @@ __all__ = [
     "TreeBuilder",
     "answer_of_text",
     "expandable",
+    "force_answers",
     "majority",
     "picks_in_flight",
     "reply_params",
@@ -65,6 +66,26 @@ def answer_of_text(text: str) -> str | None:
     ``12 + 3 = 15`` must not count as answering 15).
     """
     return extract_answer(text, fallback="none")
+
+
+def force_answers(
+    prompts: Sequence[Any], gens: Sequence[Generation], profile: PromptProfile
+) -> Step[list[Generation]]:
+    """`gens` (solutions of `prompts`, one each) with answer forcing (`PromptProfile.answer`):
+    each solution that states no answer is continued after the profile's ``answer`` text,
+    greedily, for at most `ANSWER_TOKENS` tokens, in one request; its text becomes the solution,
+    the forcing text and that continuation (tokens and log-probabilities stay the solution's).
+    Unchanged when the profile forces nothing or every solution has an answer."""
+    todo = [i for i, g in enumerate(gens) if answer_of_text(g.text) is None]
+    if not profile.answer or not todo:
+        return list(gens)
+    heads = [gens[i].text.rstrip() + profile.answer for i in todo]
+    params = SamplingParams(max_new_tokens=ANSWER_TOKENS, temperature=0.0)
+    out = yield Generate(tuple(prompts[i] + h for i, h in zip(todo, heads, strict=True)), params)
+    forced = list(gens)
+    for i, head, cont in zip(todo, heads, out, strict=True):
+        forced[i] = replace(gens[i], text=head + cont[0].text)
+    return forced
 
 
 def vote_key(answer: str) -> str:
