@@ -164,6 +164,8 @@ class Looping(ChatExpert):
             isinstance(prompt, ChatPrompt)
             and "Please reason step by step" in prompt.messages[-1][1]
         ):
+            if index % 2:  # an echoed instruction: an empty answer is none
+                return "Let me add. The answer is within \\boxed{}. 1 + 1 ="
             return "Let me add. = 1 + 1 = 1 + 1 =" * 3
         return super().respond(prompt, index, params)
 
@@ -180,6 +182,7 @@ def test_answer_forcing_reads_an_answer_after_a_looping_solution(method: str) ->
     forcing = [p for p in policy.prompts if isinstance(p, ChatPrompt) and p.reply]
     assert len(forcing) == len(solutions)  # one continuation per solution without an answer
     assert all(p.reply.endswith("1 + 1 =" + PAPER.answer) for p in forcing)
+    assert all(r.tree.nodes[1].answer == r.answer for r in results if method == "greedy")
 
 
 def test_no_forcing_when_the_profile_has_none_or_every_solution_answers() -> None:

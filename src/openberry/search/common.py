@@ -72,11 +72,12 @@ def force_answers(
     prompts: Sequence[Any], gens: Sequence[Generation], profile: PromptProfile
 ) -> Step[list[Generation]]:
     """`gens` (solutions of `prompts`, one each) with answer forcing (`PromptProfile.answer`):
-    each solution that states no answer is continued after the profile's ``answer`` text,
-    greedily, for at most `ANSWER_TOKENS` tokens, in one request; its text becomes the solution,
-    the forcing text and that continuation (tokens and log-probabilities stay the solution's).
+    each solution that states no answer (or an empty one: an echoed ``\\boxed{}``) is continued
+    after the profile's ``answer`` text, greedily, for at most `ANSWER_TOKENS` tokens, in one
+    request; its text becomes the solution, the forcing text and that continuation (tokens and
+    log-probabilities stay the solution's).
     Unchanged when the profile forces nothing or every solution has an answer."""
-    todo = [i for i, g in enumerate(gens) if answer_of_text(g.text) is None]
+    todo = [i for i, g in enumerate(gens) if not (answer_of_text(g.text) or "").strip()]
     if not profile.answer or not todo:
         return list(gens)
     heads = [gens[i].text.rstrip() + profile.answer for i in todo]
