@@ -185,6 +185,17 @@ def test_answer_forcing_reads_an_answer_after_a_looping_solution(method: str) ->
     assert all(r.tree.nodes[1].answer == r.answer for r in results if method == "greedy")
 
 
+@pytest.mark.parametrize("method", ["mctsr", "sr-mcts"])
+def test_answer_forcing_in_the_self_refine_searches_solutions_and_rewrites(method: str) -> None:
+    results = _search(method, Looping(), 2)
+    for r, e in zip(results, EXAMPLES, strict=True):
+        first = r.tree.nodes[1]
+        assert first.info["forced_answer"] and first.answer == e.answer
+        rewrites = [n for n in r.tree.nodes if "critique" in n.info]
+        assert rewrites and all(n.info["forced_answer"] for n in rewrites)  # they loop too
+        assert all(n.answer == e.answer for n in rewrites)
+
+
 def test_no_forcing_when_the_profile_has_none_or_every_solution_answers() -> None:
     policy = Looping()
     quiet = dataclasses.replace(PAPER, answer="")

@@ -34,6 +34,7 @@ from openberry.search.common import (
     TreeBuilder,
     answer_of_text,
     force_answers,
+    forced_info,
     majority,
     mean_logprob,
 )
@@ -156,10 +157,8 @@ class BeamConfig:
             raise SearchError(f"alpha must be in [0, 1], got {self.alpha}")
 
 
-def _solution_node(builder: TreeBuilder, parent: int, gen: Generation, forced: bool = False) -> int:
-    info: dict[str, object] = {"finish_reason": gen.finish_reason}
-    if forced:
-        info["forced_answer"] = True  # its answer came after the profile's answer text
+def _solution_node(builder: TreeBuilder, parent: int, gen: Generation, sampled: Generation) -> int:
+    info = {"finish_reason": gen.finish_reason, **forced_info(gen, sampled)}
     return builder.add_solution(parent, gen, info).id
 
 
@@ -170,12 +169,13 @@ def greedy(problem: Problem, rng: random.Random, config: GreedyConfig) -> Search
     out = yield Generate((prompt,), params)
     gens = yield from force_answers([prompt], out[0], config.prompts)
     builder = TreeBuilder(problem, "greedy")
-    nid = _solution_node(builder, 0, gens[0], gens[0] is not out[0][0])
+    nid = _solution_node(builder, 0, gens[0], out[0][0])
     return builder.freeze(chosen=(0, nid))
 
 
 def _sample(problem: Problem, config: SelfConsistencyConfig | BestOfNConfig) -> SearchGen:
-    """The config's ``samples`` solutions of `problem`, in one call."""
+    """The config's ``samples`` solutions of `problem`, in one call, after answer forcing
+    (`force_answers`), and the solutions as sampled."""
     params = SamplingParams(
         n=config.samples,
         max_new_tokens=config.max_new_tokens,
@@ -185,16 +185,16 @@ def _sample(problem: Problem, config: SelfConsistencyConfig | BestOfNConfig) -> 
     prompt = config.prompts.solve_prompt(problem.question)
     out = yield Generate((prompt,), params)
     gens = yield from force_answers([prompt] * len(out[0]), out[0], config.prompts)
-    return gens, [g is not o for g, o in zip(gens, out[0], strict=True)]
+    return gens, out[0]
 
 
 def self_consistency(
     problem: Problem, rng: random.Random, config: SelfConsistencyConfig
 ) -> SearchGen:
     """k samples, majority vote; the chosen node is the first sample with the winning answer."""
-    gens, forced = yield from _sample(problem, config)
+    gens, sampled = yield from _sample(problem, config)
     builder = TreeBuilder(problem, "self-consistency")
-    ids = [_solution_node(builder, 0, g, f) for g, f in zip(gens, forced, strict=True)]
+    ids = [_solution_node(builder, 0, g, s) for g, s in zip(gens, sampled, strict=True)]
     best, votes = majority([builder[i].answer for i in ids])
     chosen = (0, ids[best]) if best is not None else ()
     return builder.freeze(chosen=chosen, info={"votes": votes})
@@ -202,9 +202,9 @@ def self_consistency(
 
 def best_of_n(problem: Problem, rng: random.Random, config: BestOfNConfig) -> SearchGen:
     """N samples ranked by the scorer; ties go to the earlier sample."""
-    gens, forced = yield from _sample(problem, config)
+    gens, sampled = yield from _sample(problem, config)
     builder = TreeBuilder(problem, "best-of-n")
-    ids = [_solution_node(builder, 0, g, f) for g, f in zip(gens, forced, strict=True)]
+    ids = [_solution_node(builder, 0, g, s) for g, s in zip(gens, sampled, strict=True)]
     scorer = make_scorer(config.scorer, config.scorer_config, config.prompts)
     raw = yield from scorer(problem, [g.text for g in gens], [builder[i].info for i in ids])
     scores = []

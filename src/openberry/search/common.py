@@ -32,6 +32,7 @@ __all__ = [
     "answer_of_text",
     "expandable",
     "force_answers",
+    "forced_info",
     "majority",
     "picks_in_flight",
     "reply_params",
@@ -87,6 +88,12 @@ def force_answers(
     for i, head, cont in zip(todo, heads, out, strict=True):
         forced[i] = replace(gens[i], text=head + cont[0].text)
     return forced
+
+
+def forced_info(solution: Generation, sampled: Generation) -> dict[str, Any]:
+    """Node info of a solution `force_answers` returned for the `sampled` one: marked
+    ``forced_answer`` when its answer came after the profile's answer text."""
+    return {"forced_answer": True} if solution is not sampled else {}
 
 
 def vote_key(answer: str) -> str:
@@ -307,19 +314,19 @@ def rewrite_children(
     that order, the k-th marked with rollout ``first_rollout + k``. A critique of any length is
     used whole; an empty one is recorded as ``info["unparsed_critique"]`` on the child, whose
     rewrite then gets no feedback (the fallback)."""
-    out = yield Generate(
-        tuple(
-            prompts.rewrite_prompt(problem.question, builder[p].text, c.text)
-            for p, c in zip(parents, critiques, strict=True)
-        ),
-        params,
-    )
+    asks = [
+        prompts.rewrite_prompt(problem.question, builder[p].text, c.text)
+        for p, c in zip(parents, critiques, strict=True)
+    ]
+    out = yield Generate(tuple(asks), params)
+    rows = yield from force_answers(asks, [row[0] for row in out], prompts)
     children = []
-    for k, (parent, critique, row) in enumerate(zip(parents, critiques, out, strict=True)):
+    for k, (parent, critique, row) in enumerate(zip(parents, critiques, rows, strict=True)):
         info: dict[str, Any] = {"critique": critique.text.strip(), "rollout": first_rollout + k}
+        info.update(forced_info(row, out[k][0]))
         if read_critique(critique.text) is None:
             info["unparsed_critique"] = True
-        child = builder.add_solution(parent, row[0], info)
+        child = builder.add_solution(parent, row, info)
         child.generated_tokens += critique.num_tokens
         child.prompt_tokens += critique.prompt_tokens
         children.append(child)

@@ -59,6 +59,8 @@ from openberry.search.common import (
     Step,
     TreeBuilder,
     expandable,
+    force_answers,
+    forced_info,
     picks_in_flight,
     reply_params,
     rewrite_children,
@@ -239,8 +241,10 @@ def initial_answers(state: MCTSrState, rng: random.Random) -> Step[None]:
     children of the problem, one reward each."""
     cfg, tree = state.config, state.tree
     sample = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
-    out = yield Generate((cfg.prompts.solve_prompt(state.problem.question),), sample)
-    first = tree.add_solution(0, out[0][0])
+    prompt = cfg.prompts.solve_prompt(state.problem.question)
+    out = yield Generate((prompt,), sample)
+    (solution,) = yield from force_answers([prompt], out[0], cfg.prompts)
+    first = tree.add_solution(0, solution, forced_info(solution, out[0][0]))
     dummy = tree.add(0, rng.choice(DUMMY_ANSWERS), terminal=True, info={"dummy": True})
     state.dummy = dummy.id
     state.answers += [first.id, dummy.id]

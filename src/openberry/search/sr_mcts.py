@@ -66,6 +66,8 @@ from openberry.search.common import (
     Step,
     TreeBuilder,
     expandable,
+    force_answers,
+    forced_info,
     picks_in_flight,
     reply_params,
     rewrite_children,
@@ -260,7 +262,8 @@ def first_solution(state: SRMCTSState) -> Step[MutableNode]:
     """The model's first solution, evaluated; it and the problem count one visit each."""
     prompt = state.config.prompts.solve_prompt(state.problem.question)
     out = yield Generate((prompt,), solution_params(state.config))
-    first = state.tree.add_solution(0, out[0][0])
+    (solution,) = yield from force_answers([prompt], out[0], state.config.prompts)
+    first = state.tree.add_solution(0, solution, forced_info(solution, out[0][0]))
     state.solutions.append(first.id)
     yield from evaluate(state)
     first.visits = 1
