@@ -13,13 +13,15 @@ import pytest
 from openberry.data.arithmetic import load_split
 from openberry.data.arithmetic.solutions import write_solution
 from openberry.formats.chat import ChatPrompt
-from openberry.formats.profiles import PAPER, TINY, RolePrompt
+from openberry.formats.openlongcot import RATING_TOKENS
+from openberry.formats.profiles import PAPER, TINY, ProfileError, RolePrompt, load_profile
+from openberry.formats.prompts import JUDGE_NO, JUDGE_YES
 from openberry.models.base import SamplingParams
 from openberry.search import make_config, make_search, run_search
 from openberry.search.engine import SearchError
 from openberry.search.registry import REGISTRY
 from search.chat_policies import CHATML, ChatExpert, _question
-from search.policies import ArithmeticExpert
+from search.policies import ArithmeticExpert, _steps_ok
 
 EXAMPLES = load_split("test", limit=2)
 PROBLEMS = [e.problem for e in EXAMPLES]
@@ -205,3 +207,69 @@ def test_no_forcing_when_the_profile_has_none_or_every_solution_answers() -> Non
     results = _search("self-consistency", policy, 3)
     assert not any(n.info.get("forced_answer") for r in results for n in r.tree.nodes)
     assert policy.calls["generate"] == 1  # the samples only (both problems in one call)
+
+
+# -- the step-value question ----------------------------------------------------------------------
+
+
+class StepJudge(ChatExpert):
+    """Answers the ``paper`` step-value question: Yes to a right step, No to a wrong one."""
+
+    def prob(self, prompt: str, candidates: Sequence[str]) -> dict[str, float]:
+        assert not set(candidates) & set(RATING_TOKENS.values())  # no rating tokens asked
+        user = prompt.messages[-1][1] if isinstance(prompt, ChatPrompt) else ""
+        if "Is the next step correct?" not in user:
+            return super().prob(prompt, candidates)
+        earlier = user.split("Solution so far:\n", 1)[1].split("\nNext step: ", 1)[0]
+        step = user.split("Next step: ", 1)[1].split("\n", 1)[0]
+        steps = [x for x in earlier.splitlines() if "=" in x] + [step]
+        ok = ("=" not in step and "boxed" not in step) or _steps_ok(steps)  # prose is fine
+        return {JUDGE_YES: 0.9 if ok else 0.1, JUDGE_NO: 0.1 if ok else 0.9}
+
+
+@pytest.mark.parametrize(
+    ("method", "overrides"),
+    [
+        ("best-of-n", {"scorer": "value", "alpha": 1.0}),
+        ("beam", {"alpha": 1.0}),
+        ("step-mcts", {"alpha": 1.0}),
+    ],
+)
+def test_value_searches_rate_steps_with_the_step_value_question(method: str, overrides) -> None:
+    policy = StepJudge()
+    results = _search(method, policy, 4, **overrides)
+    if method == "step-mcts":  # its answer is the most visited: check the ratings it read
+        rated = [n for r in results for n in r.tree.nodes if "step_value" in n.info]
+        slips = [n for n in rated if n.parent == 0 and not _steps_ok([n.text])]
+        assert slips and {n.info["step_value"] for n in slips} == {0.1}
+        assert {n.info["step_value"] for n in rated} == {0.1, 0.9}
+    else:
+        assert [r.answer for r in results] == [e.answer for e in EXAMPLES]
+    asked = [p for p in policy.prompts if isinstance(p, ChatPrompt) and "Next step:" in str(p)]
+    assert asked and all("Is the next step correct?" in p.messages[-1][1] for p in asked)
+    assert any("Solution so far:\n(none)\n" in p.messages[-1][1] for p in asked)
+
+
+def test_step_value_prompt_and_files(tmp_path) -> None:
+    prompt = PAPER.step_value_prompt("Compute 1 + 2 + 3.", ["1 + 2 = 3"], "3 + 3 = 6\n")
+    assert prompt.messages[-1][1] == (
+        "Question: Compute 1 + 2 + 3.\nSolution so far:\n1 + 2 = 3\nNext step: 3 + 3 = 6\n"
+        "Is the next step correct? Answer Yes or No."
+    )
+    with pytest.raises(ProfileError, match="no step_value role"):
+        TINY.step_value_prompt("q", [], "s")
+    import json
+
+    def load(data):
+        path = tmp_path / "p.json"
+        path.write_text(json.dumps(data))
+        return load_profile(path)
+
+    assert load({"base": "paper"}).step_value == PAPER.step_value
+    assert load({"base": "tiny"}).step_value is None
+    own = load({"base": "tiny", "step_value": "{question}|{steps}|{step} ok?"})
+    assert own.step_value_prompt("q", ["a", "b"], "c") == "q|a\nb|c ok?"
+    with pytest.raises(ProfileError, match="never uses"):
+        load({"base": "paper", "step_value": "{question} {steps}"})
+    with pytest.raises(ProfileError, match="unknown placeholder"):
+        load({"base": "paper", "step_value": "{step} {solution}"})

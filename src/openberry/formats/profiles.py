@@ -1,8 +1,8 @@
 """Prompt profiles: the text of every role prompt search sends, chosen by name or read from a file.
 
-A search asks the model to play five roles besides the OpenLongCoT policy and value heads
-(`openberry.formats.openlongcot`, which are formats a model is trained on and are the same in
-every profile):
+A search asks the model to play five roles, and optionally a sixth, besides the OpenLongCoT
+policy and value heads (`openberry.formats.openlongcot`, which are formats a model is trained on
+and are the same in every profile):
 
 ==========  ===================================  ============================================
 role        placeholders                         the model writes
@@ -12,7 +12,11 @@ critique    {question} {solution}                a critique (MCTSr's feedback m)
 rewrite     {question} {solution} {critique}     a corrected solution (MCTSr's rewrite)
 self_eval   {question} {solution}                a score in [-100, 100] (MCTSr's reward)
 judge       {question} {solution_a} {solution_b} Yes or No: is solution A better? (PPRM)
+step_value  {question} {steps} {step}            Yes or No: is the step correct? (optional)
 ==========  ===================================  ============================================
+
+Without ``step_value`` a step's value is the OpenLongCoT value head's; with it (``paper``) it is
+P(Yes) of that question, as RAP's self-evaluation reward (Hao et al. 2023, section 3.2).
 
 A `PromptProfile` holds one `RolePrompt` per role: the template of the user message and of the
 start of the model's reply, and for the short replies (critique, self_eval, judge) their stop
@@ -82,6 +86,7 @@ from openberry.formats.chat import ChatPrompt, plain_chat
 
 __all__ = [
     "AUTO",
+    "OPTIONAL_ROLES",
     "PAPER",
     "PLACEHOLDERS",
     "PROFILES",
@@ -115,8 +120,13 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "rewrite": ("question", "solution", "critique"),
     "self_eval": ("question", "solution"),
     "judge": ("question", "solution_a", "solution_b"),
+    "step_value": ("question", "steps", "step"),
 }
 """The placeholders each role's templates may use."""
+
+OPTIONAL_ROLES: tuple[str, ...] = ("step_value",)
+"""Roles a profile may leave out: without ``step_value`` the step methods rate steps with the
+OpenLongCoT rating tokens (the value head)."""
 
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "solve": ("question",),
@@ -124,6 +134,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "rewrite": ("critique",),
     "self_eval": ("solution",),
     "judge": ("solution_a", "solution_b"),
+    "step_value": ("step",),
 }
 """Placeholders a role must use somewhere (the text it is about)."""
 
@@ -170,6 +181,10 @@ class PromptProfile:
     """Pairwise judge: is {solution_a} better than {solution_b}? (Yes or No)."""
     system: str = ""
     """System message of every chat prompt ("" for none)."""
+    step_value: RolePrompt | None = None
+    """Step value: is {step}, written after {steps}, a correct step of the solution of
+    {question}? (Yes or No; the value is P(Yes) renormalised over Yes and No, as RAP's
+    self-evaluation reward). None: the OpenLongCoT rating tokens after the value prompt."""
     answer: str = ""
     """Answer forcing: text written after a solution that ended without an answer (at the
     token limit, or with none stated), after which the model writes on briefly and greedily,
@@ -188,8 +203,9 @@ class PromptProfile:
         and user messages, the reply as the start of the assistant turn). Solutions lose their
         trailing whitespace and the critique its surrounding whitespace, as the tiny frames
         always did."""
-        r = self.role(role)
-        vals = {k: _tidy(k, v) for k, v in values.items()}
+        return self._render(self.role(role), {k: _tidy(k, v) for k, v in values.items()})
+
+    def _render(self, r: RolePrompt, vals: Mapping[str, str]) -> str:
         user, reply = fill(r.user, vals), fill(r.reply, vals)
         messages = ([("system", self.system)] if self.system else []) + [("user", user)]
         if self.chat:
@@ -211,6 +227,15 @@ class PromptProfile:
     def self_eval_prompt(self, question: str, solution: str) -> str:
         """The self-evaluation prompt of `solution`."""
         return self.render("self_eval", question=question, solution=solution)
+
+    def step_value_prompt(self, question: str, steps: list[str], step: str) -> str:
+        """The step-value prompt of `step` after the earlier `steps` (one per line; "(none)"
+        for the first step). Raises `ProfileError` when the profile has no step-value role."""
+        if self.step_value is None:
+            raise ProfileError(f"profile {self.name!r} has no step_value role")
+        earlier = "\n".join(x.strip() for x in steps) or "(none)"
+        vals = {"question": question, "steps": earlier, "step": step.strip()}
+        return self._render(self.step_value, vals)
 
     def judge_prompt(self, question: str, solution_a: str, solution_b: str) -> str:
         """The judge prompt: is `solution_a` better than `solution_b`?"""
@@ -291,6 +316,10 @@ PAPER = PromptProfile(
         "Problem: {question}\nFirst Answer: {solution_a}\nSecond Answer: {solution_b}\n"
         "Is First Answer better than Second Answer? Answer Yes or No.",
         max_new_tokens=16,
+    ),
+    step_value=RolePrompt(
+        "Question: {question}\nSolution so far:\n{steps}\nNext step: {step}\n"
+        "Is the next step correct? Answer Yes or No."
     ),
     answer="\n\nThe final answer is $\\boxed{",
 )
@@ -395,7 +424,7 @@ def _parse(raw: bytes, suffix: str) -> Any:
         return json.loads(text)
 
 
-_TOP_KEYS = ("name", "base", "chat", "system", "answer", *ROLES)
+_TOP_KEYS = ("name", "base", "chat", "system", "answer", *ROLES, *OPTIONAL_ROLES)
 _ROLE_KEYS = ("user", "reply", "stop", "max_new_tokens")
 
 
@@ -424,6 +453,8 @@ def profile_from_dict(data: Mapping[str, Any], name: str = "custom") -> PromptPr
                 f"role {role!r} is missing (a profile has {', '.join(ROLES)}; or give "
                 f'base = "paper" or "tiny" to take the roles not given from it)'
             )
+    for role in OPTIONAL_ROLES:
+        roles[role] = _role(role, data[role]) if role in data else getattr(parent, role, None)
     chat = data.get("chat", parent.chat if parent else True)
     system = data.get("system", parent.system if parent else "")
     answer = data.get("answer", parent.answer if parent else "")

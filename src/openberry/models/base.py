@@ -62,7 +62,9 @@ def not_one_token(candidate: str, count: int) -> ModelError:
             ": the value head (the `value` scorer, `step_scorer=value` in beam and step-mcts, "
             "meta-mcts) reads the OpenLongCoT rating tokens, which only a model trained on them "
             "(berry-tiny, `berry train value`) has as single tokens. Give such a model as "
-            "--value-model, or rank another way: --set scorer=logprob (best-of-n), "
+            "--value-model, ask the step-value question of a prompt profile that has one "
+            "(--prompts paper: P(Yes) of 'Is the next step correct?'; not meta-mcts), "
+            "or rank another way: --set scorer=logprob (best-of-n), "
             "--set step_scorer=logprob (beam), or a process reward model "
             "(--value-model M --set step_scorer=prm; docs/search.md)"
         )

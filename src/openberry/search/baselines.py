@@ -238,7 +238,7 @@ def _rate_new_steps(
         return
     steps = [node_steps(c.lines, config.step_split) for c in new]
     rewards = yield from newest_step_rewards(
-        problem.question, steps, config.step_scorer, config.scorer_config
+        problem.question, steps, config.step_scorer, config.scorer_config, config.prompts
     )
     for c, r in zip(new, rewards, strict=True):
         builder[c.node].value = r

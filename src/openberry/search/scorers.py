@@ -297,7 +297,11 @@ def path_value(ratings: Sequence[float], conclusion: bool, config: ScorerConfig)
     return aggregate_values(kept, config.value_aggregate)
 
 
-def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
+def value_scores(
+    problem: Problem, solutions: Sequence[str], config: ScorerConfig, prompts: PromptProfile = TINY
+) -> ScoreGen:
+    if prompts.step_value is not None:
+        return (yield from _question_value_scores(problem, solutions, config, prompts))
     if config.value_context == "predicted":
         return (yield from _sequential_value_scores(problem, solutions, config))
     steps = [solution_steps(s, config.step_split) for s in solutions]
@@ -315,6 +319,22 @@ def value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfi
     return [
         aggregate_values(_kept(values[lo:hi], st, config), config.value_aggregate)
         for (lo, hi), st in zip(spans, steps, strict=True)
+    ]
+
+
+def _question_value_scores(
+    problem: Problem, solutions: Sequence[str], config: ScorerConfig, prompts: PromptProfile
+) -> ScoreGen:
+    """`value_scores` with the profile's step-value question: every step of every solution
+    rated after the steps before it (`newest_step_values`), one request for all."""
+    steps = [solution_steps(s, config.step_split) for s in solutions]
+    prefixes = [st[: k + 1] for st in steps for k in range(len(st))]
+    if not prefixes:
+        return [0.0] * len(solutions)
+    values = iter((yield from newest_step_values(problem.question, prefixes, prompts)))
+    return [
+        aggregate_values(_kept([next(values) for _ in st], st, config), config.value_aggregate)
+        for st in steps
     ]
 
 
@@ -605,8 +625,14 @@ def pprm_scores(
     return ebc_scores(p, None, alpha=config.ebc_alpha)
 
 
-def pprm_value_scores(problem: Problem, solutions: Sequence[str], config: ScorerConfig) -> ScoreGen:
-    values = yield from value_scores(problem, solutions, config)
+def pprm_value_scores(
+    problem: Problem,
+    solutions: Sequence[str],
+    config: ScorerConfig,
+    *,
+    prompts: PromptProfile = TINY,
+) -> ScoreGen:
+    values = yield from value_scores(problem, solutions, config, prompts)
     return ebc_scores(value_preferences(values), None, alpha=config.ebc_alpha)
 
 
@@ -674,15 +700,42 @@ def _prm_scorer(scorer: str) -> Callable[[Problem, Sequence[str], ScorerConfig],
     return scores
 
 
+def newest_step_values(
+    question: str, step_lists: Sequence[Sequence[tuple[str, str]]], prompts: PromptProfile = TINY
+) -> Generator[Any, Any, list[float]]:
+    """The value of the last step of each of `step_lists` (non-empty), one request for all:
+    the rating tokens after the OpenLongCoT value prompt (`step_value_prompts`), or, when the
+    `prompts` profile has a ``step_value`` role (chat models, which have no rating tokens),
+    P(Yes) renormalised over Yes and No after that prompt (0.5 when neither has any mass)."""
+    if prompts.step_value is None:
+        texts = tuple(step_value_prompts(question, steps)[-1] for steps in step_lists)
+        cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
+        probs = yield NextTokenProbs(texts, cands, model="value")
+        return [rating_value(p) for p in probs]
+    texts = tuple(
+        prompts.step_value_prompt(question, [t for _, t in steps[:-1]], steps[-1][1])
+        for steps in step_lists
+    )
+    probs = yield NextTokenProbs(texts, (JUDGE_YES, JUDGE_NO), model="value")
+    return [_yes_value(p) for p in probs]
+
+
+def _yes_value(probs: Mapping[str, float]) -> float:
+    verdict = _verdict(probs, 0.0)
+    return 0.5 if verdict is None else verdict
+
+
 def newest_step_rewards(
     question: str,
     step_lists: Sequence[Sequence[tuple[str, str]]],
     scorer: str,
     config: ScorerConfig,
+    prompts: PromptProfile = TINY,
 ) -> Generator[Any, Any, list[float]]:
     """The rating of the last step of each of `step_lists` (``(meta, text)`` steps,
     `node_steps`) by step scorer `scorer` (one of `STEP_SCORERS`), one request for all:
-    ``value``, the value head's rating in the OpenLongCoT chain (`step_value_prompts`); ``prm``
+    ``value``, `newest_step_values` (the value head's rating in the OpenLongCoT chain, or the
+    `prompts` profile's step-value question); ``prm``
     and ``prm-head``, the PRM's reward at the last step's tag (`prm_text`). A causal PRM's
     reward of a step does not depend on the steps after it, so rating the newest step of each
     partial solution rates every step once. A list without steps is rated 0, unasked."""
@@ -692,10 +745,7 @@ def newest_step_rewards(
     if not rated:
         return [0.0] * len(step_lists)
     if scorer == "value":
-        prompts = tuple(step_value_prompts(question, steps)[-1] for steps in rated)
-        cands = (RATING_TOKENS["positive"], RATING_TOKENS["negative"])
-        probs = yield NextTokenProbs(prompts, cands, model="value")
-        values = iter([rating_value(p) for p in probs])
+        values = iter((yield from newest_step_values(question, rated, prompts)))
     else:
         inputs = [(text, ends[-1:]) for text, ends in _prm_inputs(question, rated, config)]
         values = iter([r[0] for r in (yield from _step_rewards(inputs, scorer, config))])

@@ -245,7 +245,7 @@ def evaluate(state: SRMCTSState, new: int = 1) -> Step[list[float]]:
         state.judged.update(got)
     else:
         scores = yield from value_scores(
-            state.problem, [texts[k] for k in fresh], cfg.scorer_config
+            state.problem, [texts[k] for k in fresh], cfg.scorer_config, cfg.prompts
         )
         for k, v in zip(fresh, scores, strict=True):
             state.values[k] = v

@@ -360,7 +360,7 @@ def evaluate(state: StepMCTSState, ids: Sequence[int]) -> Step[list[float]]:
     steps = [node_steps(lines_of(state, i), cfg.step_split) for i in rated]
     if steps:
         ratings = yield from newest_step_rewards(
-            state.problem.question, steps, cfg.step_scorer, cfg.scorer_config
+            state.problem.question, steps, cfg.step_scorer, cfg.scorer_config, cfg.prompts
         )
         for i, r in zip(rated, ratings, strict=True):
             tree[i].info["step_value"] = r
