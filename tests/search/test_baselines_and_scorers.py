@@ -68,6 +68,13 @@ def test_answer_of_text_needs_a_stated_answer() -> None:
     assert answer_of_text("The answer is \\boxed{15}.") == "15"
 
 
+def test_an_echoed_empty_box_is_no_answer() -> None:
+    # SmolLM2 echoed the solve instruction ("within \boxed{}"): an empty answer, which step
+    # search took as a terminal and the vote counted, where evaluation reads no answer.
+    assert answer_of_text("The answer is within \\boxed{}. 1 + 1 =") is None
+    assert answer_of_text("so \\boxed{ }") is None
+
+
 def test_solution_steps_and_value_prompts_are_openlongcot() -> None:
     steps = solution_steps("29 + 25 = 54\n\n54 + 15 = 69\nThe answer is \\boxed{69}.")
     assert [m for m, _ in steps] == ["expansion", "expansion", "conclusion"]

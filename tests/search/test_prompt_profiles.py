@@ -198,6 +198,22 @@ def test_answer_forcing_in_the_self_refine_searches_solutions_and_rewrites(metho
         assert all(n.answer == e.answer for n in rewrites)
 
 
+@pytest.mark.parametrize(
+    ("method", "overrides"), [("beam", {"max_steps": 3}), ("step-mcts", {"max_depth": 3})]
+)
+def test_answer_forcing_at_the_end_of_a_step_search(method: str, overrides) -> None:
+    policy = Looping()
+    results = _search(method, policy, 2, **overrides)
+    assert [r.answer for r in results] == [e.answer for e in EXAMPLES]
+    for r in results:
+        last = r.tree.nodes[r.tree.chosen[-1]]
+        assert last.info["forced_answer"] and last.meta_action == "conclusion"
+        assert last.text.startswith(PAPER.answer.strip())
+    quiet = dataclasses.replace(PAPER, answer="")
+    search = make_search(method, 2, overrides, prompts=quiet)
+    assert all(r.answer is None for r in run_search(search, PROBLEMS, Looping()))
+
+
 def test_no_forcing_when_the_profile_has_none_or_every_solution_answers() -> None:
     policy = Looping()
     quiet = dataclasses.replace(PAPER, answer="")

@@ -62,7 +62,8 @@ A profile file (TOML or JSON) has the same shape (docs/prompts.md)::
 without an answer (a loop cut at the token limit, an instruction echoed) gets this text written
 after it, the model writes up to `ANSWER_TOKENS` more tokens greedily, and the answer in them
 counts. ``paper`` forces "The final answer is $\\boxed{"; ``tiny`` forces nothing (berry-tiny
-states its answers). The sampling methods and the self-refine searches (MCTSr, SR-MCTS) use it.
+states its answers). The sampling methods, the self-refine searches (MCTSr, SR-MCTS) and, at
+their end, the step searches (beam, step-mcts) use it.
 
 A role may also be a string (its user template). Placeholders are ``{name}``; ``{{`` and ``}}``
 write literal braces; any other ``{word}`` is an error, so is a missing role (without ``base``)

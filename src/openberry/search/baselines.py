@@ -34,6 +34,7 @@ from openberry.search.common import (
     TreeBuilder,
     answer_of_text,
     force_answers,
+    force_step_answer,
     forced_info,
     majority,
     mean_logprob,
@@ -315,5 +316,10 @@ def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
         beams = _keep_best(candidates, config.width)
     finished = [b for b in beams if b.done] or beams
     best = max(finished, key=lambda b: (b.score, -b.node))
-    chosen = builder.path(best.node) if best.node != 0 else []
+    end = best.node
+    if best.node == 0 or builder[best.node].answer is None:
+        prompt = base + join_steps(best.lines, config.step_split)
+        forced = yield from force_step_answer(builder, best.node, prompt, config.prompts)
+        end = forced.id if forced is not None else end
+    chosen = builder.path(end) if end != 0 else []
     return builder.freeze(chosen=chosen, info={"step_scorer": config.step_scorer})

@@ -32,6 +32,7 @@ __all__ = [
     "answer_of_text",
     "expandable",
     "force_answers",
+    "force_step_answer",
     "forced_info",
     "majority",
     "picks_in_flight",
@@ -64,21 +65,22 @@ def answer_of_text(text: str) -> str | None:
     r"""The final answer a solution states (``\boxed{}``, ``####`` or "the answer is"), else None.
 
     No last-number fallback: a solution that states no answer has none (a step such as
-    ``12 + 3 = 15`` must not count as answering 15).
+    ``12 + 3 = 15`` must not count as answering 15), nor does one that states an empty answer
+    (an instruction echoed: ``within \\boxed{}``).
     """
-    return extract_answer(text, fallback="none")
+    answer = extract_answer(text, fallback="none")
+    return answer if answer is not None and answer.strip() else None
 
 
 def force_answers(
     prompts: Sequence[Any], gens: Sequence[Generation], profile: PromptProfile
 ) -> Step[list[Generation]]:
     """`gens` (solutions of `prompts`, one each) with answer forcing (`PromptProfile.answer`):
-    each solution that states no answer (or an empty one: an echoed ``\\boxed{}``) is continued
-    after the profile's ``answer`` text, greedily, for at most `ANSWER_TOKENS` tokens, in one
-    request; its text becomes the solution, the forcing text and that continuation (tokens and
-    log-probabilities stay the solution's).
-    Unchanged when the profile forces nothing or every solution has an answer."""
-    todo = [i for i, g in enumerate(gens) if not (answer_of_text(g.text) or "").strip()]
+    each solution that states no answer (`answer_of_text`) is continued after the profile's
+    ``answer`` text, greedily, for at most `ANSWER_TOKENS` tokens, in one request; its text
+    becomes the solution, the forcing text and that continuation (tokens and log-probabilities
+    stay the solution's). Unchanged when the profile forces nothing or every solution answers."""
+    todo = [i for i, g in enumerate(gens) if answer_of_text(g.text) is None]
     if not profile.answer or not todo:
         return list(gens)
     heads = [gens[i].text.rstrip() + profile.answer for i in todo]
@@ -88,6 +90,22 @@ def force_answers(
     for i, head, cont in zip(todo, heads, out, strict=True):
         forced[i] = replace(gens[i], text=head + cont[0].text)
     return forced
+
+
+def force_step_answer(
+    builder: TreeBuilder, parent: int, prompt: Any, profile: PromptProfile
+) -> Step[MutableNode | None]:
+    """Answer forcing for the step methods: when a search ends on node `parent` without an
+    answer, its path (already in `prompt`, the solve prompt and the path's steps) is continued
+    after the profile's ``answer`` text (`force_answers`); the forced text becomes a conclusion
+    child of `parent` marked ``forced_answer``. None when the profile forces nothing."""
+    if not profile.answer:
+        return None
+    (gen,) = yield from force_answers([prompt], [Generation(text="")], profile)
+    node = builder.add(parent, gen.text.strip(), meta_action="conclusion", terminal=True)
+    node.info["forced_answer"] = True
+    node.answer = answer_of_text(gen.text)
+    return node
 
 
 def forced_info(solution: Generation, sampled: Generation) -> dict[str, Any]:

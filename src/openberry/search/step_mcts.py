@@ -83,6 +83,7 @@ from openberry.search.common import (
     Step,
     TreeBuilder,
     answer_of_text,
+    force_step_answer,
     mean_logprob,
     softmax,
     strip_tags,
@@ -457,7 +458,7 @@ def finish_greedily(state: StepMCTSState) -> Step[MutableNode | None]:
         if node.answer is not None:
             node.meta_action, node.terminal = "conclusion", True
             return node
-    return None
+    return (yield from force_step_answer(tree, node.id, step_prompt(state, node.id), cfg.prompts))
 
 
 def choose(state: StepMCTSState) -> Step[MutableNode | None]:
