@@ -6,7 +6,7 @@ import pytest
 
 from models.tiny import tiny_llama, tiny_tokenizer
 from openberry.models import SamplingParams
-from openberry.models.hf.prefix import PrefixCache, prefix_groups
+from openberry.models.hf.prefix import PrefixCache, prefix_groups, token_passes
 
 PREFIX = "Problem: find x such that 3*x + 5 = 20. Step 1: subtract 5 from both sides. "
 SIBLINGS = [
@@ -103,5 +103,42 @@ def test_next_token_probs_equal_with_and_without_sharing(policies, monkeypatch) 
     assert calls, "the shared prefix path was not taken"
     for g, w in zip(got, want, strict=True):
         assert g.keys() == w.keys()
+        for c in cands:
+            assert g[c] == pytest.approx(w[c], abs=1e-5)
+
+
+def test_token_passes_stay_within_the_budget() -> None:
+    lengths = [5, 40, 10, 10, 30, 100]
+    passes = token_passes(lengths, 60)
+    assert sorted(i for p in passes for i in p) == list(range(len(lengths)))
+    assert passes == [[0, 2, 3], [4], [1], [5]]  # 3 x 10, 1 x 30 (2 x 40 > 60), 1 x 40, 1 x 100
+    assert all(len(p) == 1 or len(p) * max(lengths[i] for i in p) <= 60 for p in passes)
+    assert token_passes([], 10) == []
+
+
+def test_prefixes_stored_ahead_in_small_passes_give_the_same_probs(policies, monkeypatch) -> None:
+    """A call with many shared prefixes (thousands of step-value prompts) stores them in passes
+    of at most PASS_TOKENS padded tokens, not in one pass that holds them all at once: the
+    probabilities do not change."""
+    import openberry.models.hf.prefix as prefix_module
+
+    shared, plain = policies
+    cands = [shared.tokenizer.decode([i]) for i in (5, 6, 7)]
+    cands = [c for c in cands if len(shared.tokenizer.encode(c, add_special_tokens=False)) == 1]
+    passes = []
+    real = PrefixCache._prefill_stored
+    monkeypatch.setattr(prefix_module, "PASS_TOKENS", 40)
+    monkeypatch.setattr(
+        PrefixCache,
+        "_prefill_stored",
+        lambda self, rows, *a: passes.append(rows) or real(self, rows, *a),
+    )
+    shared.reset_prefix_cache()
+    prompts = [f"case {k}: {PREFIX}" + "more words " * k + end for k in range(6) for end in "ab"]
+    got = shared.next_token_probs(prompts, cands)
+    ahead = passes[:-1]  # the last pass is the call's own rows
+    want = plain.next_token_probs(prompts, cands)
+    assert len(ahead) >= 2 and all(len(p) == 1 or len(p) * max(map(len, p)) <= 40 for p in ahead)
+    for g, w in zip(got, want, strict=True):
         for c in cands:
             assert g[c] == pytest.approx(w[c], abs=1e-5)

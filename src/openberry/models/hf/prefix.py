@@ -28,7 +28,30 @@ from openberry.models.base import DEFAULT_PREFIX_CACHE_MB, ModelError
 if TYPE_CHECKING:
     from openberry.models.hf.runtime import HFRuntime
 
-__all__ = ["DEFAULT_PREFIX_CACHE_MB", "PREPASS_TOKENS", "PrefixCache", "prefix_groups"]
+__all__ = [
+    "DEFAULT_PREFIX_CACHE_MB",
+    "PASS_TOKENS",
+    "PREPASS_TOKENS",
+    "PrefixCache",
+    "prefix_groups",
+    "token_passes",
+]
+
+
+PASS_TOKENS = 16384
+"""Most padded tokens (rows x longest row) of one pass that stores prefixes ahead of a call."""
+
+
+def token_passes(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indices of `lengths`, shortest first, in passes whose rows x longest row stays within
+    `budget` (a row longer than the budget has a pass of its own)."""
+    passes: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda k: lengths[k]):
+        if passes and (len(passes[-1]) + 1) * lengths[i] <= budget:
+            passes[-1].append(i)  # sorted: row i is the pass's longest
+        else:
+            passes.append([i])
+    return passes
 
 
 PREPASS_TOKENS = 256
@@ -189,7 +212,14 @@ class PrefixCache:
             prefix = rows[members[0]][:length]
             if length - store.matched(prefix, length) >= self.min_shared_prefix:
                 todo.append(prefix)
-        if todo:
+        self._store_in_passes(todo, store)
+
+    def _store_in_passes(self, prefixes: list[list[int]], store: Any) -> None:
+        """Run `prefixes` and add them to the store, in passes of at most `PASS_TOKENS` padded
+        tokens (`token_passes`): one pass over every prefix of a large call (thousands of value
+        prompts) would hold all their activations and keys at once."""
+        for chunk in token_passes([len(p) for p in prefixes], PASS_TOKENS):
+            todo = [prefixes[i] for i in chunk]
             *_, row_kv = self._prefill_stored(todo, store, 0)
             for b, prefix in enumerate(todo):
                 store.add(prefix, row_kv(b))
@@ -216,10 +246,7 @@ class PrefixCache:
             if cost < best_cost:
                 best, best_cost = k, cost
         if best:
-            todo = [rows[i][:-1] for _, i in rests[:best]]
-            *_, row_kv = self._prefill_stored(todo, store, 0)
-            for b, prefix in enumerate(todo):
-                store.add(prefix, row_kv(b))
+            self._store_in_passes([rows[i][:-1] for _, i in rests[:best]], store)
 
     def _prefill_stored(
         self, rows: list[list[int]], store: Any, reserve: int
