@@ -30,12 +30,12 @@ from openberry.models.base import SamplingParams
 from openberry.records import Generation, Problem
 from openberry.search.common import (
     PROMPTS_METADATA,
+    Answered,
     Step,
     TreeBuilder,
     answer_of_text,
-    force_answers,
     force_step_answer,
-    forced_info,
+    generate_solutions,
     majority,
     mean_logprob,
 )
@@ -158,44 +158,43 @@ class BeamConfig:
             raise SearchError(f"alpha must be in [0, 1], got {self.alpha}")
 
 
-def _solution_node(builder: TreeBuilder, parent: int, gen: Generation, sampled: Generation) -> int:
-    info = {"finish_reason": gen.finish_reason, **forced_info(gen, sampled)}
-    return builder.add_solution(parent, gen, info).id
+def _solution_node(builder: TreeBuilder, parent: int, solution: Answered) -> int:
+    gen, forced = solution
+    return builder.add_solution(parent, gen, {"finish_reason": gen.finish_reason, **forced}).id
 
 
 def greedy(problem: Problem, rng: random.Random, config: GreedyConfig) -> SearchGen:
     """One greedy solution."""
     params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=0.0)
     prompt = config.prompts.solve_prompt(problem.question)
-    out = yield Generate((prompt,), params)
-    gens = yield from force_answers([prompt], out[0], config.prompts)
+    ((solution,),) = yield from generate_solutions([prompt], params, config.prompts)
     builder = TreeBuilder(problem, "greedy")
-    nid = _solution_node(builder, 0, gens[0], out[0][0])
+    nid = _solution_node(builder, 0, solution)
     return builder.freeze(chosen=(0, nid))
 
 
 def _sample(problem: Problem, config: SelfConsistencyConfig | BestOfNConfig) -> SearchGen:
     """The config's ``samples`` solutions of `problem`, in one call, after answer forcing
-    (`force_answers`), and the solutions as sampled."""
+    (`generate_solutions`)."""
     params = SamplingParams(
         n=config.samples,
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
         top_p=config.top_p,
     )
-    prompt = config.prompts.solve_prompt(problem.question)
-    out = yield Generate((prompt,), params)
-    gens = yield from force_answers([prompt] * len(out[0]), out[0], config.prompts)
-    return gens, out[0]
+    (row,) = yield from generate_solutions(
+        [config.prompts.solve_prompt(problem.question)], params, config.prompts
+    )
+    return row
 
 
 def self_consistency(
     problem: Problem, rng: random.Random, config: SelfConsistencyConfig
 ) -> SearchGen:
     """k samples, majority vote; the chosen node is the first sample with the winning answer."""
-    gens, sampled = yield from _sample(problem, config)
+    solutions = yield from _sample(problem, config)
     builder = TreeBuilder(problem, "self-consistency")
-    ids = [_solution_node(builder, 0, g, s) for g, s in zip(gens, sampled, strict=True)]
+    ids = [_solution_node(builder, 0, s) for s in solutions]
     best, votes = majority([builder[i].answer for i in ids])
     chosen = (0, ids[best]) if best is not None else ()
     return builder.freeze(chosen=chosen, info={"votes": votes})
@@ -203,9 +202,10 @@ def self_consistency(
 
 def best_of_n(problem: Problem, rng: random.Random, config: BestOfNConfig) -> SearchGen:
     """N samples ranked by the scorer; ties go to the earlier sample."""
-    gens, sampled = yield from _sample(problem, config)
+    solutions = yield from _sample(problem, config)
+    gens = [g for g, _ in solutions]
     builder = TreeBuilder(problem, "best-of-n")
-    ids = [_solution_node(builder, 0, g, s) for g, s in zip(gens, sampled, strict=True)]
+    ids = [_solution_node(builder, 0, s) for s in solutions]
     scorer = make_scorer(config.scorer, config.scorer_config, config.prompts)
     raw = yield from scorer(problem, [g.text for g in gens], [builder[i].info for i in ids])
     scores = []
@@ -317,7 +317,7 @@ def beam(problem: Problem, rng: random.Random, config: BeamConfig) -> SearchGen:
     finished = [b for b in beams if b.done] or beams
     best = max(finished, key=lambda b: (b.score, -b.node))
     end = best.node
-    if best.node == 0 or builder[best.node].answer is None:
+    if builder[best.node].answer is None:
         prompt = base + join_steps(best.lines, config.step_split)
         forced = yield from force_step_answer(builder, best.node, prompt, config.prompts)
         end = forced.id if forced is not None else end

@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any, TypeVar
 
 from openberry.formats.openlongcot import SPECIAL_TOKENS
@@ -33,7 +34,7 @@ __all__ = [
     "expandable",
     "force_answers",
     "force_step_answer",
-    "forced_info",
+    "generate_solutions",
     "majority",
     "picks_in_flight",
     "reply_params",
@@ -108,10 +109,26 @@ def force_step_answer(
     return node
 
 
-def forced_info(solution: Generation, sampled: Generation) -> dict[str, Any]:
-    """Node info of a solution `force_answers` returned for the `sampled` one: marked
-    ``forced_answer`` when its answer came after the profile's answer text."""
-    return {"forced_answer": True} if solution is not sampled else {}
+Answered = tuple[Generation, dict[str, Any]]
+"""A solution after answer forcing and its node info (``forced_answer`` when forced)."""
+
+
+def generate_solutions(
+    prompts: Sequence[Any], params: SamplingParams, profile: PromptProfile
+) -> Step[list[list[Answered]]]:
+    """``params.n`` solutions of each of `prompts` in one request, then answer forcing
+    (`force_answers`) of those that state no answer in one more: per prompt, each solution
+    with its node info."""
+    out = yield Generate(tuple(prompts), params)
+    sampled = [g for row in out for g in row]
+    row_prompts = [p for p, row in zip(prompts, out, strict=True) for _ in row]
+    forced = iter(
+        zip((yield from force_answers(row_prompts, sampled, profile)), sampled, strict=True)
+    )
+    return [
+        [(f, {"forced_answer": True} if f is not s else {}) for f, s in islice(forced, len(row))]
+        for row in out
+    ]
 
 
 def vote_key(answer: str) -> str:
@@ -336,15 +353,14 @@ def rewrite_children(
         prompts.rewrite_prompt(problem.question, builder[p].text, c.text)
         for p, c in zip(parents, critiques, strict=True)
     ]
-    out = yield Generate(tuple(asks), params)
-    rows = yield from force_answers(asks, [row[0] for row in out], prompts)
+    rows = yield from generate_solutions(asks, params, prompts)
     children = []
     for k, (parent, critique, row) in enumerate(zip(parents, critiques, rows, strict=True)):
-        info: dict[str, Any] = {"critique": critique.text.strip(), "rollout": first_rollout + k}
-        info.update(forced_info(row, out[k][0]))
+        (rewrite, forced), critique_text = row[0], critique.text.strip()
+        info: dict[str, Any] = {"critique": critique_text, "rollout": first_rollout + k, **forced}
         if read_critique(critique.text) is None:
             info["unparsed_critique"] = True
-        child = builder.add_solution(parent, row, info)
+        child = builder.add_solution(parent, rewrite, info)
         child.generated_tokens += critique.num_tokens
         child.prompt_tokens += critique.prompt_tokens
         children.append(child)

@@ -59,8 +59,7 @@ from openberry.search.common import (
     Step,
     TreeBuilder,
     expandable,
-    force_answers,
-    forced_info,
+    generate_solutions,
     picks_in_flight,
     reply_params,
     rewrite_children,
@@ -242,9 +241,8 @@ def initial_answers(state: MCTSrState, rng: random.Random) -> Step[None]:
     cfg, tree = state.config, state.tree
     sample = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
     prompt = cfg.prompts.solve_prompt(state.problem.question)
-    out = yield Generate((prompt,), sample)
-    (solution,) = yield from force_answers([prompt], out[0], cfg.prompts)
-    first = tree.add_solution(0, solution, forced_info(solution, out[0][0]))
+    (((solution, forced),),) = yield from generate_solutions([prompt], sample, cfg.prompts)
+    first = tree.add_solution(0, solution, forced)
     dummy = tree.add(0, rng.choice(DUMMY_ANSWERS), terminal=True, info={"dummy": True})
     state.dummy = dummy.id
     state.answers += [first.id, dummy.id]

@@ -134,7 +134,8 @@ class ScorerConfig:
     can rank right solutions below wrong ones, while the other steps' ratings rank them better."""
     value_context: Literal["positive", "predicted"] = "positive"
     """Ratings written after earlier steps when rating a step: all ``positive`` (one round), or
-    the model's own ``predicted`` ratings (one round per step)."""
+    the model's own ``predicted`` ratings (one round per step). The OpenLongCoT value head's
+    only: a profile's step-value question shows the earlier steps without ratings."""
     self_eval_samples: int = 3
     """Reward samples per solution for ``self-eval``."""
     self_eval_temperature: float = 0.95

@@ -66,8 +66,7 @@ from openberry.search.common import (
     Step,
     TreeBuilder,
     expandable,
-    force_answers,
-    forced_info,
+    generate_solutions,
     picks_in_flight,
     reply_params,
     rewrite_children,
@@ -261,9 +260,9 @@ def evaluate(state: SRMCTSState, new: int = 1) -> Step[list[float]]:
 def first_solution(state: SRMCTSState) -> Step[MutableNode]:
     """The model's first solution, evaluated; it and the problem count one visit each."""
     prompt = state.config.prompts.solve_prompt(state.problem.question)
-    out = yield Generate((prompt,), solution_params(state.config))
-    (solution,) = yield from force_answers([prompt], out[0], state.config.prompts)
-    first = state.tree.add_solution(0, solution, forced_info(solution, out[0][0]))
+    params, profile = solution_params(state.config), state.config.prompts
+    (((solution, forced),),) = yield from generate_solutions([prompt], params, profile)
+    first = state.tree.add_solution(0, solution, forced)
     state.solutions.append(first.id)
     yield from evaluate(state)
     first.visits = 1
