@@ -109,6 +109,29 @@ def test_collator_masks_prompt_and_padding(tmp_path) -> None:
         assert int((labels[i] != -100).sum()) == len(completion) + 1  # char tokenizer
 
 
+def test_ignore_spans_take_their_tokens_out_of_the_loss(tmp_path) -> None:
+    tok = tiny_tokenizer()
+    prompt, completion = "Q: 1+2=?\n", "1+2=4\nWrong.\n1+2=3\n"
+    rows = [{"prompt": prompt, "completion": completion, "ignore_spans": [[0, 6]]}]
+    ds = build_dataset(
+        load_rows([_write(tmp_path / "s.jsonl", rows)]), tok, max_length=64, packing=True,
+        keep_remainder=False,
+    )  # fmt: skip
+    assert ds.loss_tokens == len(completion) + 1 - 6  # char tokenizer: one token a character
+    batch = SFTCollator(tok.pad_token_id)([ds[0]])
+    p = len(tok.encode(prompt))
+    kept = [int(t) for t in batch["labels"][0, p:] if t != -100]
+    assert tok.decode(kept[:-1]) == "Wrong.\n1+2=3\n" and kept[-1] == tok.eos_token_id
+    assert (batch["labels"][0, p : p + 6] == -100).all()
+
+
+@pytest.mark.parametrize("spans", [[[0, 99]], [[3, 3]], [[0]], "0-6", [[0.5, 2]], [[True, 2]]])
+def test_bad_ignore_spans_are_refused(tmp_path, spans) -> None:
+    row = {"prompt": "Q: ", "completion": "abcdef", "ignore_spans": spans}
+    with pytest.raises(SFTError, match="ignore_spans"):
+        load_rows([_write(tmp_path / "b.jsonl", [row])])
+
+
 def test_packing_fills_blocks_exactly(tmp_path) -> None:
     tok = tiny_tokenizer()
     texts = [f"doc {i}: " + "ab" * (i % 7) for i in range(40)]

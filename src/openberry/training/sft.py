@@ -8,7 +8,10 @@ What is implemented (`train_sft`, driven by one flat `SFTConfig`):
 - Data: local ``.jsonl``/``.json``/``.parquet`` files, or Hugging Face dataset ids (``ID`` or
   ``ID:SPLIT``, default split ``train``; refused with a clear error when the hub is offline). A row
   with a ``prompt``/``completion`` pair (field names configurable) is a *pair*: the loss is taken
-  on the completion tokens and the EOS that follows them only. Otherwise a row with a ``text``
+  on the completion tokens and the EOS that follows them only; a pair may also carry
+  ``ignore_spans``, ``[[start, end], ...]`` character spans of its completion whose tokens carry
+  no loss (a token is left out when its first character lies in a span; for example the wrong
+  steps of a journey, `openberry.training.extract`). Otherwise a row with a ``text``
   field is a *document*: the loss is taken on all its tokens and its EOS. Files may mix both. A
   row with neither raises an error naming the file and line.
 - Tokenisation, once, up front. A document is ``tokenizer(text)`` (the tokenizer's own special
@@ -73,6 +76,7 @@ from openberry.errors import BerryError
 from openberry.fileio import write_text_atomic
 
 __all__ = [
+    "IGNORE_SPANS_FIELD",
     "RECIPES",
     "REQUIRED_FIELDS",
     "Row",
@@ -128,6 +132,9 @@ DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 METRICS_FILE = "metrics.jsonl"
 FINAL_DIR = "final"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+IGNORE_SPANS_FIELD = "ignore_spans"
+"""Field of a pair row: character spans ``[[start, end], ...]`` of the completion left out of
+the loss."""
 GENERATED_PREFIX = "arithmetic:"
 """Data sources ``arithmetic:KIND[:LIMIT[:SEED]]`` are generated on the fly (`corpus_rows`)."""
 _LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".pq")
@@ -338,6 +345,8 @@ class Row:
     text: str | None = None
     prompt: str | None = None
     completion: str | None = None
+    ignore_spans: tuple[tuple[int, int], ...] = ()
+    """Character spans ``[start, end)`` of the completion whose tokens carry no loss."""
 
 
 def load_rows(
@@ -434,7 +443,8 @@ def _classify(raw: Any, where: str, text_f: str, prompt_f: str, completion_f: st
     if prompt is not None and completion is not None:
         if not isinstance(prompt, str) or not isinstance(completion, str):
             raise SFTError(f"{where}: {prompt_f!r} and {completion_f!r} must be strings")
-        return Row(where, prompt=prompt, completion=completion)
+        spans = _ignore_spans(raw.get(IGNORE_SPANS_FIELD, ()), len(completion), where)
+        return Row(where, prompt=prompt, completion=completion, ignore_spans=spans)
     text = raw.get(text_f)
     if text is not None:
         if not isinstance(text, str):
@@ -445,6 +455,27 @@ def _classify(raw: Any, where: str, text_f: str, prompt_f: str, completion_f: st
         f"{completion_f!r} (fields: {', '.join(sorted(raw)) or 'none'}); set --text-field or "
         "--prompt-field/--completion-field"
     )
+
+
+def _ignore_spans(raw: Any, length: int, where: str) -> tuple[tuple[int, int], ...]:
+    """The row's ``ignore_spans`` as sorted (start, end) pairs inside the completion."""
+    bad = SFTError(f"{where}: {IGNORE_SPANS_FIELD!r} must be a list of [start, end] integer pairs")
+    if not isinstance(raw, list | tuple):
+        raise bad
+    spans = []
+    for pair in raw:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise bad
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in pair):
+            raise bad
+        a, b = pair
+        if not 0 <= a < b <= length:
+            raise SFTError(
+                f"{where}: {IGNORE_SPANS_FIELD!r} span [{a}, {b}] is not inside the "
+                f"completion ({length} characters)"
+            )
+        spans.append((a, b))
+    return tuple(sorted(spans))
 
 
 def split_rows(rows: Sequence[Row], fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
@@ -469,21 +500,32 @@ def split_rows(rows: Sequence[Row], fraction: float, seed: int) -> tuple[list[Ro
 class TokenDataset:
     """Tokenised sequences, each with the count of leading tokens that carry no loss.
 
-    Items are ``{"input_ids": 1-D int array, "prompt_length": int}``. `grouped` is True when the
-    sequences have varying lengths (pairs, unpacked documents), so training batches are grouped by
-    length.
+    Items are ``{"input_ids": 1-D int array, "prompt_length": int}``, plus ``"ignore"`` (token
+    ranges ``(start, end)`` past the prompt that carry no loss either) where a row has any.
+    `grouped` is True when the sequences have varying lengths (pairs, unpacked documents), so
+    training batches are grouped by length.
     """
 
-    def __init__(self, sequences: list[Any], prompt_lengths: list[int], grouped: bool) -> None:
+    def __init__(
+        self,
+        sequences: list[Any],
+        prompt_lengths: list[int],
+        grouped: bool,
+        ignored: list[tuple[tuple[int, int], ...]] | None = None,
+    ) -> None:
         self.sequences = sequences
         self.prompt_lengths = prompt_lengths
         self.grouped = grouped
+        self.ignored = ignored or [()] * len(sequences)
 
     def __len__(self) -> int:
         return len(self.sequences)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"input_ids": self.sequences[index], "prompt_length": self.prompt_lengths[index]}
+        item = {"input_ids": self.sequences[index], "prompt_length": self.prompt_lengths[index]}
+        if self.ignored[index]:
+            item["ignore"] = self.ignored[index]
+        return item
 
     @property
     def lengths(self) -> list[int]:
@@ -493,14 +535,18 @@ class TokenDataset:
     @property
     def loss_tokens(self) -> int:
         """Tokens that carry loss, summed over the dataset."""
-        return sum(len(s) - p for s, p in zip(self.sequences, self.prompt_lengths, strict=True))
+        ignored = sum(b - a for spans in self.ignored for a, b in spans)
+        return sum(len(s) - p for s, p in zip(self.sequences, self.prompt_lengths, strict=True)) - (
+            ignored
+        )
 
 
 class SFTCollator:
     """Right-pads a list of `TokenDataset` items into a batch.
 
     Returns ``input_ids`` (padded with `pad_token_id`), ``attention_mask`` (0 on padding) and
-    ``labels`` (the input ids, with -100 on the prompt and on padding).
+    ``labels`` (the input ids, with -100 on the prompt, on an item's ``ignore`` ranges and on
+    padding).
     """
 
     def __init__(self, pad_token_id: int) -> None:
@@ -520,6 +566,8 @@ class SFTCollator:
             mask[i, :n] = 1
             start = int(f.get("prompt_length", 0))
             labels[i, start:n] = row[start:]
+            for a, b in f.get("ignore", ()):
+                labels[i, a:b] = -100
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -550,19 +598,27 @@ def _pack_documents(
 
 
 def _pair_sequences(
-    tokenizer: Any, pairs: Sequence[tuple[Any, Any]], eos: int, max_length: int, label: str
-) -> tuple[list[Any], list[int], int, int]:
-    """Each pair as prompt + completion + EOS, cut to `max_length`, with its prompt length.
+    tokenizer: Any,
+    pairs: Sequence[tuple[Any, Any]],
+    spans: Sequence[tuple[tuple[int, int], ...]],
+    eos: int,
+    max_length: int,
+    label: str,
+) -> tuple[list[Any], list[int], list[tuple[tuple[int, int], ...]], int, int]:
+    """Each pair as prompt + completion + EOS, cut to `max_length`, with its prompt length and
+    the token ranges of its ``ignore_spans``.
 
-    Returns (sequences, prompt lengths, how many were truncated, how many were dropped because
-    the prompt alone fills `max_length`).
+    Returns (sequences, prompt lengths, ignored token ranges, how many were truncated, how many
+    were dropped because the prompt alone fills `max_length`).
     """
     import numpy as np
 
     sequences: list[Any] = []
     prompt_lengths: list[int] = []
+    ignored: list[tuple[tuple[int, int], ...]] = []
     truncated = dropped = 0
-    for prompt_ids, completion_ids in _encode_pairs(tokenizer, pairs, label):
+    encoded = _encode_pairs(tokenizer, pairs, label)
+    for (prompt_ids, completion_ids), pair, row_spans in zip(encoded, pairs, spans, strict=True):
         ids = prompt_ids + completion_ids + [eos]
         if len(prompt_ids) >= max_length:
             dropped += 1
@@ -570,7 +626,40 @@ def _pair_sequences(
         truncated += len(ids) > max_length
         sequences.append(np.asarray(ids[:max_length], dtype=np.int64))
         prompt_lengths.append(len(prompt_ids))
-    return sequences, prompt_lengths, truncated, dropped
+        ranges = _span_tokens(tokenizer, pair, prompt_ids, completion_ids, row_spans)
+        ignored.append(tuple((a, min(b, max_length)) for a, b in ranges if a < max_length))
+    return sequences, prompt_lengths, ignored, truncated, dropped
+
+
+def _span_tokens(
+    tokenizer: Any,
+    pair: tuple[str, str],
+    prompt_ids: list[int],
+    completion_ids: list[int],
+    spans: tuple[tuple[int, int], ...],
+) -> list[tuple[int, int]]:
+    """Token ranges (positions in prompt + completion) of the completion tokens whose first
+    character lies in one of `spans` (character spans of the completion)."""
+    if not spans:
+        return []
+    if not getattr(tokenizer, "is_fast", False):
+        raise SFTError(f"{IGNORE_SPANS_FIELD!r} needs a fast tokenizer (character offsets)")
+    prompt, completion = pair
+    joint = tokenizer(prompt + completion, return_offsets_mapping=True)
+    if list(joint["input_ids"]) == prompt_ids + completion_ids:
+        base, offsets = len(prompt), joint["offset_mapping"][len(prompt_ids) :]
+    else:
+        alone = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
+        base, offsets = 0, alone["offset_mapping"]
+    flags = [any(a <= start - base < b for a, b in spans) for start, _ in offsets]
+    ranges: list[tuple[int, int]] = []
+    for k, flag in enumerate(flags):
+        pos = len(prompt_ids) + k
+        if flag and ranges and ranges[-1][1] == pos:
+            ranges[-1] = (ranges[-1][0], pos + 1)
+        elif flag:
+            ranges.append((pos, pos + 1))
+    return ranges
 
 
 def build_dataset(
@@ -599,6 +688,7 @@ def build_dataset(
         raise SFTError("the tokenizer has no EOS token; set one or pass --tokenizer DIR")
     docs = [r.text for r in rows if r.text is not None]
     pairs = [(r.prompt, r.completion) for r in rows if r.text is None]
+    spans = [r.ignore_spans for r in rows if r.text is None]
     doc_ids = [[*ids, eos] for ids in _encode(tokenizer, docs, f"{label} documents")]
     if packing and doc_ids:
         sequences = _pack_documents(doc_ids, max_length, keep_remainder, label)
@@ -607,11 +697,13 @@ def build_dataset(
         sequences = [np.asarray(ids[:max_length], dtype=np.int64) for ids in doc_ids]
         truncated = sum(len(ids) > max_length for ids in doc_ids)
     prompt_lengths = [0] * len(sequences)
-    pair_seqs, pair_prompts, pair_truncated, dropped = _pair_sequences(
-        tokenizer, pairs, eos, max_length, label
+    ignored: list[tuple[tuple[int, int], ...]] = [()] * len(sequences)
+    pair_seqs, pair_prompts, pair_ignored, pair_truncated, dropped = _pair_sequences(
+        tokenizer, pairs, spans, eos, max_length, label
     )
     sequences += pair_seqs
     prompt_lengths += pair_prompts
+    ignored += pair_ignored
     truncated += pair_truncated
     if truncated:
         logger.warning(
@@ -622,7 +714,7 @@ def build_dataset(
             "%s: %d pairs dropped: the prompt alone fills max_length=%d", label, dropped, max_length
         )
     grouped = bool(pairs) or (bool(doc_ids) and not packing)
-    return TokenDataset(sequences, prompt_lengths, grouped)
+    return TokenDataset(sequences, prompt_lengths, grouped, ignored)
 
 
 def _encode(tokenizer: Any, texts: Sequence[str], what: str, **kwargs: Any) -> list[list[int]]:
