@@ -68,8 +68,16 @@ def test_tree_files_and_trees_dir_as_sources(evaldir, tmp_path, capsys):
 
 def test_journey_shortcut_and_openlongcot(evaldir, tmp_path, capsys):
     j, s, o = tmp_path / "j.jsonl", tmp_path / "s.jsonl", tmp_path / "o.jsonl"
-    assert main(["extract", "journey", str(evaldir), "--out", str(j), "--journey-k", "1"]) == 0
+    every = ["--detour-rate", "1"]
+    assert main(["extract", "journey", str(evaldir), "--out", str(j), *every]) == 0
     assert "1 rows (1 detours, 0 critique reflections)" in capsys.readouterr().out
+    (row,) = _rows(j)
+    (a, b), *more = row["ignore_spans"]  # masked by default
+    assert not more and row["completion"][a:b] not in RIGHT
+    plain = tmp_path / "plain.jsonl"
+    assert main(["extract", "journey", str(evaldir), "--out", str(plain), *every,
+                 "--no-mask-wrong-steps"]) == 0  # fmt: skip
+    assert "ignore_spans" not in _rows(plain)[0]
     assert main(["extract", "shortcut", str(evaldir), "--out", str(s), "--journey-k", "1"]) == 0
     assert _rows(s)[0]["completion"] == RIGHT + "\n"
     assert len(_rows(j)[0]["completion"]) > len(RIGHT)
@@ -91,6 +99,8 @@ def test_bad_options_are_refused(evaldir, tmp_path, capsys):
     out = str(tmp_path / "x.jsonl")
     assert main(["extract", "pairs", str(evaldir), "--out", out, "--pair-kinds", "nope"]) == 2
     assert "pair kinds" in capsys.readouterr().err
+    assert main(["extract", "journey", str(evaldir), "--out", out, "--detour-rate", "0"]) == 2
+    assert "detour_rate" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["extract", "pairs", str(evaldir), "--out", out, "--journey-k", "0"])
 

@@ -197,10 +197,13 @@ def test_bad_config_is_refused():
 
 # -- journey and shortcut ---------------------------------------------------------------------
 
+O1 = {"journey_k": 2, "detour_steps": 2, "detour_rate": 1.0, "mask_wrong_steps": False}
+"""Journeys as O1-Journey writes them: every place a detour, trained on whole."""
+
 
 def test_journey_and_shortcut_golden_step_tree():
     p = golden_problem()
-    journey = extract("journey", [p]).rows
+    journey = extract("journey", [p], ExtractConfig(**O1)).rows
     shortcut = extract("shortcut", [p]).rows
     # Detours at both places: before step 1 one of the two wrong first steps ("2 + 3 = 5" at
     # seed 0) followed by its one non-answer child; before step 2 "2 + 12 = 15", whose only
@@ -218,9 +221,59 @@ def test_journey_and_shortcut_golden_step_tree():
     ]
 
 
+def test_masked_journey_spans_cover_exactly_the_wrong_steps():
+    p = golden_problem()
+    (row,) = extract("journey", [p], ExtractConfig(**{**O1, "mask_wrong_steps": True})).rows
+    (plain,) = extract("journey", [p], ExtractConfig(**O1)).rows
+    assert row["completion"] == plain["completion"]
+    spans = row["ignore_spans"]
+    assert [row["completion"][a:b] for a, b in spans] == [
+        "2 + 3 = 5\n",
+        "5 * 4 = 20\n",
+        "2 + 12 = 15\n",
+    ]
+    assert "ignore_spans" not in plain
+    (doc,) = extract("journey", [p], ExtractConfig(format="openlongcot", detour_rate=1.0)).rows
+    assert "ignore_spans" not in doc and doc["detours"] == 1
+
+
+def test_default_journey_one_masked_one_step_detour_or_none():
+    p = golden_problem()
+    kinds = set()
+    for seed in range(12):
+        (row,) = extract("journey", [p], ExtractConfig(seed=seed)).rows
+        kinds.add(row["detours"])
+        if row["detours"]:
+            (a, b), *more = row["ignore_spans"]
+            lines = row["completion"].splitlines()
+            wrong = row["completion"][a:b]
+            assert not more and wrong.endswith("\n") and lines.index(wrong[:-1]) + 1 < len(lines)
+            assert lines[lines.index(wrong[:-1]) + 1].endswith("is wrong.")
+    assert kinds == {0, 1}
+
+
+def test_detour_rate_leaves_some_journeys_without_a_detour():
+    p = golden_problem()
+    counts = set()
+    for seed in range(20):
+        cfg = ExtractConfig(**{**O1, "seed": seed, "detour_rate": 0.5})
+        plan = plan_journey(p, cfg)
+        assert plan is not None
+        counts.add(len(plan.detours))
+        (row,) = extract("journey", [p], cfg).rows
+        if not plan.detours:
+            assert row["completion"] == extract("shortcut", [p], cfg).rows[0]["completion"]
+    assert counts == {0, 1, 2}
+    out = extract("journey", [p], ExtractConfig(seed=0, detour_rate=0.01))
+    assert out.rows[0]["detours"] == 0 and out.counts["journeys without a detour"] == 1
+    for bad in (0.0, 1.5):
+        with pytest.raises(ExtractError, match="detour_rate"):
+            ExtractConfig(detour_rate=bad)
+
+
 def test_journey_k_and_detour_steps_limit():
     p = golden_problem()
-    plan = plan_journey(p, ExtractConfig(journey_k=1, detour_steps=1))
+    plan = plan_journey(p, ExtractConfig(journey_k=1, detour_steps=1, detour_rate=1.0))
     assert plan is not None and len(plan.detours) == 1
     assert len(plan.detours[0].steps) == 1
 
@@ -228,7 +281,7 @@ def test_journey_k_and_detour_steps_limit():
 @pytest.mark.parametrize("seed", range(12))
 def test_no_answer_line_inside_a_detour(seed):
     p = golden_problem()
-    plan = plan_journey(p, ExtractConfig(seed=seed, detour_steps=5))
+    plan = plan_journey(p, ExtractConfig(**{**O1, "seed": seed, "detour_steps": 5}))
     assert plan is not None
     for role, (meta, line) in plan.steps():
         if role in ("wrong", "reflection"):
@@ -248,7 +301,7 @@ def test_no_answer_line_inside_a_detour(seed):
 def test_journey_deterministic_at_a_seed_and_shortcut_matches():
     p = golden_problem()
     for seed in range(5):
-        cfg = ExtractConfig(seed=seed)
+        cfg = ExtractConfig(**{**O1, "seed": seed})
         assert extract("journey", [p], cfg).rows == extract("journey", [p], cfg).rows
         plan = plan_journey(p, cfg)
         assert extract("shortcut", [p], cfg).rows[0]["completion"] == (
@@ -276,7 +329,7 @@ def test_journey_uses_the_trees_own_critique():
     assert tree_critiques(critique_tree("Step 2 is wrong.")) == [
         (tuple(SLIP.splitlines()), "Step 2 is wrong.")
     ]
-    out = extract("journey", [p])
+    out = extract("journey", [p], ExtractConfig(**O1))
     assert out.rows[0]["completion"] == (
         "3 * 4 = 12\n2 + 12 = 15\nStep 2 is wrong: 2 + 12 = 14, not 15.\n"
         "2 + 12 = 14\nThe answer is \\boxed{14}.\n"
@@ -295,18 +348,18 @@ def test_journey_uses_the_trees_own_critique():
 )
 def test_critique_that_does_not_fit_the_detour_gives_the_template(critique):
     (p,) = _load([critique_tree(critique)]).problems
-    cfg = ExtractConfig(reflection="Hmm, line {step} ({line}) is off.")
+    cfg = ExtractConfig(**O1, reflection="Hmm, line {step} ({line}) is off.")
     assert extract("journey", [p], cfg).rows[0]["completion"] == (
         "3 * 4 = 12\n2 + 12 = 15\nHmm, line 2 (2 + 12 = 15) is off.\n"
         "2 + 12 = 14\nThe answer is \\boxed{14}.\n"
     )
-    no_crit = ExtractConfig(use_critiques=False)
+    no_crit = ExtractConfig(**O1, use_critiques=False)
     assert "Step 2 is wrong." in extract("journey", [p], no_crit).rows[0]["completion"]
 
 
 def test_journey_as_openlongcot_document():
     (p,) = _load([critique_tree("Step 2 is wrong: 2 + 12 = 14, not 15.")]).problems
-    (row,) = extract("journey", [p], ExtractConfig(format="openlongcot")).rows
+    (row,) = extract("journey", [p], ExtractConfig(**O1, format="openlongcot")).rows
     assert set(row) == {"id", "kind", "text", "detours"}
     tree = string_to_tree(row["text"])
     got = [(n.parent, n.meta_action, n.text, n.rating) for n in tree.nodes]
@@ -346,7 +399,7 @@ def test_rows_are_readable_by_sft_load_rows(tmp_path):
 
 def test_critique_with_a_format_tag_is_written_without_it():
     (p,) = _load([critique_tree("Step 2 is wrong.<end_of_thought><positive_rating>")]).problems
-    (row,) = extract("journey", [p], ExtractConfig(format="openlongcot")).rows
+    (row,) = extract("journey", [p], ExtractConfig(**O1, format="openlongcot")).rows
     assert [n.text for n in string_to_tree(row["text"]).nodes][3] == "Step 2 is wrong."
 
 

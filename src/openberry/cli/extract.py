@@ -38,8 +38,12 @@ kinds and rows (every row has "id", the problem id, and "kind"):
   journey      O1-Journey long thought: a correct path with up to --journey-k detours into
                branches every verified solution got wrong (at most --detour-steps steps, never an
                answer line), each ended by a reflection (the tree's own critique where one fits,
-               else --reflection) and a return to the correct step; prompt/completion rows, or
-               OpenLongCoT {"text"} documents with --format openlongcot
+               else --reflection) and a return to the correct step; each chosen place keeps its
+               detour with chance --detour-rate; prompt/completion rows whose "ignore_spans"
+               mark the wrong steps (berry train sft leaves them out of the loss; off with
+               --no-mask-wrong-steps), or OpenLongCoT {"text"} documents with --format
+               openlongcot. The defaults are the best measured on the validation split
+               (docs/training-data.md)
   shortcut     the same correct path alone, for exactly the problems journey writes
   openlongcot  each problem's trie as one OpenLongCoT document {"text"} (ratings from returns)
 
@@ -48,8 +52,10 @@ All choices are random at --seed and reproducible. Prints one summary line.
 examples:
   berry extract best-paths runs/collect --out data/sft.jsonl
   berry extract pairs runs/collect --pair-kinds outcome --out data/pairs.jsonl
-  berry extract journey runs/collect --journey-k 2 --out data/journey.jsonl
-  berry extract shortcut runs/collect --journey-k 2 --out data/shortcut.jsonl
+  berry extract journey runs/collect --out data/journey.jsonl
+  berry extract journey runs/collect --journey-k 2 --detour-steps 2 --detour-rate 1 \\
+      --no-mask-wrong-steps --out data/journey-o1.jsonl      # every journey with detours
+  berry extract shortcut runs/collect --out data/shortcut.jsonl
 """
 
 
@@ -99,8 +105,16 @@ def register(subparsers: Any) -> None:
         help="pairs: least return difference of a step pair (default: 0.5)",
     )
     _add_int(p, "--min-count", 1, "least solutions through a step for step pairs and values")
-    _add_int(p, "--journey-k", 2, "journey/shortcut: most detours per journey")
-    _add_int(p, "--detour-steps", 2, "journey/shortcut: most steps of one detour")
+    _add_int(p, "--journey-k", 1, "journey/shortcut: most detours per journey")
+    _add_int(p, "--detour-steps", 1, "journey/shortcut: most steps of one detour")
+    p.add_argument(
+        "--detour-rate",
+        type=float,
+        default=0.25,
+        metavar="P",
+        help="journey: chance that each chosen detour place gets its detour; below 1 some "
+        "journeys are the correct path alone (default: 0.25)",
+    )
     p.add_argument(
         "--reflection",
         default=None,
@@ -112,6 +126,14 @@ def register(subparsers: Any) -> None:
         "--no-critiques",
         action="store_true",
         help="journey: always use --reflection, never the tree's own critiques",
+    )
+    p.add_argument(
+        "--mask-wrong-steps",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="journey: mark the detours' wrong steps as ignore_spans, which berry train sft "
+        "leaves out of the loss: it learns the reflection and the return, not the mistake "
+        "(default: on)",
     )
     p.add_argument(
         "--format",
@@ -157,9 +179,11 @@ def run(args: argparse.Namespace) -> int:
         min_count=args.min_count,
         journey_k=args.journey_k,
         detour_steps=args.detour_steps,
+        detour_rate=args.detour_rate,
         reflection=DEFAULT_REFLECTION if args.reflection is None else args.reflection,
         use_critiques=not args.no_critiques,
         format=args.format,
+        mask_wrong_steps=args.mask_wrong_steps,
     )
     loaded = load_problems(args.sources)
     result = extract(args.kind, loaded.problems, config)

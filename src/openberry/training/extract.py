@@ -29,7 +29,11 @@ Kinds (`KINDS`):
   where one fits, else a template line built from the verifier's verdict and the returns (the
   detour's solutions were all verified wrong); a detour follows one random child for at most
   ``detour_steps`` steps and never writes an answer line; each correct-path node gets at most one
-  detour and a journey at most ``journey_k``.
+  detour and a journey at most ``journey_k``; with ``detour_rate`` below 1 each chosen place
+  keeps its detour with that chance, so some journeys have none. With ``mask_wrong_steps`` the row marks each
+  detour's wrong steps as ``ignore_spans`` (`openberry.training.sft`): the model is trained on
+  the reflection and the return, not on writing the wrong step (a departure from the report,
+  which trains on the whole journey).
 - ``shortcut``: the same correct path alone, for exactly the problems ``journey`` writes (its
   control in the report).
 - ``openlongcot``: each problem's trie as one OpenLongCoT document (LLaMA-O1's continued
@@ -57,6 +61,7 @@ from openberry.records import Problem
 from openberry.search.common import answer_of_text, strip_tags
 from openberry.search.registry import REGISTRY
 from openberry.search.scorers import JUDGE_FRAMES, solution_steps, step_value_prompts
+from openberry.training.sft import IGNORE_SPANS_FIELD
 from openberry.tree import Node, Tree, TreeFormatError
 
 __all__ = [
@@ -125,16 +130,24 @@ class ExtractConfig:
     min_count: int = 1
     """Least number of verified solutions through a step for it to enter a step pair or a value
     row."""
-    journey_k: int = 2
+    journey_k: int = 1
     """``journey``: most detours per journey."""
-    detour_steps: int = 2
+    detour_steps: int = 1
     """``journey``: most steps written in one detour."""
+    detour_rate: float = 0.25
+    """``journey``: chance that each of the (up to ``journey_k``) chosen detour places gets its
+    detour; below 1 some journeys are the correct path alone, so a model trained on them does
+    not learn that every solution holds a reflection."""
     reflection: str = DEFAULT_REFLECTION
     """``journey``: template of the reflection line (see `DEFAULT_REFLECTION`)."""
     use_critiques: bool = True
     """``journey``: use the tree's own critique of a detour as its reflection where one fits."""
     format: Literal["text", "openlongcot"] = "text"
     """``journey``: plain prompt/completion rows, or OpenLongCoT ``text`` documents."""
+    mask_wrong_steps: bool = True
+    """``journey`` text rows: mark the detours' wrong steps as ``ignore_spans``, so SFT learns
+    the reflection and the return but not to write the wrong step (OpenLongCoT documents carry
+    no spans)."""
 
     def __post_init__(self) -> None:
         for name in ("max_per_problem", "max_pairs_per_problem", "min_count"):
@@ -142,6 +155,8 @@ class ExtractConfig:
                 raise ExtractError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.journey_k < 1 or self.detour_steps < 1:
             raise ExtractError("journey_k and detour_steps must be at least 1")
+        if not 0.0 < self.detour_rate <= 1.0:
+            raise ExtractError(f"detour_rate must be in (0, 1], got {self.detour_rate}")
         if not 0.0 <= self.value_gap <= 1.0:
             raise ExtractError(f"value_gap must be in [0, 1], got {self.value_gap}")
         unknown = set(self.pair_kinds) - set(PAIR_KINDS)
@@ -532,6 +547,16 @@ class Journey:
     def lines(self) -> list[str]:
         return [s[1] for _, s in self.steps()]
 
+    def wrong_spans(self) -> list[tuple[int, int]]:
+        """Character spans of the wrong steps (each with its newline) in ``"\\n".join(lines)``
+        followed by a newline, the completion `_sft` writes."""
+        spans, at = [], 0
+        for role, (_, line) in self.steps():
+            if role == "wrong":
+                spans.append((at, at + len(line) + 1))
+            at += len(line) + 1
+        return spans
+
 
 def _trie_path(trie: TrieNode, lines: Sequence[str]) -> list[TrieNode]:
     nodes = [trie]
@@ -593,7 +618,10 @@ def plan_journey(p: ProblemSolutions, config: ExtractConfig) -> Journey | None:
         return None
     sol, nodes, spots = rng.choice(options)
     detours = []
-    for i in _sample(rng, spots, config.journey_k):
+    places = _sample(rng, spots, config.journey_k)
+    if config.detour_rate < 1.0:
+        places = [i for i in places if rng.random() < config.detour_rate]
+    for i in places:
         start = rng.choice(_detour_starts(nodes[i], nodes[i + 1]))
         taken = _follow(start, rng, config.detour_steps)
         steps = tuple(t.step for t in taken)  # type: ignore[misc]
@@ -634,11 +662,16 @@ def journey(p: ProblemSolutions, config: ExtractConfig, out: ExtractResult) -> N
         return
     out.add("detours", len(plan.detours))
     out.add("critique reflections", sum(d.critique for d in plan.detours))
-    extra = {"detours": len(plan.detours)}
+    if not plan.detours:
+        out.add("journeys without a detour")
+    extra: dict[str, Any] = {"detours": len(plan.detours)}
     if config.format == "openlongcot":
         doc = journey_document(p.problem, plan)
         out.rows.append({"id": p.id, "kind": "journey", "text": doc, **extra})
     else:
+        spans = plan.wrong_spans()
+        if config.mask_wrong_steps and spans:
+            extra[IGNORE_SPANS_FIELD] = [list(span) for span in spans]
         out.rows.append(_sft(p, "journey", plan.lines(), **extra))
 
 
@@ -713,6 +746,7 @@ _COUNT_ORDER = (
     "step pairs",
     "detours",
     "critique reflections",
+    "journeys without a detour",
     "problems without a journey",
 )
 
