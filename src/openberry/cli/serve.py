@@ -93,7 +93,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dtype", default="float32", help="torch dtype (default: float32)")
     add_prefix_cache_arg(p)
     add_role_args(p)
-    add_prompts_arg(p)
+    add_prompts_arg(p, auto="paper when the model's tokenizer has a chat template, else tiny")
     p.add_argument(
         "--search-methods",
         action=argparse.BooleanOptionalAction,

@@ -41,7 +41,9 @@ model used as a judge was not trained to answer with one word as the PPRM was.
 ``--prompts auto`` (the command-line default) is ``paper`` when the policy wraps prompts in its
 chat template (``--chat-template``, `renders_chat`), else ``tiny``: a model prompted through a
 chat template is an instruct model, which follows instructions but never saw berry-tiny's
-frames; a model read as plain text is a base model or one trained on those frames.
+frames; a model read as plain text is a base model or one trained on those frames. ``berry
+serve`` never wraps its completions prompts, so there ``auto`` is ``paper`` when the served
+model's tokenizer has a chat template (`has_chat_template`).
 
 A profile file (TOML or JSON) has the same shape (docs/prompts.md)::
 
@@ -100,6 +102,7 @@ __all__ = [
     "choice_identity",
     "choose_profile",
     "fill",
+    "has_chat_template",
     "load_profile",
     "placeholders",
     "profile_from_dict",
@@ -343,6 +346,14 @@ def renders_chat(policy: Any) -> bool:
     """Whether `policy` wraps prompts in a chat template: `HFPolicy` with ``--chat-template``
     and a tokenizer that has one, `OpenAIPolicy` in chat mode (their ``chat`` attribute)."""
     return getattr(policy, "chat", False) is True
+
+
+def has_chat_template(policy: Any) -> bool:
+    """Whether `policy`'s tokenizer has a chat template (an instruct model), whether or not the
+    policy wraps its prompts in it. `openberry.serve` reads ``auto`` by this: a served model
+    reads chats through its template, so its searches get the chat prompts too."""
+    tokenizer = getattr(policy, "tokenizer", None)
+    return bool(getattr(tokenizer, "chat_template", None))
 
 
 def choose_profile(choice: PromptChoice, chat: bool) -> PromptProfile:

@@ -25,6 +25,7 @@ from openberry.formats.profiles import (
     PromptChoice,
     PromptProfile,
     choose_profile,
+    has_chat_template,
     renders_chat,
 )
 from openberry.models.base import ModelError, Policy, SamplingParams
@@ -137,7 +138,7 @@ class ServerState:
             auth_header=f"Bearer {api_key}".encode() if api_key else None,
             scheduler=Scheduler(models, max_active=max_active, max_queue=max_queue),
             limits=limits,
-            prompts=choose_profile(prompts, renders_chat(policy)),
+            prompts=choose_profile(prompts, renders_chat(policy) or has_chat_template(policy)),
         )
 
     def search_models_table(self) -> dict[str, Policy]:
