@@ -19,6 +19,7 @@ from openberry.search.mctsr import (
     MCTSrState,
     backed_up_values,
     backup,
+    choose,
     is_candidate,
     q_value,
     select,
@@ -105,6 +106,18 @@ def _three_answers() -> tuple[MCTSrState, list[int]]:
     a.rewards, b.rewards, d.rewards, c.rewards = [80.0], [40.0], [-60.0], [70.0]
     ids = [a.id, b.id, d.id, c.id]
     return MCTSrState(problem, tree, MCTSrConfig(), ids), ids
+
+
+def test_the_chosen_answer_is_a_node_that_states_one() -> None:
+    """Regression: a chat model's best-rated solution may state no answer (a forced answer that
+    never closed its box); the search then answered nothing though other nodes had answers."""
+    state, (a, b, d, c) = _three_answers()
+    for i, answer in zip((a, b, d, c), (None, "14", "15", None), strict=True):
+        state.tree[i].answer = answer
+    assert choose(state) == b  # a has the best Q but no answer
+    for i in (b, d):
+        state.tree[i].answer = None
+    assert choose(state) == a  # none answers: the best Q, as before
 
 
 def test_virtual_loss_is_a_worst_reward_per_pick_in_flight() -> None:

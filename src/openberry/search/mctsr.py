@@ -336,7 +336,7 @@ def expand(state: MCTSrState, picks: Sequence[int], first_rollout: int) -> Step[
 
 def choose(state: MCTSrState) -> int:
     """The final answer: the answer node with the highest Q, never the dummy (ties go to the
-    older one). Every answer node records its visits (at least its reward samples), its value
+    older one), among the nodes that state an answer when any does. Every answer node records its visits (at least its reward samples), its value
     (V mapped from [-100, 100] to [0, 1]), ``info["q"]`` and ``info["backed_up"]``."""
     q, v = backup(state)
     for i in state.answers:
@@ -346,7 +346,8 @@ def choose(state: MCTSrState) -> int:
         node.info["q"] = q[i]
         node.info["backed_up"] = v[i]
     real = [i for i in state.answers if i != state.dummy]
-    return max(real, key=lambda i: (q[i], -i))
+    answered = [i for i in real if state.tree[i].answer is not None]
+    return max(answered or real, key=lambda i: (q[i], -i))
 
 
 def mctsr(problem: Problem, rng: random.Random, config: MCTSrConfig) -> SearchGen:
