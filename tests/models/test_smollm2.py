@@ -18,6 +18,7 @@ import pytest
 
 import openberry.cli.main as cli_main
 from models.tiny import live_server
+from openberry.formats.profiles import ANSWER_TOKENS
 
 pytestmark = [
     pytest.mark.smollm2,
@@ -89,3 +90,4 @@ def test_serve_answers_the_openai_sdk(monkeypatch) -> None:
         # gives an answer (whatever this weak model computes)
         assert report["method"] == "greedy" and report["config"]["prompts"]["name"] == "paper"
         assert report["answer"] and report["stats"]["calls"] in (1, 2)
+        assert 0 < report["stats"]["generated_tokens"] <= 32 + ANSWER_TOKENS

@@ -336,8 +336,9 @@ def expand(state: MCTSrState, picks: Sequence[int], first_rollout: int) -> Step[
 
 def choose(state: MCTSrState) -> int:
     """The final answer: the answer node with the highest Q, never the dummy (ties go to the
-    older one), among the nodes that state an answer when any does. Every answer node records its visits (at least its reward samples), its value
-    (V mapped from [-100, 100] to [0, 1]), ``info["q"]`` and ``info["backed_up"]``."""
+    older one), among the nodes that state an answer when any does. Every answer node records
+    its visits (at least its reward samples), its value (V mapped from [-100, 100] to [0, 1]),
+    ``info["q"]`` and ``info["backed_up"]``."""
     q, v = backup(state)
     for i in state.answers:
         node = state.tree[i]

@@ -30,10 +30,10 @@ Kinds (`KINDS`):
   detour's solutions were all verified wrong); a detour follows one random child for at most
   ``detour_steps`` steps and never writes an answer line; each correct-path node gets at most one
   detour and a journey at most ``journey_k``; with ``detour_rate`` below 1 each chosen place
-  keeps its detour with that chance, so some journeys have none. With ``mask_wrong_steps`` the row marks each
-  detour's wrong steps as ``ignore_spans`` (`openberry.training.sft`): the model is trained on
-  the reflection and the return, not on writing the wrong step (a departure from the report,
-  which trains on the whole journey).
+  keeps its detour with that chance, so some journeys have none. With ``mask_wrong_steps`` the
+  row marks each detour's wrong steps as ``ignore_spans`` (`openberry.training.sft`): the model
+  is trained on the reflection and the return, not on writing the wrong step (a departure from
+  the report, which trains on the whole journey).
 - ``shortcut``: the same correct path alone, for exactly the problems ``journey`` writes (its
   control in the report).
 - ``openlongcot``: each problem's trie as one OpenLongCoT document (LLaMA-O1's continued
@@ -669,8 +669,7 @@ def journey(p: ProblemSolutions, config: ExtractConfig, out: ExtractResult) -> N
         doc = journey_document(p.problem, plan)
         out.rows.append({"id": p.id, "kind": "journey", "text": doc, **extra})
     else:
-        spans = plan.wrong_spans()
-        if config.mask_wrong_steps and spans:
+        if config.mask_wrong_steps and (spans := plan.wrong_spans()):
             extra[IGNORE_SPANS_FIELD] = [list(span) for span in spans]
         out.rows.append(_sft(p, "journey", plan.lines(), **extra))
 

@@ -535,10 +535,9 @@ class TokenDataset:
     @property
     def loss_tokens(self) -> int:
         """Tokens that carry loss, summed over the dataset."""
+        past_prompts = zip(self.sequences, self.prompt_lengths, strict=True)
         ignored = sum(b - a for spans in self.ignored for a, b in spans)
-        return sum(len(s) - p for s, p in zip(self.sequences, self.prompt_lengths, strict=True)) - (
-            ignored
-        )
+        return sum(len(s) - p for s, p in past_prompts) - ignored
 
 
 class SFTCollator:
